@@ -1,0 +1,154 @@
+"""File primitives every stage shares: atomic writes, the image store, stable hashing.
+
+A file under its final name is always complete: writers go to a temporary name in the same
+folder, fsync, then rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TMP_SUFFIX = ".tmp"
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `final`; on success fsync it and rename it into place."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_parquet_atomic(table: pa.Table, path: str | Path, **kwargs) -> None:
+    """Write a Parquet file reproducibly (no created_by drift within one pyarrow version)."""
+    kwargs.setdefault("compression", "zstd")
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **kwargs)
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete temporary files an interrupted run left in `folder` (recursively)."""
+    n = 0
+    folder = Path(folder)
+    if not folder.exists():
+        return 0
+    for p in folder.rglob(f".*{TMP_SUFFIX}"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def stable_hash64(*parts: str) -> int:
+    """A 64-bit hash of strings that is the same on every machine and run (unlike hash())."""
+    h = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8)
+    return int.from_bytes(h.digest(), "big")
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def tar_member_info(name: str, size: int) -> tarfile.TarInfo:
+    """A TarInfo with fixed metadata so the same members give the same bytes."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+class ImageStoreWriter:
+    """Writes images into an uncompressed tar and reports where each member's bytes start.
+
+    The catalog keeps (image_file, image_offset, image_size), so a later stage reads one image
+    with a seek instead of scanning the tar. The tar is written under a temporary name and
+    renamed by `close()`; an exception leaves nothing under the final name.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()
+        self._tar = tarfile.open(fileobj=self._fh, mode="w", format=tarfile.USTAR_FORMAT)
+
+    def add(self, name: str, data: bytes) -> tuple[int, int]:
+        """Append a member; return (offset of its data, size)."""
+        info = tar_member_info(name, len(data))
+        header_offset = self._fh.tell()
+        self._tar.addfile(info, io.BytesIO(data))
+        data_offset = header_offset + len(info.tobuf(format=tarfile.USTAR_FORMAT))
+        return data_offset, len(data)
+
+    def close(self) -> None:
+        self._tar.close()
+        self._fh.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        self._tar.close()
+        self._fh.close()
+        with contextlib.suppress(Exception):
+            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self) -> ImageStoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def store_member_name(key: str, ext: str = "jpg") -> str:
+    """Tar member name for a stable key (slashes would make folders)."""
+    return key.replace("/", "__") + "." + ext
+
+
+def read_image_bytes(data_root: str | Path, image_file: str, offset: int, size: int) -> bytes:
+    with open(Path(data_root) / image_file, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read(size)
+    if len(data) != size:
+        raise OSError(f"short read from {image_file} at {offset}: {len(data)} of {size} bytes")
+    return data

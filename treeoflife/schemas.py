@@ -1,0 +1,182 @@
+"""Arrow schemas of every table treeoflife writes.
+
+These are the data contracts between stages (and with users' notebooks). Each schema carries a
+version in its metadata; `schemas/*.json` publishes them and a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+"""The seven ranks. `species` always holds the specific epithet, never the binomial."""
+
+SOURCES = ("inat21", "bioscan", "eol")
+
+# Row status vocabulary.
+INGEST_OK = "ok"
+INGEST_FAILED = "failed"
+STATUS_KEPT = "kept"  # in the release shards
+STATUS_FAILED = "failed"  # could not be ingested (reason says why)
+STATUS_REMOVED = "removed"  # dedup or held-out species (reason says why)
+STATUS_EXCLUDED = "excluded"  # no usable taxonomy (reason says why)
+FINAL_STATUSES = (STATUS_KEPT, STATUS_FAILED, STATUS_REMOVED, STATUS_EXCLUDED)
+
+# Removal reasons (dedup stage).
+REASON_EXACT_EVAL = "exact_eval_duplicate"
+REASON_NEAR_EVAL = "near_eval_duplicate"
+REASON_HELD_OUT = "held_out_species"
+REASON_IN_TRAIN_DUP = "in_train_duplicate"
+REASON_TAXON_UNRESOLVED = "taxon_unresolved"
+
+SPLITS = ("train", "val")
+"""Primary splits; `train_small` is a deterministic subset of `train` (flag `in_train_small`)."""
+
+
+def _with_meta(schema: pa.Schema, name: str, version: str) -> pa.Schema:
+    return schema.with_metadata({"treeoflife.table": name, "treeoflife.version": version})
+
+
+_VERBATIM = [
+    pa.field("verbatim_kingdom", pa.string()),
+    pa.field("verbatim_phylum", pa.string()),
+    pa.field("verbatim_class", pa.string()),
+    pa.field("verbatim_order", pa.string()),
+    pa.field("verbatim_family", pa.string()),
+    pa.field("verbatim_genus", pa.string()),
+    pa.field("verbatim_scientific_name", pa.string()),
+    pa.field("verbatim_common_name", pa.string()),
+]
+
+_SOURCE_IDS = [
+    pa.field("eol_content_id", pa.int64()),
+    pa.field("eol_page_id", pa.int64()),
+    pa.field("inat21_file", pa.string()),
+    pa.field("inat21_category_id", pa.int64()),
+    pa.field("bioscan_processid", pa.string()),
+    pa.field("bioscan_part", pa.string()),
+    pa.field("bioscan_filename", pa.string()),
+]
+
+_IMAGE = [
+    pa.field("image_file", pa.string()),  # image store tar, relative to the data root
+    pa.field("image_offset", pa.int64()),  # byte offset of the member's data in that tar
+    pa.field("image_size", pa.int64()),  # member size in bytes
+    pa.field("md5", pa.string()),  # hex md5 of the stored (normalised) bytes
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+]
+
+SOURCE_CATALOG = _with_meta(
+    pa.schema(
+        [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            *_SOURCE_IDS,
+            *_VERBATIM,
+            pa.field("license", pa.string()),
+            pa.field("rights_holder", pa.string()),
+            pa.field("source_url", pa.string()),
+            pa.field("status", pa.string(), nullable=False),  # ok | failed
+            pa.field("reason", pa.string()),  # why failed (null when ok)
+            *_IMAGE,
+        ]
+    ),
+    "source_catalog",
+    "1",
+)
+"""One row per input row of a source (every row counted, failed ones included).
+
+Written per chunk as `catalog/<source>/part-%05d.parquet`, images in `images/<source>/part-%05d.tar`.
+"""
+
+TAXA = _with_meta(
+    pa.schema(
+        [
+            pa.field("query_id", pa.string(), nullable=False),
+            *_VERBATIM[:7],
+            *[pa.field(r, pa.string()) for r in RANKS],
+            pa.field("scientific_name", pa.string()),  # canonical name of the resolved taxon
+            pa.field("common_name", pa.string()),
+            pa.field("taxon_id", pa.string()),  # authority key, always TEXT
+            pa.field("authority", pa.string()),  # e.g. gbif-backbone
+            pa.field("match_type", pa.string()),  # exact|synonym|fuzzy|higherrank|source|none
+            pa.field("confidence", pa.float64()),
+            *[pa.field(f"{r}_provenance", pa.string()) for r in RANKS],
+            pa.field("flags", pa.list_(pa.string())),
+            pa.field("reason", pa.string()),  # why unresolved (null when resolved)
+        ]
+    ),
+    "taxa",
+    "1",
+)
+"""One row per distinct (verbatim ranks, verbatim name) query; catalog rows join it by query_id."""
+
+HASHES = _with_meta(
+    pa.schema(
+        [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("md5", pa.string()),
+            pa.field("phash", pa.uint64()),
+            pa.field("phash_algo", pa.string()),
+        ]
+    ),
+    "hashes",
+    "1",
+)
+
+REMOVALS = _with_meta(
+    pa.schema(
+        [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("evalset", pa.string()),
+            pa.field("eval_key", pa.string()),
+            pa.field("distance", pa.int32()),
+        ]
+    ),
+    "removals",
+    "1",
+)
+
+CATALOG = _with_meta(
+    pa.schema(
+        [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("treeoflife_id", pa.string(), nullable=False),  # uuid5 of the key
+            pa.field("source", pa.string(), nullable=False),
+            *_SOURCE_IDS,
+            *[pa.field(r, pa.string()) for r in RANKS],
+            pa.field("scientific_name", pa.string()),
+            pa.field("common_name", pa.string()),
+            pa.field("taxon_id", pa.string()),
+            pa.field("match_type", pa.string()),
+            *[pa.field(f"{r}_provenance", pa.string()) for r in RANKS],
+            pa.field("query_id", pa.string()),
+            *_VERBATIM,
+            pa.field("license", pa.string()),
+            pa.field("rights_holder", pa.string()),
+            pa.field("source_url", pa.string()),
+            pa.field("md5", pa.string()),
+            pa.field("phash", pa.uint64()),
+            pa.field("phash_algo", pa.string()),
+            pa.field("width", pa.int32()),
+            pa.field("height", pa.int32()),
+            pa.field("status", pa.string(), nullable=False),  # kept|failed|removed|excluded
+            pa.field("reason", pa.string()),
+            pa.field("removal_evalset", pa.string()),
+            pa.field("removal_eval_key", pa.string()),
+            pa.field("removal_distance", pa.int32()),
+            pa.field("split", pa.string()),  # train|val, null unless kept
+            pa.field("in_train_small", pa.bool_()),
+            pa.field("shard", pa.string()),  # e.g. train/shard-000000.tar
+            pa.field("shard_position", pa.int32()),  # sample index inside that shard
+        ]
+    ),
+    "catalog",
+    "1",
+)
+"""The release catalog: one row per input image, with its final status."""
+
+ALL = {"source_catalog": SOURCE_CATALOG, "taxa": TAXA, "hashes": HASHES,
+       "removals": REMOVALS, "catalog": CATALOG}
