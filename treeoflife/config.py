@@ -71,7 +71,8 @@ class TaxonomyConfig:
 @dataclass(frozen=True)
 class EvalSetConfig:
     name: str
-    metadata: str  # Rare-Species-style CSV: kingdom,phylum,cls,order,family,genus,species,common_name,filepath
+    # Rare-Species-style CSV: kingdom,phylum,cls,order,family,genus,species,common_name,filepath
+    metadata: str
     root: str | None = None  # folder the filepaths are relative to (default: the CSV's folder)
     hold_out_species: bool = False  # remove every training image of its species
 

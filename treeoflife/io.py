@@ -109,7 +109,7 @@ class ImageStoreWriter:
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()
-        self._tar = tarfile.open(fileobj=self._fh, mode="w", format=tarfile.USTAR_FORMAT)
+        self._tar = tarfile.open(fileobj=self._fh, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
 
     def add(self, name: str, data: bytes) -> tuple[int, int]:
         """Append a member; return (offset of its data, size)."""

@@ -87,7 +87,8 @@ SOURCE_CATALOG = _with_meta(
 )
 """One row per input row of a source (every row counted, failed ones included).
 
-Written per chunk as `catalog/<source>/part-%05d.parquet`, images in `images/<source>/part-%05d.tar`.
+Written per chunk as `catalog/<source>/part-%05d.parquet`; images go to
+`images/<source>/part-%05d.tar`.
 """
 
 TAXA = _with_meta(
@@ -178,5 +179,10 @@ CATALOG = _with_meta(
 )
 """The release catalog: one row per input image, with its final status."""
 
-ALL = {"source_catalog": SOURCE_CATALOG, "taxa": TAXA, "hashes": HASHES,
-       "removals": REMOVALS, "catalog": CATALOG}
+ALL = {
+    "source_catalog": SOURCE_CATALOG,
+    "taxa": TAXA,
+    "hashes": HASHES,
+    "removals": REMOVALS,
+    "catalog": CATALOG,
+}
