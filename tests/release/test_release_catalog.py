@@ -1,0 +1,118 @@
+import csv
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from treeoflife.errors import InputError
+from treeoflife.release.card import write_licenses_csv
+from treeoflife.release.catalog import read_catalog, write_catalog
+from treeoflife.schemas import CATALOG
+
+from .conftest import catalog_table
+
+
+def test_catalog_parquet_is_sorted_typed_and_reproducible(tmp_path):
+    table = catalog_table()
+    write_catalog(table, tmp_path / "a.parquet")
+    # Row order of the input does not matter.
+    write_catalog(table.take(list(reversed(range(table.num_rows)))), tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+    meta = pq.ParquetFile(tmp_path / "a.parquet").metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert meta.row_group(0).column(0).statistics.has_min_max
+    out = read_catalog(tmp_path / "a.parquet")
+    assert out.schema.equals(CATALOG, check_metadata=True)
+    keys = out.column("key").to_pylist()
+    assert keys == sorted(keys) and len(keys) == table.num_rows
+    assert "image_offset" not in out.column_names
+    assert out.column("phash").to_pylist()[0] >= 2**63  # uint64 survives
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_catalog_readable_by_duckdb_and_polars(tmp_path):
+    path = tmp_path / "catalog.parquet"
+    table = catalog_table()
+    write_catalog(table, path)
+    con = duckdb.connect()
+    counts = dict(
+        con.execute(
+            f"SELECT status, count(*) FROM read_parquet('{path}') GROUP BY status"
+        ).fetchall()
+    )
+    expected = dict(zip(*pc.value_counts(table.column("status")).flatten(), strict=True))
+    assert counts == {k.as_py(): v.as_py() for k, v in expected.items()}
+    n_train = con.execute(
+        f"SELECT count(*) FROM '{path}' WHERE split = 'train' AND shard LIKE 'train/%'"
+    ).fetchone()[0]
+    assert n_train == pc.sum(pc.equal(table.column("split"), "train")).as_py()
+
+    df = pl.read_parquet(path)
+    assert df.height == table.num_rows
+    assert df.schema["phash"] == pl.UInt64
+    assert df.filter(pl.col("status") != "kept")["reason"].null_count() == 0
+    assert df["key"].to_list() == sorted(table.column("key").to_pylist())
+
+
+def test_missing_nullable_columns_are_filled_and_required_checked(tmp_path):
+    table = catalog_table().drop_columns(["removal_eval_key", "phash_algo"])
+    write_catalog(table, tmp_path / "c.parquet")
+    out = read_catalog(tmp_path / "c.parquet")
+    assert out.column("removal_eval_key").null_count == out.num_rows
+    with pytest.raises(InputError, match="status"):
+        write_catalog(catalog_table().drop_columns(["status"]), tmp_path / "d.parquet")
+    assert not (tmp_path / "d.parquet").exists()
+
+
+def _with_column(table: pa.Table, name: str, values) -> pa.Table:
+    i = table.column_names.index(name)
+    return table.set_column(i, name, pa.array(values, table.schema.field(name).type))
+
+
+@pytest.mark.parametrize(
+    ("column", "change", "message"),
+    [
+        ("status", lambda v: ["unknown", *v[1:]], "unknown statuses"),
+        ("reason", lambda v: [None] * len(v), "no reason"),
+        ("key", lambda v: [v[1], *v[1:]], "not unique"),
+        ("shard", lambda v: [None] * len(v), "no shard"),
+    ],
+)
+def test_invalid_catalogs_are_refused(tmp_path, column, change, message):
+    table = catalog_table()
+    table = _with_column(table, column, change(table.column(column).to_pylist()))
+    with pytest.raises(InputError, match=message):
+        write_catalog(table, tmp_path / "bad.parquet")
+    assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_read_catalog_refuses_other_tables(tmp_path):
+    pq.write_table(pa.table({"key": ["a"]}), tmp_path / "x.parquet")
+    with pytest.raises(InputError):
+        read_catalog(tmp_path / "x.parquet")
+
+
+def test_licenses_csv_lists_kept_images_sorted(tmp_path):
+    table = catalog_table()
+    write_licenses_csv(table, tmp_path / "licenses.csv")
+    with open(tmp_path / "licenses.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == [
+        "key",
+        "treeoflife_id",
+        "source_url",
+        "license",
+        "rights_holder",
+        "md5",
+    ]
+    kept = table.filter(pc.equal(table.column("status"), "kept"))
+    assert [r["key"] for r in rows] == sorted(kept.column("key").to_pylist())
+    by_key = {r["key"]: r for r in kept.to_pylist()}
+    for r in rows:
+        src = by_key[r["key"]]
+        assert r["rights_holder"] == (src["rights_holder"] or "")  # commas survive quoting
+        assert r["md5"] == src["md5"] and r["license"] == src["license"]

@@ -1,0 +1,105 @@
+"""The release catalog: one Parquet file, one row per input image, schema CATALOG.
+
+Sorted by key, zstd, statistics on, row groups of ~100k rows so DuckDB and polars can skip
+groups by key range. Validation here is the last gate before publishing: every row has a final
+status, and every row that is not in the shards says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from treeoflife.errors import InputError
+from treeoflife.io import write_parquet_atomic
+from treeoflife.schemas import CATALOG, FINAL_STATUSES, STATUS_KEPT
+
+log = logging.getLogger(__name__)
+
+ROW_GROUP_SIZE = 100_000
+IMAGE_LOCATION_COLUMNS = ("image_file", "image_offset", "image_size")
+"""Columns a build keeps beside the catalog to read images; never published."""
+
+
+def conform_catalog(table: pa.Table) -> pa.Table:
+    """`table` cast to CATALOG (column order, types, metadata), validated and sorted by key.
+
+    Image-store location columns are dropped; other unknown columns are dropped with a warning;
+    missing nullable columns become nulls (with a warning); anything else is an InputError.
+    """
+    names = set(table.column_names)
+    extra = sorted(names - set(CATALOG.names) - set(IMAGE_LOCATION_COLUMNS))
+    if extra:
+        log.warning("catalog: dropping columns not in the CATALOG schema: %s", extra)
+    missing = [f.name for f in CATALOG if f.name not in names]
+    required = [n for n in missing if not CATALOG.field(n).nullable]
+    if required:
+        raise InputError(f"catalog lacks required columns {required}")
+    if missing:
+        log.warning("catalog: filling absent columns with nulls: %s", missing)
+    columns = []
+    for field in CATALOG:
+        if field.name in names:
+            col = table.column(field.name)
+            try:
+                col = col.cast(field.type) if col.type != field.type else col
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise InputError(f"catalog column {field.name!r}: {exc}") from exc
+        else:
+            col = pa.nulls(table.num_rows, field.type)
+        if not field.nullable and col.null_count:
+            raise InputError(f"catalog column {field.name!r} has {col.null_count} nulls")
+        columns.append(col)
+    out = pa.Table.from_arrays(columns, schema=CATALOG)
+    _validate(out)
+    return out.sort_by("key")
+
+
+def _validate(table: pa.Table) -> None:
+    n = table.num_rows
+    if pc.count_distinct(table.column("key")).as_py() != n:
+        raise InputError("catalog keys are not unique")
+    status = table.column("status")
+    bad = pc.invert(pc.is_in(status, value_set=pa.array(FINAL_STATUSES)))
+    if pc.any(bad).as_py():
+        values = sorted(set(pc.filter(status, bad).to_pylist()))
+        raise InputError(f"catalog has unknown statuses {values}; expected {FINAL_STATUSES}")
+    kept = pc.equal(status, STATUS_KEPT)
+    no_reason = pc.and_(pc.invert(kept), pc.is_null(table.column("reason")))
+    if pc.any(no_reason).as_py():
+        count = pc.sum(no_reason.cast(pa.int64())).as_py()
+        raise InputError(f"{count} catalog rows are not kept but carry no reason")
+    for col in ("split", "shard", "shard_position"):
+        unplaced = pc.and_(kept, pc.is_null(table.column(col)))
+        if pc.any(unplaced).as_py():
+            count = pc.sum(unplaced.cast(pa.int64())).as_py()
+            raise InputError(f"{count} kept catalog rows have no {col}")
+
+
+def write_catalog(table: pa.Table, path: Path) -> None:
+    """Write the release catalog Parquet atomically (see conform_catalog for the checks)."""
+    table = conform_catalog(table)
+    write_parquet_atomic(
+        table,
+        path,
+        compression="zstd",
+        row_group_size=ROW_GROUP_SIZE,
+        write_statistics=True,
+    )
+    log.info("wrote catalog %s: %d rows", path, table.num_rows)
+
+
+def read_catalog(path: Path) -> pa.Table:
+    """Read a release catalog; its schema must be CATALOG (fields and version)."""
+    table = pq.read_table(path)
+    if not table.schema.equals(CATALOG, check_metadata=False):
+        raise InputError(f"{path} does not have the CATALOG schema")
+    meta = table.schema.metadata or {}
+    version = meta.get(b"treeoflife.version")
+    if version != CATALOG.metadata[b"treeoflife.version"]:
+        raise InputError(f"{path}: catalog schema version {version!r} is not supported")
+    return table.replace_schema_metadata(CATALOG.metadata)
