@@ -1,0 +1,239 @@
+"""Scientific-name normalisation: verbatim labels from many sources to one canonical form.
+
+Sources write names in many ways ("Quercus robur L.", "Puma concolor (Linnaeus, 1771)",
+"<i>Mentha &times; piperita</i>", "QUERCUS ROBUR", "Aedes (Ochlerotatus) vexans",
+"Lamium_galeobdolon", "not_classified"). The canonical form is what the GBIF backbone calls
+`canonicalName`: genus, epithet and infraspecific epithet, no authorship, no rank marker, no
+hybrid sign. Matching compares canonical names case-insensitively (`match_key`).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+
+PLACEHOLDERS = frozenset(
+    {
+        "",
+        "-",
+        "--",
+        "?",
+        "na",
+        "n/a",
+        "nan",
+        "none",
+        "null",
+        "nil",
+        "unknown",
+        "unknow",
+        "not classified",
+        "not_classified",
+        "unclassified",
+        "unidentified",
+        "undetermined",
+        "indet",
+        "indet.",
+        "incertae sedis",
+        "no data",
+        "not available",
+    }
+)
+"""Values that mean "no label" (compared lower-case, underscores read as spaces)."""
+
+_INFRA_MARKERS = {
+    "subsp.": "subspecies",
+    "subsp": "subspecies",
+    "ssp.": "subspecies",
+    "ssp": "subspecies",
+    "var.": "variety",
+    "var": "variety",
+    "subvar.": "subvariety",
+    "f.": "form",
+    "fo.": "form",
+    "forma": "form",
+    "morph": "morph",
+    "morph.": "morph",
+}
+_GENUS_ONLY = {"sp.": "sp", "sp": "sp", "spp.": "spp", "spp": "spp", "sp.nov.": "sp"}
+_QUALIFIERS = {"cf.": "cf", "cf": "cf", "aff.": "aff", "aff": "aff", "nr.": "aff", "near": "aff"}
+_HYBRID_SIGNS = {"x", "×", "\u2a09"}
+# Particles that begin an authorship ("Quercus robur de Candolle", "Vicia faba van ...").
+_AUTHOR_PARTICLES = frozenset(
+    {"de", "van", "von", "der", "den", "du", "la", "le", "del", "da", "d'"}
+)
+
+_TAG = re.compile(r"<[^>]*>")
+_WORD = re.compile(r"^[^\W\d_]+(?:-[^\W\d_]+)*$")  # letters, inner hyphens ("novae-angliae")
+_SUBGENUS = re.compile(r"^\(([^\W\d_]+)\)$")
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    """A name split into parts; `canonical` is None when the input carries no name."""
+
+    canonical: str | None
+    genus: str | None = None  # set for binomials and "Genus sp."; None for bare uninomials
+    epithet: str | None = None
+    infraspecific: str | None = None
+    rank_hint: str | None = None  # species|subspecies|variety|form|genus|family|None
+    authorship: str | None = None
+    flags: tuple[str, ...] = ()  # sorted: hybrid, cf, aff, sp, spp, subgenus, placeholder ...
+
+    @property
+    def binomial(self) -> str | None:
+        if self.genus and self.epithet:
+            return f"{self.genus} {self.epithet}"
+        return None
+
+
+def clean_text(raw: str | None) -> str | None:
+    """Unescape HTML, drop tags, normalise Unicode and whitespace; placeholders become None."""
+    if raw is None:
+        return None
+    s = html.unescape(str(raw))
+    s = _TAG.sub(" ", s)
+    s = unicodedata.normalize("NFC", s)
+    s = s.replace("\u00a0", " ").replace("_", " ")
+    s = " ".join(s.split()).strip(" \"'")
+    if s.lower() in PLACEHOLDERS or s.lower().replace(" ", "_") in PLACEHOLDERS:
+        return None
+    return s
+
+
+@functools.lru_cache(maxsize=1 << 16)  # few distinct values (Animalia, Insecta ...), many rows
+def normalize_rank_value(raw: str | None) -> str | None:
+    """A verbatim rank label (kingdom..genus) cleaned: capitalised first letter, None if empty."""
+    s = clean_text(raw)
+    if s is None:
+        return None
+    first = s.split()[0]
+    if not _WORD.match(first):
+        return s
+    return first[:1].upper() + first[1:].lower() if first.isupper() or first.islower() else first
+
+
+def match_key(name: str | None) -> str | None:
+    """The key names are compared by: lower-cased, single-spaced."""
+    if name is None:
+        return None
+    s = " ".join(name.split()).lower()
+    return s or None
+
+
+def _is_epithet(token: str) -> bool:
+    return (
+        len(token) > 1
+        and bool(_WORD.match(token))
+        and token.islower()
+        and token not in _AUTHOR_PARTICLES
+    )
+
+
+def _strip_hybrid_prefix(token: str) -> tuple[str, bool]:
+    if token[:1] in ("×", "\u2a09") and len(token) > 1:
+        return token[1:], True
+    return token, False
+
+
+def _guess_uninomial_rank(name: str) -> str | None:
+    if name.endswith(("idae", "aceae")):
+        return "family"
+    if name.endswith(("ales", "iformes")):
+        return "order"
+    return None
+
+
+def normalize_name(raw: str | None) -> ParsedName:
+    """Parse a verbatim scientific name into its canonical form and parts.
+
+    Never raises: text that is not a name gives `canonical=None` with a flag saying why
+    (`empty`, `placeholder` or `unparsed`).
+    """
+    if raw is None or not str(raw).strip():
+        return ParsedName(canonical=None, flags=("empty",))
+    text = clean_text(raw)
+    if text is None:
+        return ParsedName(canonical=None, flags=("placeholder",))
+    flags: set[str] = set()
+    if text.isupper() and len(text) > 1:  # "QUERCUS ROBUR": shouting, not authorship
+        text = text.lower()
+    tokens = text.split()
+    # Leading hybrid sign: "× Triticosecale", "×Triticosecale", "x Triticosecale".
+    if tokens[0] in _HYBRID_SIGNS and len(tokens) > 1:
+        tokens = tokens[1:]
+        flags.add("hybrid")
+    head, hybrid = _strip_hybrid_prefix(tokens[0])
+    if hybrid:
+        flags.add("hybrid")
+    if not _WORD.match(head):
+        return ParsedName(canonical=None, flags=tuple(sorted(flags | {"unparsed"})))
+    genus = head[:1].upper() + head[1:].lower()
+    rest = tokens[1:]
+    i = 0
+    # "Aedes (Ochlerotatus) vexans": a subgenus sits between genus and epithet.
+    if len(rest) > 1 and _SUBGENUS.match(rest[0]) and _is_epithet(rest[1]):
+        flags.add("subgenus")
+        i += 1
+    epithet = infra = rank_hint = None
+    while i < len(rest):  # qualifiers and hybrid signs before the epithet
+        low = rest[i].lower()
+        if low in _QUALIFIERS:
+            flags.add(_QUALIFIERS[low])
+            i += 1
+        elif low in _HYBRID_SIGNS:
+            flags.add("hybrid")
+            i += 1
+        else:
+            break
+    if i < len(rest) and rest[i].lower() in _GENUS_ONLY:
+        flags.add(_GENUS_ONLY[rest[i].lower()])
+        return ParsedName(
+            canonical=genus,
+            genus=genus,
+            rank_hint="genus",
+            authorship=None,
+            flags=tuple(sorted(flags)),
+        )
+    if i < len(rest):
+        token, hybrid = _strip_hybrid_prefix(rest[i])
+        if _is_epithet(token):
+            epithet = token
+            flags.update({"hybrid"} if hybrid else set())
+            rank_hint = "species"
+            i += 1
+    if epithet is not None and i < len(rest):
+        low = rest[i].lower()
+        if low in _INFRA_MARKERS and i + 1 < len(rest) and _is_epithet(rest[i + 1]):
+            infra, rank_hint = rest[i + 1], _INFRA_MARKERS[low]
+            i += 2
+        elif _is_epithet(rest[i]):  # zoological trinomial "Canis lupus familiaris"
+            infra, rank_hint = rest[i], "subspecies"
+            i += 1
+    # "Quercus robur x Quercus petraea": a hybrid formula names no single taxon; keep the genus.
+    if epithet is not None and i < len(rest) and rest[i].lower() in _HYBRID_SIGNS:
+        flags.add("hybrid_formula")
+        return ParsedName(
+            canonical=genus, genus=genus, rank_hint="genus", flags=tuple(sorted(flags))
+        )
+    authorship = " ".join(rest[i:]) or None
+    if epithet is None:
+        return ParsedName(
+            canonical=genus,
+            genus=genus if flags & {"cf", "aff"} else None,
+            rank_hint=_guess_uninomial_rank(genus),
+            authorship=authorship,
+            flags=tuple(sorted(flags)),
+        )
+    parts = [genus, epithet] + ([infra] if infra else [])
+    return ParsedName(
+        canonical=" ".join(parts),
+        genus=genus,
+        epithet=epithet,
+        infraspecific=infra,
+        rank_hint=rank_hint,
+        authorship=authorship,
+        flags=tuple(sorted(flags)),
+    )
