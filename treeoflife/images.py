@@ -1,0 +1,168 @@
+"""Image validation and normalisation: every stored image is a complete, upright RGB JPEG.
+
+Sources serve HTML error pages as images, truncated bodies, CMYK and 16-bit files, EXIF-rotated
+photos, animations and decompression bombs. `normalize_image` turns bytes into either a usable
+JPEG or an `ImageRejected` with a reason code that the catalog records.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from treeoflife.errors import ImageRejected
+
+DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default bomb limit
+JPEG_QUALITY = 95
+
+# Reason codes recorded in the catalog.
+REASON_EMPTY = "empty_file"
+REASON_NOT_IMAGE = "not_an_image"
+REASON_TOO_LARGE = "image_too_large"
+REASON_TRUNCATED = "truncated_image"
+REASON_DECODE = "decode_error"
+
+_EXIF_ORIENTATION = 0x0112
+
+# Magic numbers of formats we accept; anything else is not an image for our purposes.
+_MAGIC = (
+    (0, b"\xff\xd8\xff"),  # JPEG
+    (0, b"\x89PNG\r\n\x1a\n"),
+    (0, b"GIF87a"),
+    (0, b"GIF89a"),
+    (0, b"BM"),
+    (0, b"II*\x00"),  # TIFF little endian
+    (0, b"MM\x00*"),  # TIFF big endian
+    (8, b"WEBP"),  # RIFF....WEBP
+)
+
+
+@dataclass(frozen=True)
+class NormalizedImage:
+    data: bytes  # JPEG bytes to store
+    width: int
+    height: int
+    converted: bool  # False: `data` are the source bytes unchanged
+
+
+def sniff_format(data: bytes) -> bool:
+    """True when the bytes start like an image format we can decode."""
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return any(data[off : off + len(magic)] == magic for off, magic in _MAGIC if off == 0)
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head[:1] == b"<" or head[:1] == b"{":
+        return True
+    return bool(head) and all(b in b"\t\r\n" or 32 <= b < 127 for b in head[:256])
+
+
+def normalize_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NormalizedImage:
+    """Validate `data` fully and return upright RGB JPEG bytes, or raise ImageRejected(reason).
+
+    The source bytes are kept unchanged when they already are a baseline RGB JPEG with no EXIF
+    orientation to apply (so the md5 is of what the source served); otherwise the first frame is
+    converted to RGB (alpha composited on white) and re-encoded at quality 95, deterministically.
+    """
+    if not data:
+        raise ImageRejected(REASON_EMPTY)
+    if not sniff_format(data):
+        detail = "text/HTML" if _looks_like_text(data) else f"unknown signature {data[:8]!r}"
+        raise ImageRejected(REASON_NOT_IMAGE, detail)
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a full load must fail on truncated data
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise ImageRejected(REASON_DECODE, f"bad size {width}x{height}")
+            if width * height > max_pixels:
+                raise ImageRejected(REASON_TOO_LARGE, f"{width}x{height} > {max_pixels} pixels")
+            img.seek(0)
+            img.load()
+            return _normalize_loaded(img, data)
+    except ImageRejected:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(REASON_TOO_LARGE, str(exc)) from None
+    except UnidentifiedImageError as exc:  # a known signature PIL cannot parse
+        raise ImageRejected(REASON_DECODE, str(exc)) from None
+    except EOFError as exc:
+        raise ImageRejected(REASON_TRUNCATED, str(exc) or "unexpected end of data") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        msg = str(exc)
+        low = msg.lower()
+        if "truncated" in low or "end of file" in low or "premature" in low:
+            raise ImageRejected(REASON_TRUNCATED, msg) from None
+        raise ImageRejected(REASON_DECODE, msg) from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-image outcome
+        raise ImageRejected(REASON_DECODE, f"{type(exc).__name__}: {exc}") from None
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # noqa: BLE001 - unreadable EXIF means nothing to apply
+        return 1
+
+
+def _normalize_loaded(img: Image.Image, data: bytes) -> NormalizedImage:
+    orientation = _orientation(img)
+    is_baseline_rgb_jpeg = (
+        img.format == "JPEG"
+        and img.mode == "RGB"
+        and not img.info.get("progressive")
+        and not img.info.get("progression")
+    )
+    if is_baseline_rgb_jpeg and orientation == 1:
+        return NormalizedImage(data=data, width=img.width, height=img.height, converted=False)
+    if orientation != 1:
+        img = ImageOps.exif_transpose(img)
+    rgb = to_rgb(img)
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False)
+    return NormalizedImage(data=buf.getvalue(), width=rgb.width, height=rgb.height, converted=True)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; transparency is composited on white."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img)
+        if mode == "F":
+            arr8 = np.clip(arr, 0, 255).astype(np.uint8)
+        else:
+            arr = arr.astype(np.int64)
+            # 16-bit data (or 32-bit holding 16-bit values, as PIL opens 16-bit PNGs) -> top byte
+            arr8 = np.clip(arr >> 8 if arr.max(initial=0) > 255 or mode != "I" else arr, 0, 255)
+            arr8 = arr8.astype(np.uint8)
+        return Image.fromarray(arr8, mode="L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_outcome(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NormalizedImage | str:
+    """`normalize_image` for worker pools: returns the reason code instead of raising.
+
+    (ImageRejected does not survive pickling with its reason intact, and a returned value keeps
+    the pool's error channel for real bugs.)
+    """
+    try:
+        return normalize_image(data, max_pixels)
+    except ImageRejected as exc:
+        return exc.reason

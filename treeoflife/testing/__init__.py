@@ -1,0 +1,1 @@
+"""Real test doubles (loopback servers) shared by tests and benchmarks."""
