@@ -1,0 +1,261 @@
+"""Zero-shot classification accuracy of a CLIP checkpoint on CLIP_benchmark-style sets.
+
+The classifier is open_clip's `build_zero_shot_classifier` over class names x templates (the
+set's own templates file unless templates are given); accuracy is top-1, top-5 (sets with at
+least 5 classes) and balanced top-1 (mean of per-class accuracy over the classes present).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+
+from treeoflife.errors import InputError
+from treeoflife.evaluation.data import (
+    WdsEvalSet,
+    iter_labelled_images,
+    list_wds_evalsets,
+    read_wds_evalset,
+)
+from treeoflife.evaluation.templates import OPENAI_IMAGENET_TEMPLATES, Template, as_callables
+from treeoflife.io import write_text_atomic
+from treeoflife.progress import Progress, or_null
+
+log = logging.getLogger(__name__)
+
+_registered_config_dirs: set[Path] = set()
+
+
+@dataclass
+class LoadedModel:
+    """A CLIP model ready for inference, with its eval transform and tokenizer."""
+
+    name: str
+    checkpoint: str | None
+    model: torch.nn.Module
+    preprocess: object
+    tokenizer: object
+    device: torch.device
+
+
+def register_model_configs(model_configs: Path | None = None) -> None:
+    """Make our model configs (or `model_configs`) known to open_clip, once per folder."""
+    if model_configs is None:
+        from treeoflife.train import model_configs_dir
+
+        model_configs = model_configs_dir()
+    folder = Path(model_configs).resolve()
+    if folder not in _registered_config_dirs:
+        open_clip.add_model_config(folder)
+        _registered_config_dirs.add(folder)
+
+
+def load_model(
+    model: str,
+    checkpoint: Path | str | None,
+    device: str = "cpu",
+    model_configs: Path | None = None,
+) -> LoadedModel:
+    """Build `model` and load `checkpoint` (an open_clip train checkpoint, a weights file or a
+    pretrained tag); no checkpoint gives the randomly initialised model (a chance baseline)."""
+    register_model_configs(model_configs)
+    pretrained = None if checkpoint is None else str(checkpoint)
+    looks_like_path = isinstance(checkpoint, Path) or "/" in str(checkpoint or "")
+    if pretrained is not None and looks_like_path and not Path(pretrained).is_file():
+        raise InputError(f"checkpoint {pretrained} does not exist")
+    clip, _, preprocess = open_clip.create_model_and_transforms(
+        model, pretrained=pretrained, device=device
+    )
+    clip.eval()
+    return LoadedModel(
+        name=model,
+        checkpoint=pretrained,
+        model=clip,
+        preprocess=preprocess,
+        tokenizer=open_clip.get_tokenizer(model),
+        device=torch.device(device),
+    )
+
+
+def evaluate_zero_shot(
+    model: str,
+    checkpoint: Path | str | None,
+    evalset_dir: Path,
+    batch_size: int = 64,
+    device: str = "cpu",
+    templates: list[str] | None = None,
+    model_configs: Path | None = None,
+    *,
+    split: str = "test",
+    progress: Progress | None = None,
+) -> dict:
+    """Zero-shot accuracy of `model`+`checkpoint` on one wds evaluation set."""
+    loaded = load_model(model, checkpoint, device, model_configs)
+    evalset = read_wds_evalset(evalset_dir, split)
+    return evaluate_loaded(loaded, evalset, batch_size, templates, progress=progress)
+
+
+def evaluate_all(
+    model: str,
+    checkpoint: Path | str | None,
+    wds_root: Path,
+    batch_size: int = 64,
+    device: str = "cpu",
+    templates: list[str] | None = None,
+    model_configs: Path | None = None,
+    *,
+    split: str = "test",
+    progress: Progress | None = None,
+) -> list[dict]:
+    """`evaluate_zero_shot` over every set under `wds_root` (sorted by name), model loaded once."""
+    dirs = list_wds_evalsets(wds_root, split)
+    if not dirs:
+        raise InputError(f"no evaluation sets (classnames.txt + {split}/nshards.txt) in {wds_root}")
+    loaded = load_model(model, checkpoint, device, model_configs)
+    return [
+        evaluate_loaded(
+            loaded, read_wds_evalset(d, split), batch_size, templates, progress=progress
+        )
+        for d in dirs
+    ]
+
+
+def evaluate_loaded(
+    loaded: LoadedModel,
+    evalset: WdsEvalSet,
+    batch_size: int = 64,
+    templates: Sequence[Template] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> dict:
+    """Zero-shot accuracy of an already loaded model on one set."""
+    progress = or_null(progress)
+    if templates is None:
+        templates = evalset.templates
+    if templates is None:
+        log.info("%s ships no templates file; using the OpenAI ImageNet templates", evalset.name)
+        templates = OPENAI_IMAGENET_TEMPLATES
+    if not templates:
+        raise InputError("no templates to build the zero-shot classifier from")
+    with torch.no_grad():
+        classifier = open_clip.build_zero_shot_classifier(
+            loaded.model,
+            tokenizer=loaded.tokenizer,
+            classnames=list(evalset.classnames),
+            templates=as_callables(templates),
+            num_classes_per_batch=10,
+            device=loaded.device,
+        )
+    skipped: collections.Counter[str] = collections.Counter()
+    top5_k = min(5, len(evalset.classnames))
+    ranked: list[torch.Tensor] = []
+    labels: list[int] = []
+    batch_images: list[torch.Tensor] = []
+    progress.start(f"zero-shot {evalset.name}", None)
+
+    def flush() -> None:
+        if not batch_images:
+            return
+        images = torch.stack(batch_images).to(loaded.device)
+        with torch.no_grad():
+            features = loaded.model.encode_image(images, normalize=True)
+            logits = features @ classifier
+        ranked.append(logits.topk(top5_k, dim=1).indices.cpu())
+        progress.advance(len(batch_images))
+        batch_images.clear()
+
+    for item in iter_labelled_images(evalset, skipped):
+        batch_images.append(loaded.preprocess(item.image))
+        labels.append(item.label)
+        if len(batch_images) >= batch_size:
+            flush()
+    flush()
+    progress.finish()
+    if not labels:
+        raise InputError(
+            f"evaluation set {evalset.root} has no usable samples (skipped: {dict(skipped)})"
+        )
+    if skipped:
+        log.warning("%s: skipped samples %s", evalset.name, dict(sorted(skipped.items())))
+    metrics = accuracy_metrics(torch.cat(ranked), torch.tensor(labels), len(evalset.classnames))
+    return {
+        "evalset": evalset.name,
+        "n": len(labels),
+        "classes": len(evalset.classnames),
+        **metrics,
+        "chance": 1.0 / len(evalset.classnames),
+        "skipped": dict(sorted(skipped.items())),
+        "templates": len(templates),
+        "model": loaded.name,
+        "checkpoint": loaded.checkpoint,
+    }
+
+
+def accuracy_metrics(ranked: torch.Tensor, labels: torch.Tensor, n_classes: int) -> dict:
+    """top1, top5 (None under 5 classes) and balanced_top1 from ranked class predictions.
+
+    `ranked[i]` holds sample i's best classes, best first (at least 5 columns when
+    `n_classes >= 5`).
+    """
+    hit1 = (ranked[:, 0] == labels).tolist()
+    n = len(hit1)
+    top5 = None
+    if n_classes >= 5:
+        hit5 = (ranked[:, :5] == labels[:, None]).any(dim=1).tolist()
+        top5 = sum(hit5) / n
+    by_class: dict[int, list[bool]] = collections.defaultdict(list)
+    for label, hit in zip(labels.tolist(), hit1, strict=True):
+        by_class[label].append(hit)
+    per_class = [sum(hits) / len(hits) for _, hits in sorted(by_class.items())]
+    return {
+        "top1": sum(hit1) / n,
+        "top5": top5,
+        "balanced_top1": sum(per_class) / len(per_class),
+    }
+
+
+def results_markdown(results: list[dict], model_label: str, metric: str = "top1") -> str:
+    """A BioCLIP-style table (rows models, columns tasks, then the mean), values in %."""
+    return results_table_markdown({model_label: results}, metric)
+
+
+def results_table_markdown(rows: dict[str, list[dict]], metric: str = "top1") -> str:
+    """The table for several models: `rows` maps a model label to its results."""
+    tasks: list[str] = []
+    for results in rows.values():
+        for r in results:
+            if r["evalset"] not in tasks:
+                tasks.append(r["evalset"])
+    lines = [
+        "| Model | " + " | ".join(tasks) + " | Mean |",
+        "|---|" + "---:|" * (len(tasks) + 1),
+    ]
+    for label, results in rows.items():
+        by_task = {r["evalset"]: r.get(metric) for r in results}
+        values = [by_task.get(t) for t in tasks]
+        present = [v for v in values if v is not None]
+        mean = sum(present) / len(present) if present else None
+        cells = [_percent(v) for v in [*values, mean]]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def write_results(results: list[dict], out_dir: Path, model_label: str) -> tuple[Path, Path]:
+    """`results.json` and `results.md` in `out_dir`, written atomically; returns both paths."""
+    out_dir = Path(out_dir)
+    json_path, md_path = out_dir / "results.json", out_dir / "results.md"
+    payload = {"model": model_label, "results": results}
+    write_text_atomic(json_path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(md_path, results_markdown(results, model_label))
+    return json_path, md_path

@@ -1,0 +1,38 @@
+"""Train BioCLIP-style CLIP models on our shards with stock open_clip_train.
+
+`build_train_argv` turns a `TrainConfig` and a shard folder into open_clip_train arguments,
+`train_clip` runs them in a subprocess (resumable: a rerun continues from the latest
+checkpoint), `torchrun_command` gives the multi-GPU command line for the same run, and
+`export_model` writes a checkpoint as an open_clip `local-dir:` model folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def model_configs_dir() -> Path:
+    """Folder of our open_clip model configs (JSON), for `open_clip.add_model_config`."""
+    return Path(__file__).resolve().parent / "model_configs"
+
+
+from treeoflife.train.export import export_model  # noqa: E402
+from treeoflife.train.run import (  # noqa: E402 - run.py imports model_configs_dir lazily
+    TrainError,
+    TrainResult,
+    build_train_argv,
+    checkpoint_epochs,
+    torchrun_command,
+    train_clip,
+)
+
+__all__ = [
+    "TrainError",
+    "TrainResult",
+    "build_train_argv",
+    "checkpoint_epochs",
+    "export_model",
+    "model_configs_dir",
+    "torchrun_command",
+    "train_clip",
+]
