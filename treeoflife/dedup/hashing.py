@@ -1,0 +1,250 @@
+"""Exact (md5) and perceptual (pHash) hashes of training images and of evaluation sets."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import logging
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from treeoflife.dedup.phash import PHASH_ALGO, phash_many_lenient
+from treeoflife.errors import InputError
+from treeoflife.io import md5_hex, read_image_bytes
+from treeoflife.progress import Progress, or_null
+from treeoflife.schemas import HASHES, INGEST_FAILED, INGEST_OK
+
+log = logging.getLogger(__name__)
+
+EVAL_RANK_COLUMNS = {  # output column -> CSV column (Rare Species writes `cls` for class)
+    "kingdom": "kingdom",
+    "phylum": "phylum",
+    "class": "cls",
+    "order": "order",
+    "family": "family",
+    "genus": "genus",
+    "species": "species",
+    "common_name": "common_name",
+}
+
+EVAL_HASHES = pa.schema(
+    [
+        pa.field("evalset", pa.string(), nullable=False),
+        pa.field("eval_key", pa.string(), nullable=False),
+        *[pa.field(c, pa.string()) for c in EVAL_RANK_COLUMNS],
+        pa.field("md5", pa.string()),
+        pa.field("phash", pa.uint64()),
+        pa.field("phash_algo", pa.string()),
+        pa.field("status", pa.string(), nullable=False),  # ok | failed
+        pa.field("reason", pa.string()),  # null when ok
+    ]
+).with_metadata({"treeoflife.table": "eval_hashes", "treeoflife.version": "1"})
+"""One row per evaluation-set CSV row, in CSV order (failed rows included)."""
+
+# Reasons an evaluation image gets no hash.
+REASON_MISSING_FILEPATH = "missing_filepath"
+REASON_MISSING_FILE = "missing_file"
+REASON_UNREADABLE = "unreadable"
+REASON_NOT_AN_IMAGE = "not_an_image"
+
+_Item = tuple[str, int, int]  # (image_file, image_offset, image_size)
+
+
+def _hash_stored_batch(
+    data_root: str, items: list[_Item]
+) -> tuple[list[str | None], np.ndarray, list[str | None]]:
+    """Worker: read a batch of stored images, return (md5s, phashes, errors).
+
+    A read failure gives md5 None and an error; a decode failure gives an md5 and an error.
+    """
+    datas: list[bytes] = []
+    md5s: list[str | None] = []
+    read_errors: list[str | None] = []
+    for image_file, offset, size in items:
+        try:
+            data = read_image_bytes(data_root, image_file, offset, size)
+        except OSError as exc:
+            datas.append(b"")
+            md5s.append(None)
+            read_errors.append(f"read failed: {exc}")
+            continue
+        datas.append(data)
+        md5s.append(md5_hex(data))
+        read_errors.append(None)
+    hashes, decode_errors = phash_many_lenient(datas)
+    errors = [r if r is not None else d for r, d in zip(read_errors, decode_errors, strict=True)]
+    return md5s, hashes, errors
+
+
+def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+def hash_catalog(
+    catalog: pa.Table,
+    data_root: Path,
+    workers: int = 2,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+) -> pa.Table:
+    """md5 and pHash of every "ok" row of a source catalog, in input order (schema HASHES).
+
+    The md5 is recomputed from the stored bytes and must equal the catalog's (a mismatch or an
+    unreadable store raises InputError naming the key). An ok row whose bytes do not decode
+    keeps its md5 and gets a null phash (logged). Batches run in a process pool
+    (`workers <= 1`: in this process); the output order never depends on the worker count.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    progress = or_null(progress)
+    ok = catalog.filter(pc.equal(catalog["status"], INGEST_OK))
+    keys = ok["key"].to_pylist()
+    expected_md5 = ok["md5"].to_pylist() if "md5" in ok.column_names else [None] * len(keys)
+    files = ok["image_file"].to_pylist()
+    offsets = ok["image_offset"].to_pylist()
+    sizes = ok["image_size"].to_pylist()
+    for key, f, o, s in zip(keys, files, offsets, sizes, strict=True):
+        if f is None or o is None or s is None:
+            raise InputError(f"catalog row {key!r} has status ok but no image location")
+    items: list[_Item] = list(zip(files, offsets, sizes, strict=True))
+    spans = _batches(len(items), batch_size)
+    root = str(data_root)
+
+    md5_out: list[str] = []
+    phash_out: list[int | None] = []
+    n_undecodable = 0
+    progress.start("hash images", len(items))
+    results = _run_batches(root, items, spans, workers)
+    try:
+        for (start, stop), (md5s, hashes, errors) in zip(spans, results, strict=True):
+            for i in range(start, stop):
+                j = i - start
+                key = keys[i]
+                if md5s[j] is None:
+                    raise InputError(f"cannot read the stored image of {key!r}: {errors[j]}")
+                if expected_md5[i] is not None and md5s[j] != expected_md5[i]:
+                    raise InputError(
+                        f"md5 mismatch for {key!r}: catalog says {expected_md5[i]}, "
+                        f"stored bytes hash to {md5s[j]} ({files[i]} @ {offsets[i]})"
+                    )
+                md5_out.append(md5s[j])
+                if errors[j] is None:
+                    phash_out.append(int(hashes[j]))
+                else:
+                    n_undecodable += 1
+                    log.warning("no phash for %s: %s", key, errors[j])
+                    phash_out.append(None)
+            progress.advance(stop - start)
+    finally:
+        results.close()  # stops the pool now, also when a mismatch raised
+        progress.finish()
+    if n_undecodable:
+        log.warning("%d of %d ok images did not decode (phash null)", n_undecodable, len(keys))
+    return pa.table(
+        {
+            "key": pa.array(keys, pa.string()),
+            "md5": pa.array(md5_out, pa.string()),
+            "phash": pa.array(phash_out, pa.uint64()),
+            "phash_algo": pa.array([PHASH_ALGO] * len(keys), pa.string()),
+        },
+        schema=HASHES,
+    )
+
+
+def _run_batches(root: str, items: list[_Item], spans: list[tuple[int, int]], workers: int):
+    """Yield each batch's result in batch order; at most 2 x workers batches in flight."""
+    if workers <= 1 or len(spans) <= 1:
+        for start, stop in spans:
+            yield _hash_stored_batch(root, items[start:stop])
+        return
+    # spawn: the caller may hold threads (DuckDB, Prefect) that fork would copy mid-state.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: collections.deque[Future] = collections.deque()
+        todo = iter(spans)
+        for start, stop in todo:
+            pending.append(pool.submit(_hash_stored_batch, root, items[start:stop]))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_hash_stored_batch, root, items[nxt[0] : nxt[1]]))
+            yield result
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def hash_evalset(name: str, metadata_csv: Path, root: Path | None = None) -> pa.Table:
+    """Hash every image an evaluation-set CSV lists (Rare Species layout), in CSV order.
+
+    Columns: EVAL_HASHES. `eval_key` is the CSV's filepath, resolved against `root` (default:
+    the CSV's folder). Rank columns absent from the CSV come out null. A row whose file is
+    missing, unreadable or not an image is kept with status "failed" and a reason.
+    """
+    metadata_csv = Path(metadata_csv)
+    if not metadata_csv.is_file():
+        raise InputError(f"evaluation set {name!r}: metadata CSV not found: {metadata_csv}")
+    base = Path(root) if root is not None else metadata_csv.parent
+    with open(metadata_csv, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        if "filepath" not in header:
+            raise InputError(
+                f"evaluation set {name!r}: {metadata_csv} has no 'filepath' column "
+                f"(header: {', '.join(header)})"
+            )
+        rows = list(reader)
+
+    columns: dict[str, list] = {c: [] for c in EVAL_HASHES.names}
+    for line, row in enumerate(rows, start=2):
+        filepath = row.get("filepath") or ""
+        columns["evalset"].append(name)
+        columns["eval_key"].append(filepath)
+        for out, src in EVAL_RANK_COLUMNS.items():
+            columns[out].append(_blank_to_none(row.get(src)))
+        md5, phash, reason = _hash_eval_file(base, filepath, name, line)
+        columns["md5"].append(md5)
+        columns["phash"].append(phash)
+        columns["phash_algo"].append(PHASH_ALGO if phash is not None else None)
+        columns["status"].append(INGEST_OK if reason is None else INGEST_FAILED)
+        columns["reason"].append(reason)
+    table = pa.table(columns, schema=EVAL_HASHES)
+    n_failed = len(rows) - pc.sum(pc.equal(table["status"], INGEST_OK)).as_py() if rows else 0
+    if n_failed:
+        log.warning("evaluation set %s: %d of %d images failed", name, n_failed, len(rows))
+    return table
+
+
+def _hash_eval_file(
+    base: Path, filepath: str, name: str, line: int
+) -> tuple[str | None, int | None, str | None]:
+    """(md5, phash, failure reason) of one evaluation image."""
+    if not filepath.strip():
+        log.warning("evaluation set %s line %d: empty filepath", name, line)
+        return None, None, REASON_MISSING_FILEPATH
+    path = base / filepath
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, None, REASON_MISSING_FILE
+    except OSError as exc:  # a folder, no permission, I/O error
+        log.warning("evaluation set %s: cannot read %s: %s", name, path, exc)
+        return None, None, REASON_UNREADABLE
+    md5 = md5_hex(data)
+    hashes, errors = phash_many_lenient([data])
+    if errors[0] is not None:
+        log.warning("evaluation set %s: %s is not an image: %s", name, filepath, errors[0])
+        return md5, None, REASON_NOT_AN_IMAGE
+    return md5, int(hashes[0]), None
