@@ -1,0 +1,58 @@
+# treeoflife: `make shards` builds the bundled sample end to end; `make test` runs the tests.
+# Both create the virtual environment from pyproject.toml on first use.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/sample.yaml
+STAMP := $(VENV)/.installed
+
+# Prefect's temporary server starts slowly on small machines; keep its state out of $HOME.
+export PREFECT_HOME ?= $(CURDIR)/data/.prefect
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: venv shards test lint format train evaluate flow bench clean clean-data
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+shards: $(STAMP)
+	$(BIN)/treeoflife build --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+train: shards
+	$(BIN)/treeoflife train --config $(CONFIG)
+
+evaluate: $(STAMP)
+	$(BIN)/treeoflife evaluate --config $(CONFIG)
+
+# The same build as a Prefect flow run (starts a temporary local Prefect server).
+flow: $(STAMP)
+	$(BIN)/python -m flows.tree_of_life
+
+bench: $(STAMP)
+	@ls bench/*.py >/dev/null 2>&1 && for b in bench/*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
+
+clean-data:
+	rm -rf data/catalog data/images data/taxonomy data/hashes data/dedup data/release data/state data/models data/eval
+
+clean: clean-data
+	rm -rf data/sample $(VENV)

@@ -1,0 +1,24 @@
+"""Flow `dedup`: hash every image, then remove evaluation copies and held-out species."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from flows._common import LogProgress, load
+from treeoflife import pipeline
+
+
+@task(name="hash-images")
+def hash_images(config_path: str, data_root: str | None) -> dict:
+    return pipeline.stage_hashes(load(config_path, data_root), LogProgress())
+
+
+@task(name="find-removals")
+def find_removals(config_path: str, data_root: str | None) -> dict:
+    return pipeline.stage_dedup(load(config_path, data_root), LogProgress())
+
+
+@flow(name="dedup")
+def dedup(config_path: str = "configs/sample.yaml", data_root: str | None = None) -> dict:
+    hashed = hash_images(config_path, data_root)
+    return {"hashes": hashed, "removals": find_removals(config_path, data_root)}

@@ -1,0 +1,18 @@
+"""Flow `release`: final catalog, shards per split, evaluation sets, dataset card."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from flows._common import LogProgress, load
+from treeoflife import pipeline
+
+
+@task(name="write-release")
+def write_release(config_path: str, data_root: str | None) -> dict:
+    return pipeline.stage_release(load(config_path, data_root), LogProgress())
+
+
+@flow(name="release")
+def release(config_path: str = "configs/sample.yaml", data_root: str | None = None) -> dict:
+    return write_release(config_path, data_root)

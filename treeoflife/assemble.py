@@ -1,0 +1,154 @@
+"""Assemble the release catalog: every input row with its taxonomy, hashes and final status.
+
+Joins the stage tables on disk (source catalogs, taxa, hashes, removals), decides each row's
+final status with the reason, assigns splits and shard positions. Pure table work: the same
+tables and config give the same catalog, row for row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from treeoflife import records, schemas, splits
+from treeoflife.config import ShardsConfig, SplitsConfig
+
+_TAXA_COLUMNS = [
+    "query_id",
+    *schemas.RANKS,
+    "scientific_name",
+    "common_name",
+    "taxon_id",
+    "match_type",
+    *[f"{r}_provenance" for r in schemas.RANKS],
+]
+
+# Columns kept beside the catalog to read images; never published.
+IMAGE_LOCATION = ["image_file", "image_offset", "image_size"]
+
+
+def final_status(catalog: pa.Table) -> tuple[pa.Array, pa.Array]:
+    """status and reason per row: failed (ingest) > excluded (no taxon) > removed > kept."""
+    failed = pc.equal(catalog.column("status"), schemas.INGEST_FAILED)
+    no_taxon = pc.is_null(catalog.column("kingdom"))
+    removed = pc.is_valid(catalog.column("removal_reason"))
+    status = pc.if_else(
+        failed,
+        schemas.STATUS_FAILED,
+        pc.if_else(
+            no_taxon,
+            schemas.STATUS_EXCLUDED,
+            pc.if_else(removed, schemas.STATUS_REMOVED, schemas.STATUS_KEPT),
+        ),
+    )
+    null = pa.scalar(None, pa.string())
+    reason = pc.if_else(
+        failed,
+        catalog.column("reason"),
+        pc.if_else(
+            no_taxon,
+            schemas.REASON_TAXON_UNRESOLVED,
+            pc.if_else(removed, catalog.column("removal_reason"), null),
+        ),
+    )
+    return status, reason
+
+
+def join_stage_tables(
+    source_catalog: pa.Table, taxa: pa.Table, hashes: pa.Table, removals: pa.Table
+) -> pa.Table:
+    """Source rows (with query_id) + resolved taxa + pHash + removal, sorted by key."""
+    removals = removals.rename_columns(
+        {
+            "reason": "removal_reason",
+            "evalset": "removal_evalset",
+            "eval_key": "removal_eval_key",
+            "distance": "removal_distance",
+        }
+    )
+    joined = (
+        source_catalog.join(taxa.select(_TAXA_COLUMNS), "query_id", join_type="left outer")
+        .join(hashes.select(["key", "phash", "phash_algo"]), "key", join_type="left outer")
+        .join(removals, "key", join_type="left outer")
+    )
+    return joined.sort_by("key")
+
+
+def assemble_catalog(
+    joined: pa.Table, split_cfg: SplitsConfig, shard_cfg: ShardsConfig
+) -> tuple[pa.Table, dict[str, list[str]]]:
+    """The release catalog (CATALOG columns + image location) and the key order per shard split.
+
+    The second value maps `train`, `val`, `train_small` to their keys in shard order.
+    """
+    status, reason = final_status(joined)
+    keys = joined.column("key").to_pylist()
+    kept = [s == schemas.STATUS_KEPT for s in status.to_pylist()]
+    split_col: list[str | None] = []
+    small_col: list[bool | None] = []
+    for key, is_kept in zip(keys, kept, strict=True):
+        if not is_kept:
+            split_col.append(None)
+            small_col.append(None)
+            continue
+        split = splits.assign_split(key, split_cfg.seed, split_cfg.val_fraction)
+        split_col.append(split)
+        small_col.append(
+            split == "train"
+            and splits.in_train_small(key, split_cfg.seed, split_cfg.train_small_fraction)
+        )
+    order: dict[str, list[str]] = {}
+    for name in ("train", "val"):
+        order[name] = splits.shuffled(
+            [k for k, s in zip(keys, split_col, strict=True) if s == name], shard_cfg.seed
+        )
+    small = {k for k, s in zip(keys, small_col, strict=True) if s}
+    order["train_small"] = [k for k in order["train"] if k in small]
+    shard_of: dict[str, tuple[str, int]] = {}
+    for name in ("train", "val"):
+        for i, key in enumerate(order[name]):
+            shard_of[key] = (
+                f"{name}/shard-{i // shard_cfg.samples_per_shard:06d}.tar",
+                i % shard_cfg.samples_per_shard,
+            )
+    columns = {
+        "key": joined.column("key"),
+        "treeoflife_id": pa.array([records.treeoflife_id(k) for k in keys], pa.string()),
+        "status": status,
+        "reason": reason,
+        "split": pa.array(split_col, pa.string()),
+        "in_train_small": pa.array(small_col, pa.bool_()),
+        "shard": pa.array([shard_of.get(k, (None, None))[0] for k in keys], pa.string()),
+        "shard_position": pa.array([shard_of.get(k, (None, None))[1] for k in keys], pa.int32()),
+    }
+    out = []
+    for field in schemas.CATALOG:
+        col = columns[field.name] if field.name in columns else joined.column(field.name)
+        out.append(col.cast(field.type) if col.type != field.type else col)
+    catalog = pa.Table.from_arrays(out, schema=schemas.CATALOG)
+    for name in IMAGE_LOCATION:
+        catalog = catalog.append_column(name, joined.column(name))
+    return catalog, order
+
+
+def catalog_summary(catalog: pa.Table) -> dict:
+    """Counts per source, per status, per reason and per split (what the build prints)."""
+    rows = catalog.select(["source", "status", "reason", "split", "in_train_small"]).to_pylist()
+    by_source: dict[str, Counter] = {}
+    for r in rows:
+        by_source.setdefault(r["source"], Counter())[r["status"]] += 1
+    return {
+        "images": len(rows),
+        "by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
+        "by_status": dict(sorted(Counter(r["status"] for r in rows).items())),
+        "by_reason": dict(
+            sorted(Counter(f"{r['status']}:{r['reason']}" for r in rows if r["reason"]).items())
+        ),
+        "by_split": {
+            "train": sum(r["split"] == "train" for r in rows),
+            "val": sum(r["split"] == "val" for r in rows),
+            "train_small": sum(bool(r["in_train_small"]) for r in rows),
+        },
+    }

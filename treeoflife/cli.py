@@ -1,0 +1,179 @@
+"""`treeoflife` command line: the same library stages the Prefect flows run, with progress bars."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from tqdm import tqdm
+
+from treeoflife import pipeline
+from treeoflife.config import BuildConfig, load_config
+from treeoflife.errors import TreeOfLifeError
+from treeoflife.layout import Layout
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="build config (YAML)")]
+DataRootOpt = Annotated[
+    str | None, typer.Option("--data-root", help="override the config's data_root")
+]
+
+
+class TqdmProgress:
+    """Progress bars on stderr, one per stage."""
+
+    def __init__(self, disable: bool = False):
+        self.bar: tqdm | None = None
+        self.disable = disable
+
+    def start(self, stage: str, total: int | None) -> None:
+        self.finish()
+        self.bar = tqdm(
+            total=total,
+            desc=f"{stage:>10}",
+            unit="img",
+            leave=False,
+            disable=self.disable,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _load(config: Path, data_root: str | None) -> BuildConfig:
+    try:
+        return load_config(config, data_root=data_root)
+    except TreeOfLifeError as exc:
+        _fail(exc)
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _run(fn, *args):
+    try:
+        return fn(*args)
+    except TreeOfLifeError as exc:
+        _fail(exc)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def format_summary(results: dict, elapsed: float) -> str:
+    """The short text the build ends with: counts per source, status, split; where outputs are."""
+    lines = []
+    for name, res in results.items():
+        flag = "up to date" if res.get("up_to_date") else "done"
+        if name.startswith("ingest-") and "rows" in res:
+            lines.append(
+                f"  {name:<16} {flag:<10} rows={res['rows']} ok={res.get('ok')} "
+                f"failed={res.get('failed')}"
+            )
+        elif name in ("taxonomy", "hashes", "dedup", "sample"):
+            lines.append(f"  {name:<16} {flag}")
+    rel = results.get("release")
+    if rel:
+        lines.append("")
+        lines.append(f"images: {rel['images']}")
+        for source, counts in rel["by_source"].items():
+            lines.append(f"  {source:<8} " + "  ".join(f"{k}={v}" for k, v in counts.items()))
+        lines.append("status:  " + "  ".join(f"{k}={v}" for k, v in rel["by_status"].items()))
+        if rel.get("by_reason"):
+            lines.append("reasons: " + "  ".join(f"{k}={v}" for k, v in rel["by_reason"].items()))
+        lines.append("splits:  " + "  ".join(f"{k}={v}" for k, v in rel["by_split"].items()))
+        for split, s in rel["shards"].items():
+            lines.append(f"  shards/{split:<12} {s['shards']} shard(s), {s['samples']} samples")
+        for name, s in rel.get("evalsets", {}).items():
+            lines.append(f"  evalset {name:<12} {s['images']} images, {s['classes']} classes")
+        lines.append("outputs:")
+        for what, path in rel["outputs"].items():
+            lines.append(f"  {what:<9} {path}")
+    lines.append(f"finished in {elapsed:.1f} s")
+    return "\n".join(lines)
+
+
+@app.command()
+def build(
+    config: ConfigOpt = Path("configs/sample.yaml"),
+    data_root: DataRootOpt = None,
+    stage: Annotated[
+        list[str] | None, typer.Option("--stage", help=f"run only these of {pipeline.STAGES}")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Build the dataset end to end (skipping what is already done)."""
+    cfg = _load(config, data_root)
+    stages = tuple(stage) if stage else pipeline.STAGES
+    unknown = [s for s in stages if s not in pipeline.STAGES]
+    if unknown:
+        _fail(ValueError(f"unknown stage(s) {unknown}; choose from {pipeline.STAGES}"))
+    t0 = time.perf_counter()
+    progress = TqdmProgress(disable=quiet)
+    try:
+        results = _run(pipeline.build, cfg, progress, stages)
+    finally:
+        progress.finish()
+    typer.echo(format_summary(results, time.perf_counter() - t0))
+
+
+@app.command()
+def sample(config: ConfigOpt = Path("configs/sample.yaml"), data_root: DataRootOpt = None) -> None:
+    """Generate the bundled sample sources under <data_root>/sample."""
+    cfg = _load(config, data_root)
+    typer.echo(json.dumps(_run(pipeline.stage_sample, cfg, TqdmProgress()), indent=1))
+
+
+@app.command()
+def summary(config: ConfigOpt = Path("configs/sample.yaml"), data_root: DataRootOpt = None) -> None:
+    """Print the last build's summary (counts and output paths)."""
+    cfg = _load(config, data_root)
+    path = Layout(cfg.root).summary
+    if not path.exists():
+        _fail(FileNotFoundError(f"no build summary at {path}: run `treeoflife build` first"))
+    typer.echo(path.read_text())
+
+
+@app.command()
+def train(config: ConfigOpt = Path("configs/sample.yaml"), data_root: DataRootOpt = None) -> None:
+    """Train a CLIP model on the built shards with stock open_clip_train."""
+    cfg = _load(config, data_root)
+    result = _run(pipeline.stage_train, cfg)
+    typer.echo(json.dumps(result, indent=1, default=str))
+
+
+@app.command()
+def evaluate(
+    config: ConfigOpt = Path("configs/sample.yaml"),
+    data_root: DataRootOpt = None,
+    checkpoint: Annotated[str | None, typer.Option(help="checkpoint (default: latest)")] = None,
+) -> None:
+    """Zero-shot top-1 of a model on every packaged evaluation set."""
+    cfg = _load(config, data_root)
+    result = _run(pipeline.stage_evaluate, cfg, checkpoint)
+    typer.echo(result["markdown"])
+
+
+if __name__ == "__main__":
+    app()
