@@ -466,6 +466,10 @@ def package_evalsets(cfg: BuildConfig, progress: Progress | None = None) -> dict
             image_size=cfg.shards.image_size,
             jpeg_quality=cfg.shards.jpeg_quality,
         )
+        if not items:  # CLIP_benchmark cannot read a set with no shards: report, don't write
+            log.warning("evaluation set %s has no usable images (%s)", es.name, skipped)
+            out[es.name] = {"images": 0, "classes": 0, "skipped": skipped}
+            continue
         write_wds_evalset(
             layout.evalsets_wds / es.name,
             es.name,
@@ -518,13 +522,15 @@ def stage_train(cfg: BuildConfig, name: str = "run") -> dict:
         cfg.path(cfg.train.output),
         name=name,
     )
-    return dataclasses.asdict(result) if dataclasses.is_dataclass(result) else dict(result)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}
 
 
 def latest_checkpoint(cfg: BuildConfig, name: str = "run") -> Path | None:
-    folder = cfg.path(cfg.train.output) / name / "checkpoints"
-    ckpts = sorted(folder.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-    return ckpts[-1] if ckpts else None
+    """The newest complete checkpoint of a run (a save cut short by a kill is set aside)."""
+    from treeoflife.train import checkpoint_epochs
+
+    epochs = checkpoint_epochs(cfg.path(cfg.train.output) / name / "checkpoints")
+    return epochs[max(epochs)] if epochs else None
 
 
 def stage_evaluate(cfg: BuildConfig, checkpoint: str | None = None, name: str = "run") -> dict:
@@ -549,5 +555,5 @@ def stage_evaluate(cfg: BuildConfig, checkpoint: str | None = None, name: str = 
     markdown = results_markdown(results, label)
     out = cfg.path(cfg.evaluate.output)
     write_text_atomic(out / "results.json", json.dumps(results, indent=1, sort_keys=True))
-    write_text_atomic(out / "results.md", markdown + "\n")
+    write_text_atomic(out / "results.md", markdown)
     return {"results": results, "markdown": markdown, "checkpoint": str(ckpt)}
