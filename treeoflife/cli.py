@@ -26,25 +26,29 @@ DataRootOpt = Annotated[
 
 
 class TqdmProgress:
-    """Progress bars on stderr, one per stage."""
+    """Progress bars on stderr, one per stage; one line per stage when stderr is not a terminal."""
 
     def __init__(self, disable: bool = False):
         self.bar: tqdm | None = None
         self.disable = disable
+        self.plain = not sys.stderr.isatty()
+        self.stage, self.done, self.t0 = "", 0, 0.0
 
     def start(self, stage: str, total: int | None) -> None:
         self.finish()
-        self.bar = tqdm(
-            total=total,
-            desc=f"{stage:>10}",
-            unit="img",
-            leave=False,
-            disable=self.disable,
-            dynamic_ncols=True,
-            file=sys.stderr,
-        )
+        self.stage, self.done, self.t0 = stage, 0, time.perf_counter()
+        if not self.plain and not self.disable:
+            self.bar = tqdm(
+                total=total,
+                desc=f"{stage:>20}",
+                unit="img",
+                leave=False,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
 
     def advance(self, n: int = 1) -> None:
+        self.done += n
         if self.bar is not None:
             self.bar.update(n)
 
@@ -52,6 +56,10 @@ class TqdmProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self.stage and self.plain and not self.disable:
+            took = time.perf_counter() - self.t0
+            print(f"{self.stage:>22}: {self.done} items in {took:.1f} s", file=sys.stderr)
+        self.stage = ""
 
 
 def _load(config: Path, data_root: str | None) -> BuildConfig:
@@ -168,10 +176,15 @@ def evaluate(
     config: ConfigOpt = Path("configs/sample.yaml"),
     data_root: DataRootOpt = None,
     checkpoint: Annotated[str | None, typer.Option(help="checkpoint (default: latest)")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="open_clip model: name, local-dir:DIR or hf-hub:ORG/REPO"),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="row name in the results table")] = None,
 ) -> None:
-    """Zero-shot top-1 of a model on every packaged evaluation set."""
+    """Zero-shot and few-shot top-1 of a model on every packaged evaluation set."""
     cfg = _load(config, data_root)
-    result = _run(pipeline.stage_evaluate, cfg, checkpoint)
+    result = _run(lambda: pipeline.stage_evaluate(cfg, checkpoint, model=model, label=label))
     typer.echo(result["markdown"])
 
 
