@@ -43,8 +43,9 @@ def _digest(root: Path) -> dict[str, str]:
     out = {}
     for sub in OUTPUT_DIRS:
         for p in sorted((root / sub).rglob("*")):
-            # EOL's per-row status tables hold wall-clock timings: not reproducible by design.
-            if p.is_file() and not p.name.endswith(".status.parquet"):
+            # EOL's per-row status tables hold wall-clock timings, and the DuckDB backbone is a
+            # local lookup store (its file layout is DuckDB's): neither is a reproducible output.
+            if p.is_file() and not p.name.endswith((".status.parquet", ".duckdb")):
                 out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
@@ -65,10 +66,8 @@ def _finish(proc: subprocess.Popen) -> tuple[int, str]:
 
 def test_sigkill_at_random_points_then_resume_gives_identical_outputs(tmp_path):
     reference = tmp_path / "reference"
-    rc, err = _finish(_build(reference))
-    assert rc == 0, err
     t0 = time.perf_counter()
-    rc, err = _finish(_build(tmp_path / "timing"))
+    rc, err = _finish(_build(reference))
     full = time.perf_counter() - t0
     assert rc == 0, err
 
