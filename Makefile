@@ -48,8 +48,12 @@ evaluate: $(STAMP)
 flow: $(STAMP)
 	$(BIN)/python -m flows.tree_of_life
 
+# Every benchmark prints ours vs a named peer measured in the same run (files starting with _
+# are shared helpers). One benchmark: make bench BENCH=bench/dedup.py
+BENCH ?= $(filter-out bench/_%,$(wildcard bench/*.py))
 bench: $(STAMP)
-	@ls bench/*.py >/dev/null 2>&1 && for b in bench/*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
+	@test -n "$(BENCH)" || { echo "no benchmarks"; exit 0; }
+	@for b in $(BENCH); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean-data:
 	rm -rf data/catalog data/images data/taxonomy data/hashes data/dedup data/release data/state data/models data/eval
