@@ -67,12 +67,29 @@ def test_short_read_is_an_error(tmp_path):
         read_image_bytes(tmp_path, "f", 1, 10)
 
 
-def test_remove_stale_temporaries(tmp_path):
+def test_remove_stale_temporaries_spares_live_writers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / ".part-00001.parquet.123.tmp").write_bytes(b"x")
+    (tmp_path / "sub" / f".part-00001.parquet.{dead_pid}.tmp").write_bytes(b"x")
+    (tmp_path / "sub" / ".scratch.tmp").mkdir()  # a scratch folder with no pid
+    (tmp_path / "sub" / f".db.duckdb.{dead_pid}.tmp.wal").write_bytes(b"w")  # derived by a tool
+    (tmp_path / "sub" / f".part-00002.parquet.{os.getpid()}.tmp").write_bytes(b"live")
     (tmp_path / "sub" / "part-00000.parquet").write_bytes(b"x")
-    assert remove_stale_temporaries(tmp_path) == 1
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["part-00000.parquet"]
+    assert remove_stale_temporaries(tmp_path) == 3
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [
+        f".part-00002.parquet.{os.getpid()}.tmp",
+        "part-00000.parquet",
+    ]
 
 
 def test_stable_hash_is_stable_and_separates_parts():

@@ -47,12 +47,28 @@ class EOLConfig:
     # A value that is not an http(s)/file URL is a local directory relative to the data root.
     mirror: dict[str, str] = field(default_factory=dict)
     rows_per_part: int = 2000
-    concurrency: int = 32
-    per_host_concurrency: int = 8
-    timeout_s: float = 30.0
+    concurrency: int = 32  # requests in flight, all hosts together
+    per_host_concurrency: int = 8  # connections per host
+    per_host_rps: float = 0.0  # requests started per second per host; 0 = no pacing
+    timeout_s: float = 30.0  # one whole attempt (connect + headers + body)
+    connect_timeout_s: float = 15.0
+    read_timeout_s: float = 30.0  # longest silence between two reads of a body
     retries: int = 3
     max_bytes: int = 50_000_000
+    max_redirects: int = 5
     user_agent: str = "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"
+    # Stored images: "none" keeps originals (the shard stage resizes; exact-md5 dedup against
+    # evaluation sets, which are EOL images too, needs the served bytes), "max_side" or
+    # "shorter_side" shrink to `image_size` (aspect kept, never enlarged, JPEG draft decode).
+    resize_mode: str = "none"
+    image_size: int = 0
+    jpeg_quality: int = 95
+    parts_in_flight: int = 3  # parts downloading at once (keeps the network busy at part ends)
+    decode_workers: int | None = None  # decode/resize processes; None = min(2, cpus), 0 = inline
+    # >1: that many download processes, each with its own event loop and decode threads, one
+    # part at a time (concurrency and per-host limits are split between them). Faster when the
+    # CPU is the bottleneck (fast mirrors); 1 keeps one event loop + decode processes.
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -66,20 +82,55 @@ class SourcesConfig:
 class TaxonomyConfig:
     backbone: str | None = None  # DwC-A folder or backbone.zip
     fuzzy_max_distance: int = 2
+    # Below a higher-rank match, keep the source's own lower ranks when its higher ranks
+    # confirm the match (provenance = the source, flag source_below_match).
+    source_below_match: bool = True
+    # GBIF species-match API for what the local backbone misses (None: local only). Answers
+    # are cached in taxonomy/api-cache.duckdb, so no name is asked twice across runs.
+    gbif_api_url: str | None = None  # e.g. https://api.gbif.org
+    gbif_api_version: str = "v1"  # v1 | v2
+    gbif_checklist_key: str | None = None  # v2 only (e.g. the Catalogue of Life release)
+    api_concurrency: int = 8
+    api_rate_per_s: float = 10.0
+    api_retries: int = 4
+    api_timeout_s: float = 30.0
+    api_user_agent: str = "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"
 
 
 @dataclass(frozen=True)
 class EvalSetConfig:
     name: str
-    # Rare-Species-style CSV: kingdom,phylum,cls,order,family,genus,species,common_name,filepath
+    # The set's list (CSV) or folder; what it holds depends on `layout`. rare_species: a CSV
+    # kingdom,phylum,cls,order,family,genus,species,common_name,filepath.
     metadata: str
     root: str | None = None  # folder the filepaths are relative to (default: the CSV's folder)
     hold_out_species: bool = False  # remove every training image of its species
+    # rare_species | birds525 | meta_album | folder | manifest (treeoflife.dedup.evalset_layouts)
+    layout: str = "rare_species"
+
+    def __post_init__(self):
+        layouts = ("rare_species", "birds525", "meta_album", "folder", "manifest")
+        if self.layout not in layouts:
+            raise ConfigError(
+                f"evalsets.{self.name}.layout: {self.layout!r} is not one of {', '.join(layouts)}"
+            )
 
 
 @dataclass(frozen=True)
 class DedupConfig:
+    # pHash (dct64-v2) Hamming distance counted as a copy of an evaluation image; 8 is chosen
+    # from the robustness study (docs/dedup-robustness.md).
     phash_max_distance: int = 8
+    # In-train near-duplicate groups by pHash (one image kept per group); None: md5 groups only.
+    in_train_phash_max_distance: int | None = None
+    contact_sheet_pairs: int = 48  # near-duplicate pairs drawn in dedup/near_pairs.jpg
+    hash_workers: int = 2  # processes hashing images (output does not depend on it)
+
+    def __post_init__(self):
+        for name in ("phash_max_distance", "in_train_phash_max_distance"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 32:
+                raise ConfigError(f"dedup.{name}: {value} is not a Hamming distance in 0..32")
 
 
 @dataclass(frozen=True)
@@ -91,18 +142,29 @@ class SplitsConfig:
 
 @dataclass(frozen=True)
 class ShardsConfig:
-    samples_per_shard: int = 10_000
-    image_size: int = 224  # shorter side after resize (aspect kept); 0 keeps the stored image
+    samples_per_shard: int = 10_000  # a shard ends at this many samples ...
+    max_shard_bytes: int = 0  # ... or before it would pass this many bytes (0: no byte limit)
+    image_size: int = 224  # training resolution; 0 keeps the stored image
+    # "shorter_side": shorter side to image_size, aspect kept; "square": image_size x image_size
+    # like BioCLIP's make_wds.py (aspect not kept).
+    resize_mode: str = "shorter_side"
     jpeg_quality: int = 95
-    text_type: str = "taxon_com"  # what the plain `txt` member holds
-    seed: int = 0
+    # What the plain `txt` member (the one stock open_clip reads) holds: a caption kind (sci,
+    # com, taxon, taxonTag, sci_com, taxon_com, taxonTag_com) or "random": BioCLIP's mixed
+    # text type, one of sci/com/taxon/sci_com/taxon_com per sample, fixed by key and seed.
+    text_type: str = "taxon_com"
+    seed: int = 0  # seeds the global shuffle across sources and the "random" text type
+    workers: int = 1  # processes decoding/resizing images (output bytes do not depend on it)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """open_clip_train options (BioCLIP: ViT-B-16 from `openai`, lr 1e-4, 1000 warm-up steps,
+    cosine over 100 epochs, wd 0.2, amp, global batch 32,768 = batch_size x GPUs)."""
+
     model: str = "ViT-B-16"
-    pretrained: str | None = None
-    batch_size: int = 256
+    pretrained: str | None = None  # e.g. "openai" where the weights are cached; None: random init
+    batch_size: int = 256  # per process (open_clip's convention)
     epochs: int = 100
     lr: float = 1e-4
     warmup: int = 1000
@@ -111,12 +173,35 @@ class TrainConfig:
     workers: int = 8
     seed: int = 0
     output: str = "models"
+    # Stock open_clip trains on each sample's `txt`; its caption kind (one type or BioCLIP's
+    # mixture, "random") is chosen when the shards are written (shards.text_type). When set,
+    # this must equal shards.text_type: a guard against training on other captions than meant.
+    text_type: str | None = None
+    lock_image: bool = False
+    lock_image_unlocked_groups: int = 0
+    lock_text: bool = False
+    lock_text_unlocked_layers: int = 0
+    grad_checkpointing: bool = False
+    accum_freq: int = 1
+    report_to: str = "none"  # open_clip's --report-to: none, tensorboard, wandb
+    log_every_n_steps: int = 100
+    nproc_per_node: int = 1  # >1: torchrun on one node, with --local-loss --gather-with-grad
+    device: str | None = None  # None: cuda when available, else cpu
+    export: str = "export"  # local-dir model folder under <output>/<run>/
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    text_type: str = "taxon_com"
+    text_type: str = "taxon_com"  # class names packaged with the evaluation sets
+    # Class names for zero-shot: None uses the packaged ones; else scientific, common,
+    # taxonomic, combined (or a caption kind: sci, com, taxon, taxon_com, ...).
+    zero_shot_text_type: str | None = None
+    templates: list[str] = field(default_factory=list)  # empty: each set's own templates file
+    shots: list[int] = field(default_factory=lambda: [1, 5])  # SimpleShot k
+    draws: int = 5  # seeded support draws per k
+    seed: int = 0
     batch_size: int = 256
+    device: str | None = None
     output: str = "eval"
 
 

@@ -10,6 +10,8 @@ import contextlib
 import hashlib
 import io
 import os
+import re
+import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,14 +64,46 @@ def write_parquet_atomic(table: pa.Table, path: str | Path, **kwargs) -> None:
         pq.write_table(table, tmp, **kwargs)
 
 
+_TEMPORARY = re.compile(r"^\..+?(?:\.(\d+))?\.tmp(?:\.[^/]*)?$")
+"""`.name.<pid>.tmp` from atomic_path, and what tools derive from it (`.tmp.wal`, `.tmp.spill`)."""
+
+
+def _writer_alive(pid: int | None) -> bool:
+    """Whether the process that named a temporary file still runs on this machine."""
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_stale_temporaries(folder: str | Path) -> int:
-    """Delete temporary files an interrupted run left in `folder` (recursively)."""
+    """Delete temporary files an interrupted run left in `folder` (recursively).
+
+    A file whose writer is still alive (its pid is in the name) is left alone, so a stage can
+    sweep a folder that concurrent stages of the same run also write to. Directories named
+    like temporaries (scratch or spill folders) are removed whole.
+    """
     n = 0
     folder = Path(folder)
     if not folder.exists():
         return 0
-    for p in folder.rglob(f".*{TMP_SUFFIX}"):
-        p.unlink(missing_ok=True)
+    for p in sorted(folder.rglob(".*"), reverse=True):
+        match = _TEMPORARY.match(p.name)
+        if not match or not p.exists():
+            continue
+        if _writer_alive(int(match[1]) if match[1] else None):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
         n += 1
     return n
 

@@ -179,10 +179,84 @@ CATALOG = _with_meta(
 )
 """The release catalog: one row per input image, with its final status."""
 
+SHARD_INDEX = _with_meta(
+    pa.schema(
+        [
+            pa.field("treeoflife_id", pa.string(), nullable=False),
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("shard", pa.string(), nullable=False),  # file name, e.g. shard-000000.tar
+            pa.field("position", pa.int32(), nullable=False),
+            pa.field("offset", pa.int64(), nullable=False),
+            pa.field("size", pa.int64(), nullable=False),
+            pa.field("jpg_offset", pa.int64(), nullable=False),
+            pa.field("jpg_size", pa.int64(), nullable=False),
+        ]
+    ),
+    "shard_index",
+    "1",
+)
+"""`shards/<split>/index.parquet`: where each sample's bytes are, one row group per shard."""
+
+EVAL_HASHES = _with_meta(
+    pa.schema(
+        [
+            pa.field("evalset", pa.string(), nullable=False),
+            pa.field("eval_key", pa.string(), nullable=False),  # filepath relative to its root
+            pa.field("label", pa.string()),  # the set's own class label, verbatim
+            pa.field("kingdom", pa.string()),
+            pa.field("phylum", pa.string()),
+            pa.field("class", pa.string()),
+            pa.field("order", pa.string()),
+            pa.field("family", pa.string()),
+            pa.field("genus", pa.string()),
+            pa.field("species", pa.string()),
+            pa.field("common_name", pa.string()),
+            pa.field("md5", pa.string()),
+            pa.field("phash", pa.uint64()),
+            pa.field("phash_algo", pa.string()),
+            pa.field("status", pa.string(), nullable=False),  # ok | failed
+            pa.field("reason", pa.string()),  # null when ok
+        ]
+    ),
+    "eval_hashes",
+    "2",
+)
+"""One row per image an evaluation set lists, in the set's order (failed rows included).
+
+Written as `hashes/evalsets/<name>.parquet`; the dedup stage matches training hashes to it.
+"""
+
+EOL_FETCH_STATUS = _with_meta(
+    pa.schema(
+        [
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("url", pa.string()),  # after mirror rewriting; null when the row has none
+            pa.field("status", pa.string(), nullable=False),  # ok | failed | skipped
+            pa.field("reason", pa.string()),  # null when ok
+            pa.field("http_status", pa.int32()),  # last HTTP status seen
+            pa.field("bytes", pa.int64()),  # body bytes received
+            pa.field("md5", pa.string()),  # of the stored image
+            pa.field("width", pa.int32()),
+            pa.field("height", pa.int32()),
+            pa.field("attempts", pa.int32()),
+            pa.field("elapsed", pa.float64()),  # seconds, retries and waits included
+        ]
+    ),
+    "eol_fetch_status",
+    "1",
+)
+"""One row per EOL manifest row, beside each part: `catalog/eol/part-%05d.status.parquet`.
+
+Not byte-reproducible (attempts and elapsed depend on the servers); the catalog part is.
+"""
+
 ALL = {
     "source_catalog": SOURCE_CATALOG,
+    "eol_fetch_status": EOL_FETCH_STATUS,
     "taxa": TAXA,
     "hashes": HASHES,
     "removals": REMOVALS,
+    "eval_hashes": EVAL_HASHES,
     "catalog": CATALOG,
+    "shard_index": SHARD_INDEX,
 }
