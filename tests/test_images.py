@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from treeoflife.errors import ImageRejected
-from treeoflife.images import decode_outcome, normalize_image
+from treeoflife.images import ResizePolicy, decode_outcome, normalize_image
 from treeoflife.io import md5_hex
 
 
@@ -174,3 +174,71 @@ def test_decode_outcome_returns_reason_instead_of_raising():
     assert decode_outcome(b"") == "empty_file"
     ok = decode_outcome(encode(noise_rgb(8, 8), "JPEG"))
     assert not isinstance(ok, str) and ok.width == 8
+
+
+def smooth_rgb(width: int, height: int) -> Image.Image:
+    """A gradient photo stand-in (noise would make resampling comparisons meaningless)."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
+    arr = np.concatenate([x + 0 * y, y + 0 * x, (x + y) / 2], axis=2).astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def test_resize_shorter_and_max_side_keep_aspect_and_never_enlarge():
+    data = encode(smooth_rgb(1600, 1000), "JPEG", quality=90)
+    shorter = normalize_image(data, resize=ResizePolicy("shorter_side", 256))
+    assert (shorter.width, shorter.height) == (410, 256) and shorter.converted
+    assert decode(shorter.data).size == (410, 256)
+    longest = normalize_image(data, resize=ResizePolicy("max_side", 500))
+    assert (longest.width, longest.height) == (500, 312)
+    small = encode(smooth_rgb(300, 200), "JPEG", quality=90)
+    kept = normalize_image(small, resize=ResizePolicy("shorter_side", 256))
+    assert kept.converted is False and kept.data == small  # already small enough: source bytes
+
+
+def test_resize_through_draft_matches_a_full_decode():
+    img = smooth_rgb(1600, 1200)
+    data = encode(img, "JPEG", quality=95)
+    out = decode(normalize_image(data, resize=ResizePolicy("shorter_side", 200)).data)
+    reference = img.resize(out.size, Image.Resampling.LANCZOS)
+    diff = np.abs(np.asarray(out, dtype=np.int16) - np.asarray(reference, dtype=np.int16))
+    assert out.size == (267, 200) and diff.mean() < 3
+
+
+def test_resize_applies_exif_rotation_and_converts_modes():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(smooth_rgb(800, 400), "JPEG", exif=exif.tobytes())
+    out = normalize_image(data, resize=ResizePolicy("max_side", 200))
+    assert (out.width, out.height) == (100, 200)
+    rgba = Image.new("RGBA", (600, 300), (0, 0, 255, 0))
+    png = normalize_image(encode(rgba, "PNG"), resize=ResizePolicy("shorter_side", 100))
+    assert (png.width, png.height) == (200, 100)
+    assert decode(png.data).getpixel((50, 50))[0] > 240  # transparent -> white
+
+
+def test_resize_still_rejects_truncated_and_html():
+    data = encode(noise_rgb(800, 600), "JPEG", quality=95)
+    policy = ResizePolicy("shorter_side", 100)
+    assert rejected_reason(data[: len(data) // 2], resize=policy) == "truncated_image"
+    assert rejected_reason(b"<html><body>404</body></html>", resize=policy) == "not_an_image"
+    assert decode_outcome(data[:2000], resize=policy) == "truncated_image"
+
+
+def test_resize_policy_rejects_bad_settings():
+    with pytest.raises(ValueError, match="not one of"):
+        ResizePolicy("crop", 10)
+    with pytest.raises(ValueError, match="positive size"):
+        ResizePolicy("max_side", 0)
+
+
+def test_resize_of_grey_and_cmyk_jpegs_gives_rgb():
+    grey = smooth_rgb(800, 600).convert("L")
+    out = normalize_image(encode(grey, "JPEG"), resize=ResizePolicy("shorter_side", 150))
+    assert (out.width, out.height) == (200, 150) and decode(out.data).mode == "RGB"
+    cmyk = Image.new("CMYK", (800, 400), (0, 255, 255, 0))  # red
+    out = normalize_image(encode(cmyk, "JPEG"), resize=ResizePolicy("max_side", 100))
+    img = decode(out.data)
+    assert img.size == (100, 50) and img.mode == "RGB"
+    r, g, b = img.getpixel((50, 25))
+    assert r > 200 and g < 60 and b < 60

@@ -3,6 +3,10 @@
 Sources serve HTML error pages as images, truncated bodies, CMYK and 16-bit files, EXIF-rotated
 photos, animations and decompression bombs. `normalize_image` turns bytes into either a usable
 JPEG or an `ImageRejected` with a reason code that the catalog records.
+
+An optional `ResizePolicy` shrinks images on the way in (never enlarges them). JPEGs are decoded
+through PIL's draft mode (the DCT scales by 1/2, 1/4 or 1/8 while decoding), which is most of
+the speed of a shrinking download: only the last factor <2 is done by a real resampling.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from treeoflife.errors import ImageRejected
 
@@ -41,6 +45,41 @@ _MAGIC = (
 )
 
 
+RESIZE_NONE = "none"
+RESIZE_MAX_SIDE = "max_side"  # the longer side becomes at most `size`
+# the shorter side becomes at most `size` (img2dataset's keep_ratio)
+RESIZE_SHORTER_SIDE = "shorter_side"
+RESIZE_MODES = (RESIZE_NONE, RESIZE_MAX_SIDE, RESIZE_SHORTER_SIDE)
+
+
+@dataclass(frozen=True)
+class ResizePolicy:
+    """How to shrink images as they are stored; aspect ratio is always kept, never upscaled."""
+
+    mode: str = RESIZE_NONE
+    size: int = 0
+    quality: int = JPEG_QUALITY
+
+    def __post_init__(self) -> None:
+        if self.mode not in RESIZE_MODES:
+            raise ValueError(f"resize mode {self.mode!r} is not one of {', '.join(RESIZE_MODES)}")
+        if self.mode != RESIZE_NONE and self.size <= 0:
+            raise ValueError(f"resize mode {self.mode!r} needs a positive size")
+
+    def target(self, width: int, height: int) -> tuple[int, int] | None:
+        """The output size for a `width` x `height` image, or None to keep it as it is."""
+        if self.mode == RESIZE_NONE:
+            return None
+        side = max(width, height) if self.mode == RESIZE_MAX_SIDE else min(width, height)
+        if side <= self.size:
+            return None
+        scale = self.size / side
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+KEEP_ORIGINALS = ResizePolicy()
+
+
 @dataclass(frozen=True)
 class NormalizedImage:
     data: bytes  # JPEG bytes to store
@@ -63,12 +102,17 @@ def _looks_like_text(data: bytes) -> bool:
     return bool(head) and all(b in b"\t\r\n" or 32 <= b < 127 for b in head[:256])
 
 
-def normalize_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NormalizedImage:
+def normalize_image(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    resize: ResizePolicy = KEEP_ORIGINALS,
+) -> NormalizedImage:
     """Validate `data` fully and return upright RGB JPEG bytes, or raise ImageRejected(reason).
 
     The source bytes are kept unchanged when they already are a baseline RGB JPEG with no EXIF
-    orientation to apply (so the md5 is of what the source served); otherwise the first frame is
-    converted to RGB (alpha composited on white) and re-encoded at quality 95, deterministically.
+    orientation to apply and no resize to do (so the md5 is of what the source served);
+    otherwise the first frame is converted to RGB (alpha composited on white), shrunk by
+    `resize` and re-encoded, deterministically.
     """
     if not data:
         raise ImageRejected(REASON_EMPTY)
@@ -86,8 +130,11 @@ def normalize_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Normal
             if width * height > max_pixels:
                 raise ImageRejected(REASON_TOO_LARGE, f"{width}x{height} > {max_pixels} pixels")
             img.seek(0)
+            target = resize.target(width, height)
+            if target is not None and img.format == "JPEG":
+                img.draft("RGB", target)  # DCT-domain downscale; the result stays >= target
             img.load()
-            return _normalize_loaded(img, data)
+            return _normalize_loaded(img, data, target, resize.quality)
     except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:
@@ -113,7 +160,12 @@ def _orientation(img: Image.Image) -> int:
         return 1
 
 
-def _normalize_loaded(img: Image.Image, data: bytes) -> NormalizedImage:
+def _normalize_loaded(
+    img: Image.Image,
+    data: bytes,
+    target: tuple[int, int] | None = None,
+    quality: int = JPEG_QUALITY,
+) -> NormalizedImage:
     orientation = _orientation(img)
     is_baseline_rgb_jpeg = (
         img.format == "JPEG"
@@ -121,14 +173,35 @@ def _normalize_loaded(img: Image.Image, data: bytes) -> NormalizedImage:
         and not img.info.get("progressive")
         and not img.info.get("progression")
     )
-    if is_baseline_rgb_jpeg and orientation == 1:
+    if is_baseline_rgb_jpeg and orientation == 1 and target is None:
         return NormalizedImage(data=data, width=img.width, height=img.height, converted=False)
-    if orientation != 1:
-        img = ImageOps.exif_transpose(img)
     rgb = to_rgb(img)
+    if target is not None:
+        # the policy is symmetric in width/height, so resizing before the transpose is the same
+        rgb = rgb.resize(target, Image.Resampling.BOX)  # area average, like cv2 INTER_AREA
+    if orientation != 1:
+        rgb = _transpose(rgb, orientation)
     buf = io.BytesIO()
-    rgb.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False)
+    rgb.save(buf, format="JPEG", quality=quality, optimize=False, progressive=False)
     return NormalizedImage(data=buf.getvalue(), width=rgb.width, height=rgb.height, converted=True)
+
+
+_TRANSPOSE = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
+    3: (Image.Transpose.ROTATE_180,),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
+    5: (Image.Transpose.TRANSPOSE,),
+    6: (Image.Transpose.ROTATE_270,),
+    7: (Image.Transpose.TRANSVERSE,),
+    8: (Image.Transpose.ROTATE_90,),
+}
+
+
+def _transpose(img: Image.Image, orientation: int) -> Image.Image:
+    """EXIF orientation applied to pixels (ImageOps.exif_transpose's table, without the EXIF)."""
+    for op in _TRANSPOSE.get(orientation, ()):
+        img = img.transpose(op)
+    return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -156,13 +229,15 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_outcome(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NormalizedImage | str:
+def decode_outcome(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, resize: ResizePolicy = KEEP_ORIGINALS
+) -> NormalizedImage | str:
     """`normalize_image` for worker pools: returns the reason code instead of raising.
 
     (ImageRejected does not survive pickling with its reason intact, and a returned value keeps
     the pool's error channel for real bugs.)
     """
     try:
-        return normalize_image(data, max_pixels)
+        return normalize_image(data, max_pixels, resize)
     except ImageRejected as exc:
         return exc.reason

@@ -164,8 +164,18 @@ def test_duplicate_and_malformed_json_images(tmp_path):
     assert md5_hex(stored_bytes(tmp_path / "data", rows[0])) == rows[0]["md5"]
 
 
-def test_url_inputs_are_refused_clearly_for_now(tmp_path):
+def test_unreachable_url_inputs_fail_clearly(tmp_path):
     archive, _ = make_inat(tmp_path / "in", n=1)
-    remote = {**archive, "annotations": "https://example.org/train.json"}
-    with pytest.raises(InputError, match="URLs are not supported"):
+    remote = {**archive, "annotations": "http://127.0.0.1:9/train.json"}  # nothing listens
+    with pytest.raises(InputError, match="iNat21 annotations http://127.0.0.1:9/train.json"):
         ingest_inat21(make_cfg(tmp_path, [remote]))
+
+
+def test_mini_layout_maps_every_image_to_its_category(tmp_path):
+    archive, _ = make_inat(tmp_path / "in", split="train_mini", n=4, extras=False)
+    stats = ingest_inat21(make_cfg(tmp_path, [archive], per_part=10))
+    rows = rows_of(read_catalog(tmp_path / "data", "inat21")[0])
+    assert stats.ok == 4
+    assert [r["inat21_file"].split("/")[0] for r in rows] == ["train_mini"] * 4
+    assert [r["verbatim_genus"] for r in rows] == ["Lumbricus", "Bellis"] * 2
+    assert [r["inat21_category_id"] for r in rows] == [0, 1, 0, 1]

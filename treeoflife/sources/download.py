@@ -1,10 +1,11 @@
 """The EOL image downloader: polite, bounded, retrying HTTP(S) and file:// fetches.
 
-One aiohttp session with a global and a per-host connection limit, a whole-request deadline per
-attempt, a response size cap and a redirect limit. Transient failures (connection errors,
-timeouts, cut bodies, 5xx, 429) are retried with exponential backoff and jitter (429 honours
-Retry-After); 4xx are final (`http_<code>`). Outcomes depend only on what the servers answer,
-never on timing luck beyond the configured retries.
+One aiohttp session (keep-alive, DNS cache) with a global request limit, a per-host connection
+limit and optional per-host pacing (requests started per second), connect / read / whole-attempt
+timeouts, a response size cap and a redirect limit; only http, https and file URLs. Transient
+failures (connection errors, timeouts, cut bodies, 5xx, 429) are retried with exponential
+backoff and jitter (429 honours Retry-After); 4xx are final (`http_<code>`). Outcomes depend
+only on what the servers answer, never on timing luck beyond the configured retries.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ REASON_HTTP_ERROR = "http_error"
 class DownloadSettings:
     concurrency: int = 32
     per_host_concurrency: int = 8
-    timeout_s: float = 30.0
+    per_host_rps: float = 0.0  # 0: no pacing
+    timeout_s: float = 30.0  # whole attempt
+    connect_timeout_s: float = 15.0
+    read_timeout_s: float = 30.0
     retries: int = 3  # extra attempts after the first, for transient failures only
     max_bytes: int = 50_000_000
     user_agent: str = "treeoflife/0.1"
@@ -55,9 +59,13 @@ class DownloadSettings:
         values = dict(
             concurrency=ecfg.concurrency,
             per_host_concurrency=ecfg.per_host_concurrency,
+            per_host_rps=ecfg.per_host_rps,
             timeout_s=ecfg.timeout_s,
+            connect_timeout_s=ecfg.connect_timeout_s,
+            read_timeout_s=ecfg.read_timeout_s,
             retries=ecfg.retries,
             max_bytes=ecfg.max_bytes,
+            max_redirects=ecfg.max_redirects,
             user_agent=ecfg.user_agent,
         )
         values.update(overrides)
@@ -107,6 +115,27 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, (when - now_dt).total_seconds())
 
 
+class HostPacer:
+    """Spaces request starts to each host at least 1/rps seconds apart (0 rps: no pacing).
+
+    Reservations are taken in call order, so concurrent callers queue fairly instead of bursting
+    when a slot frees; the map holds one float per host seen.
+    """
+
+    def __init__(self, rps: float):
+        self.interval = 1.0 / rps if rps > 0 else 0.0
+        self._next: dict[str, float] = {}
+
+    async def wait(self, host: str) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next.get(host, now))
+        self._next[host] = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
 def file_url_path(url: str) -> Path:
     parts = urlsplit(url)
     return Path(unquote(parts.path))
@@ -119,15 +148,21 @@ class Downloader:
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._pacer = HostPacer(settings.per_host_rps)
         self._rng = random.Random()
 
     async def __aenter__(self) -> Downloader:
         s = self.settings
         connector = aiohttp.TCPConnector(
-            limit=s.concurrency, limit_per_host=s.per_host_concurrency, ttl_dns_cache=300
+            limit=s.concurrency,
+            limit_per_host=s.per_host_concurrency,
+            ttl_dns_cache=300,
+            keepalive_timeout=30,
         )
         timeout = aiohttp.ClientTimeout(
-            total=s.timeout_s, sock_connect=min(s.timeout_s, 15.0), sock_read=s.timeout_s
+            total=s.timeout_s,
+            sock_connect=min(s.timeout_s, s.connect_timeout_s),
+            sock_read=min(s.timeout_s, s.read_timeout_s),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -152,17 +187,25 @@ class Downloader:
         start = time.monotonic()
         if not url:
             return FetchResult(url, None, REASON_INVALID_URL, None, 0, 0.0)
-        scheme = urlsplit(url).scheme.lower()
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return FetchResult(url, None, REASON_INVALID_URL, None, 0, 0.0)
+        scheme = parts.scheme.lower()
         if scheme == "file":
             return await self._fetch_file(url, start)
         if scheme not in ("http", "https"):
             return FetchResult(url, None, REASON_UNSUPPORTED_SCHEME, None, 0, 0.0)
+        if not parts.hostname:
+            return FetchResult(url, None, REASON_INVALID_URL, None, 0, 0.0)
+        host = parts.hostname.lower()
         attempts = 0
         status: int | None = None
         while True:
             attempts += 1
             try:
                 assert self._slots is not None, "use Downloader as an async context manager"
+                await self._pacer.wait(host)  # before taking a slot: other hosts go on
                 async with self._slots:
                     data, status = await self._get(url)
                 return FetchResult(

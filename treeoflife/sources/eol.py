@@ -1,17 +1,24 @@
 """EOL ingest: stream the media manifests, join page names, download and store the images.
 
 Rows are the manifests' data lines, in manifest order, `rows_per_part` per part across all
-manifests. Each part's downloads run concurrently (see `download.py`), decoding happens in the
-worker pool, and the part is written in manifest order whatever the completion order. Beside
-each catalog part, `part-%05d.status.parquet` records per-URL fetch details (attempts, elapsed
-time...); it is written before the catalog part and, unlike it, is not byte-reproducible.
+manifests. The manifests are streamed: memory holds the parts in flight and a compact set of
+the keys seen (for duplicates), never the manifest. Up to `parts_in_flight` parts download at
+once (see `download.py`) so the network never idles while a part waits for its slowest URL or
+is being written; decoding and resizing happen in worker processes; each part is written in
+manifest order whatever the completion order. Beside each catalog part,
+`part-%05d.status.parquet` has one row per manifest row (ok / failed / skipped, HTTP status,
+bytes, md5, size, attempts, elapsed); it is written before the catalog part and, unlike it, is
+not byte-reproducible (attempts and elapsed depend on the servers).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import csv
+import dataclasses
 import logging
+import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +26,11 @@ import pyarrow as pa
 
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError
-from treeoflife.images import NormalizedImage
+from treeoflife.images import NormalizedImage, ResizePolicy
 from treeoflife.io import md5_hex, write_parquet_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.records import eol_key
+from treeoflife.schemas import EOL_FETCH_STATUS
 from treeoflife.sources.download import Downloader, DownloadSettings, FetchResult
 from treeoflife.sources.ingest import (
     PART_NAME,
@@ -32,7 +40,6 @@ from treeoflife.sources.ingest import (
     IngestStats,
     catalog_dir,
     clean,
-    duplicate_of,
     fail,
     finish_stats,
     new_row,
@@ -40,11 +47,18 @@ from treeoflife.sources.ingest import (
     prepare_source_dirs,
     write_part,
 )
+from treeoflife.sources.seen import SeenKeys
 
 log = logging.getLogger(__name__)
 
 SOURCE = "eol"
 REASON_NO_URL = "no_url"
+
+# Status of a manifest row in the status table.
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_SKIPPED = "skipped"  # never fetched: the row names no URL or repeats an earlier key
+_SKIP_REASONS = frozenset({REASON_NO_URL, REASON_DUPLICATE_KEY})
 
 COL_CONTENT = "EOL content ID"
 COL_PAGE = "EOL page ID"
@@ -65,22 +79,8 @@ PAGE_FIELDS = (
     "common_name",
 )
 
-STATUS_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("url", pa.string()),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("reason", pa.string()),
-        pa.field("http_status", pa.int32()),
-        pa.field("bytes", pa.int64()),
-        pa.field("md5", pa.string()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("attempts", pa.int32()),
-        pa.field("elapsed", pa.float64()),
-    ]
-).with_metadata({"treeoflife.table": "eol_fetch_status", "treeoflife.version": "1"})
-"""Per-URL fetch details of one EOL part (not reproducible: elapsed, attempts vary)."""
+STATUS_SCHEMA = EOL_FETCH_STATUS
+"""Per-row fetch details of one EOL part (see treeoflife.schemas)."""
 
 csv.field_size_limit(1 << 24)
 
@@ -139,7 +139,7 @@ def load_pages(cfg: BuildConfig) -> dict[int, tuple[str | None, ...]]:
 
 def iter_manifest_rows(cfg: BuildConfig, pages: dict) -> Iterator[tuple[dict, str | None]]:
     """(catalog row, fetch URL or None) for every manifest data line, in order."""
-    seen: dict[str, int] = {}  # key -> occurrences
+    seen = SeenKeys()
     for manifest_no, spec in enumerate(cfg.sources.eol.manifests):
         path = cfg.path(spec)
         try:
@@ -207,7 +207,7 @@ def _manifest_row(fields, header, col, manifest_no, line, pages, seen, cfg):
             verbatim_genus=genus,
             verbatim_common_name=common,
         )
-    dup = duplicate_of(row["key"], seen)
+    dup = seen.duplicate_of(row["key"])
     if dup is not None:
         row["key"] = dup
         return fail(row, REASON_DUPLICATE_KEY), None
@@ -215,6 +215,14 @@ def _manifest_row(fields, header, col, manifest_no, line, pages, seen, cfg):
     if url is None:
         return fail(row, REASON_NO_URL), None
     return row, rewrite_url(url, cfg.sources.eol.mirror, cfg)
+
+
+def resize_policy(cfg: BuildConfig) -> ResizePolicy:
+    ecfg = cfg.sources.eol
+    try:
+        return ResizePolicy(ecfg.resize_mode, ecfg.image_size, ecfg.jpeg_quality)
+    except ValueError as exc:
+        raise InputError(f"sources.eol: {exc}") from exc
 
 
 def ingest_eol(
@@ -227,84 +235,200 @@ def ingest_eol(
     """Ingest the EOL manifests into catalog/eol and images/eol parts, downloading the images.
 
     `settings` overrides the download settings derived from the config (tests use it for short
-    backoffs); `decode_workers=0` decodes inline.
+    backoffs); `decode_workers` overrides the config's (0 decodes inline).
     """
     ecfg = cfg.sources.eol
     if ecfg.rows_per_part <= 0:
         raise InputError("sources.eol.rows_per_part must be positive")
+    resize = resize_policy(cfg)
     settings = settings or DownloadSettings.from_config(ecfg)
+    if decode_workers is None:
+        decode_workers = ecfg.decode_workers
     progress = or_null(progress)
     prepare_source_dirs(cfg, SOURCE)
     pages = load_pages(cfg)
     run = IngestStats(source=SOURCE)
     progress.start("ingest eol", None)
     try:
-        with DecodePool(decode_workers) as pool:
-            n_parts = asyncio.run(_ingest_parts(cfg, pages, settings, pool, run, progress))
+        if ecfg.processes > 1:
+            n_parts = _ingest_parts_processes(cfg, pages, settings, resize, run, progress)
+        else:
+            with DecodePool(decode_workers, resize=resize) as pool:
+                n_parts = asyncio.run(_ingest_parts(cfg, pages, settings, pool, run, progress))
     finally:
         progress.finish()
     return finish_stats(cfg, SOURCE, n_parts, run, {})
 
 
-async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) -> int:
-    per_part = cfg.sources.eol.rows_per_part
+DECODE_THREADS_PER_PROCESS = 2
+
+
+def _split_settings(settings: DownloadSettings, processes: int) -> DownloadSettings:
+    """Each of `processes` download processes gets its share of the global and per-host limits."""
+    return dataclasses.replace(
+        settings,
+        concurrency=max(1, settings.concurrency // processes),
+        per_host_concurrency=max(1, settings.per_host_concurrency // processes),
+        per_host_rps=settings.per_host_rps / processes,
+    )
+
+
+def _ingest_parts_processes(cfg, pages, settings, resize, run: IngestStats, progress) -> int:
+    """Parts handed to download processes (forkserver), a bounded number queued at a time."""
+    procs = cfg.sources.eol.processes
+    share = _split_settings(settings, procs)
+    ctx = multiprocessing.get_context("forkserver")
     n_parts = 0
-    async with Downloader(settings) as downloader:
-        batch: list[tuple[dict, str | None]] = []
-        for item in iter_manifest_rows(cfg, pages):
-            batch.append(item)
-            if len(batch) == per_part:
-                await _part(cfg, n_parts, batch, downloader, pool, run)
-                progress.advance(len(batch))
-                n_parts += 1
-                batch = []
-        if batch:
-            await _part(cfg, n_parts, batch, downloader, pool, run)
+    pending: dict[cf.Future, int] = {}
+
+    def collect() -> None:
+        done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+        for fut in done:
+            progress.advance(pending.pop(fut))
+            fut.result()  # a failed part stops the run (finished parts stay; rerun resumes)
+            run.parts_written += 1
+
+    with cf.ProcessPoolExecutor(procs, mp_context=ctx) as executor:
+        try:
+            rows = iter_manifest_rows(cfg, pages)
+            for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):
+                n_parts = index + 1
+                if part_done(cfg, SOURCE, index):
+                    run.parts_skipped += 1
+                    progress.advance(len(batch))
+                    continue
+                while len(pending) >= procs + 1:  # one queued behind the running ones
+                    collect()
+                fut = executor.submit(_download_part, cfg, index, batch, share, resize)
+                pending[fut] = len(batch)
+            while pending:
+                collect()
+        finally:
+            for fut in pending:
+                fut.cancel()
+    return n_parts
+
+
+def _download_part(cfg, index: int, batch: list, settings, resize) -> None:
+    """Worker process: download, decode (threads) and write one part."""
+
+    async def run() -> None:
+        budget = asyncio.Semaphore(2 * settings.concurrency + 4 * DECODE_THREADS_PER_PROCESS)
+        async with Downloader(settings) as downloader:
+            await _part(cfg, index, batch, downloader, pool, budget, IngestStats(source=SOURCE))
+
+    with DecodePool(DECODE_THREADS_PER_PROCESS, resize=resize, threads=True) as pool:
+        asyncio.run(run())
+
+
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) -> int:
+    """Download the parts, up to `parts_in_flight` at once; returns the number of parts."""
+    ecfg = cfg.sources.eol
+    window = asyncio.Semaphore(max(1, ecfg.parts_in_flight))
+    # Rows between "fetch starts" and "decoded": bounds the raw bodies held in memory when the
+    # network outruns the decoders (back-pressure instead of an unbounded decode queue).
+    budget = asyncio.Semaphore(2 * settings.concurrency + 4 * max(1, pool.workers))
+    running: set[asyncio.Task] = set()
+    n_parts = 0
+
+    async def one(index: int, batch: list) -> None:
+        try:
+            await _part(cfg, index, batch, downloader, pool, budget, run)
             progress.advance(len(batch))
-            n_parts += 1
+        finally:
+            window.release()
+
+    async with Downloader(settings) as downloader:
+        try:
+            for index, batch in enumerate(
+                _batches(iter_manifest_rows(cfg, pages), ecfg.rows_per_part)
+            ):
+                n_parts = index + 1
+                if part_done(cfg, SOURCE, index):
+                    run.parts_skipped += 1
+                    progress.advance(len(batch))
+                    continue
+                await window.acquire()
+                for task in [t for t in running if t.done()]:
+                    running.discard(task)
+                    task.result()  # a failed part stops the run (its rows are not lost: rerun)
+                task = asyncio.create_task(one(index, batch))
+                running.add(task)
+            if running:
+                await asyncio.gather(*running)
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
     return n_parts
 
 
 async def _fetch_and_decode(
-    url: str | None, downloader: Downloader, pool: DecodePool
+    url: str | None, downloader: Downloader, pool: DecodePool, budget: asyncio.Semaphore
 ) -> tuple[FetchResult | None, NormalizedImage | str | None]:
     if url is None:
         return None, None
-    result = await downloader.fetch(url)
-    if result.data is None:
-        return result, result.reason
-    data, result.data = result.data, None
-    outcome = await asyncio.wrap_future(pool.submit(data))
+    async with budget:
+        result = await downloader.fetch(url)
+        if result.data is None:
+            return result, result.reason
+        data, result.data = result.data, None
+        outcome = await asyncio.wrap_future(pool.submit(data))
     return result, outcome
 
 
-async def _part(cfg, index, batch, downloader, pool, run: IngestStats) -> None:
-    if part_done(cfg, SOURCE, index):
-        run.parts_skipped += 1
-        return
-    results = await asyncio.gather(*(_fetch_and_decode(url, downloader, pool) for _, url in batch))
+def status_row(row: dict, url: str | None, fetch: FetchResult | None, outcome) -> dict:
+    """The status-table row of one manifest row."""
+    ok = isinstance(outcome, NormalizedImage)
+    reason = None if ok else (outcome if isinstance(outcome, str) else row["reason"])
+    if ok:
+        status = STATUS_OK
+    elif fetch is None and reason in _SKIP_REASONS:
+        status = STATUS_SKIPPED
+    else:
+        status = STATUS_FAILED
+    return {
+        "key": row["key"],
+        "url": url,
+        "status": status,
+        "reason": reason,
+        "http_status": fetch.http_status if fetch else None,
+        "bytes": fetch.nbytes if fetch else None,
+        "md5": md5_hex(outcome.data) if ok else None,
+        "width": outcome.width if ok else None,
+        "height": outcome.height if ok else None,
+        "attempts": fetch.attempts if fetch else 0,
+        "elapsed": fetch.elapsed if fetch else 0.0,
+    }
+
+
+async def _part(cfg, index, batch, downloader, pool, budget, run: IngestStats) -> None:
+    results = await asyncio.gather(
+        *(_fetch_and_decode(url, downloader, pool, budget) for _, url in batch)
+    )
     rows = [row for row, _ in batch]
     images = [outcome for _, outcome in results]
-    status_rows = []
-    for (row, url), (fetch, outcome) in zip(batch, results, strict=True):
-        ok = isinstance(outcome, NormalizedImage)
-        status_rows.append(
-            {
-                "key": row["key"],
-                "url": url,
-                "status": "ok" if ok else "failed",
-                "reason": None if ok else (outcome if isinstance(outcome, str) else row["reason"]),
-                "http_status": fetch.http_status if fetch else None,
-                "bytes": fetch.nbytes if fetch else None,
-                "md5": md5_hex(outcome.data) if ok else None,
-                "width": outcome.width if ok else None,
-                "height": outcome.height if ok else None,
-                "attempts": fetch.attempts if fetch else 0,
-                "elapsed": fetch.elapsed if fetch else 0.0,
-            }
-        )
-    write_parquet_atomic(
-        pa.Table.from_pylist(status_rows, schema=STATUS_SCHEMA), status_parquet(cfg, index)
-    )
-    await asyncio.to_thread(write_part, cfg, SOURCE, index, rows, images)
+    status_rows = [
+        status_row(row, url, fetch, outcome)
+        for (row, url), (fetch, outcome) in zip(batch, results, strict=True)
+    ]
+
+    def write() -> None:
+        table = pa.Table.from_pylist(status_rows, schema=STATUS_SCHEMA)
+        write_parquet_atomic(table, status_parquet(cfg, index))
+        write_part(cfg, SOURCE, index, rows, images)
+
+    await asyncio.to_thread(write)
     run.parts_written += 1

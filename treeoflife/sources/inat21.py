@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import gzip
 import hashlib
+import http.client
 import json
 import logging
 import tarfile
@@ -49,6 +50,7 @@ from treeoflife.sources.ingest import (
     read_previous_stats,
     write_part,
 )
+from treeoflife.sources.remote import RangeReader, RemoteReadError, is_url
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +58,13 @@ SOURCE = "inat21"
 _RANK_FIELDS = ("kingdom", "phylum", "class", "order", "family", "genus")
 
 
-def _is_url(value: str) -> bool:
-    return value.startswith(("http://", "https://"))
-
-
 def open_input(spec: str, cfg: BuildConfig, what: str):
-    """Open a configured input for binary reading.
-
-    The seam for remote inputs: URLs are refused with a clear error for now (download them
-    first, or add a streaming HTTP reader here).
-    """
-    if _is_url(spec):
-        raise InputError(f"iNat21 {what} {spec}: URLs are not supported yet; download it first")
+    """Open a configured input (local path, or http(s) URL streamed with Range resume)."""
+    if is_url(spec):
+        try:
+            return RangeReader(spec)
+        except (OSError, http.client.HTTPException) as exc:
+            raise InputError(f"iNat21 {what} {spec}: {exc}") from exc
     path = cfg.path(spec)
     try:
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
@@ -79,6 +76,8 @@ def load_annotations(spec: str, cfg: BuildConfig) -> dict:
     with open_input(spec, cfg, "annotations") as fh:
         try:
             data = json.load(fh)
+        except RemoteReadError as exc:
+            raise InputError(f"iNat21 annotations {spec}: {exc}") from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError(f"iNat21 annotations {spec}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
@@ -318,7 +317,7 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending) -> str
     def note(reason: str) -> None:
         ignored[reason] = ignored.get(reason, 0) + 1
 
-    src = cfg.path(archive.images)
+    src = archive.images if is_url(archive.images) else cfg.path(archive.images)
     fh = open_input(archive.images, cfg, "images")
     reader = _HashingReader(fh, enabled=bool(archive.md5))
     try:
@@ -350,6 +349,8 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending) -> str
                 if remaining[part] == 0:
                     flush(part)
         reader.drain()
+    except RemoteReadError as exc:
+        raise InputError(f"iNat21 archive {src}: {exc}") from exc
     except (tarfile.TarError, zlib.error, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"iNat21 archive {src}: unreadable ({exc})") from exc
     finally:

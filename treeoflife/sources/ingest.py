@@ -19,7 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from treeoflife.config import BuildConfig
-from treeoflife.images import DEFAULT_MAX_PIXELS, NormalizedImage, decode_outcome
+from treeoflife.images import (
+    DEFAULT_MAX_PIXELS,
+    KEEP_ORIGINALS,
+    NormalizedImage,
+    ResizePolicy,
+    decode_outcome,
+)
 from treeoflife.io import (
     ImageStoreWriter,
     md5_hex,
@@ -254,20 +260,33 @@ class DecodePool:
 
     Measured here (2 cores, 500x375 JPEGs): 2 processes ~800-1000 images/s, inline ~420-580/s,
     2 threads no better than inline (PIL holds the GIL for much of the work), so processes it
-    is. They start from a forkserver, never by forking this process: flows run the three
+    is. (`threads=True` is for code already running in its own worker process, like the EOL
+    download processes, where threads avoid piping every image between processes.) They start
+    from a forkserver, never by forking this process: flows run the three
     ingests on threads at once, and forking a threaded process can deadlock. If the workers
     cannot start (a script without an `if __name__ == "__main__":` guard), decoding falls back
     to inline with a warning. `workers=0` decodes inline (tests, tiny inputs). Results never
     depend on the pool.
     """
 
-    def __init__(self, workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(
+        self,
+        workers: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        resize: ResizePolicy = KEEP_ORIGINALS,
+        threads: bool = False,
+    ):
         if workers is None:
             workers = min(2, os.cpu_count() or 1)
         self.workers = workers
         self.max_pixels = max_pixels
+        self.resize = resize
         self.executor: cf.Executor | None = None
-        if workers > 0:
+        if workers > 0 and threads:
+            # inside a download process: PIL releases the GIL while decoding, resizing and
+            # encoding, so threads overlap with the event loop without copying bytes around
+            self.executor = cf.ThreadPoolExecutor(workers, thread_name_prefix="decode")
+        elif workers > 0:
             ctx = multiprocessing.get_context("forkserver")
             self.executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
             try:
@@ -281,9 +300,9 @@ class DecodePool:
     def submit(self, data: bytes) -> cf.Future:
         if self.executor is None:
             fut: cf.Future = cf.Future()
-            fut.set_result(decode_outcome(data, self.max_pixels))
+            fut.set_result(decode_outcome(data, self.max_pixels, self.resize))
             return fut
-        return self.executor.submit(decode_outcome, data, self.max_pixels)
+        return self.executor.submit(decode_outcome, data, self.max_pixels, self.resize)
 
     def map(self, datas: Iterable[bytes]) -> list[NormalizedImage | str]:
         futures = [self.submit(d) for d in datas]

@@ -2,10 +2,13 @@
 
 Tests and benchmarks point the EOL mirror at it to exercise the downloader over real sockets:
 status codes, 429 + Retry-After, fail-first-N-then-succeed, latency, cut bodies, wrong content
-types, HTML error pages served as 200, redirect loops and connection resets mid-body.
+types, HTML error pages served as 200, redirect loops, connection resets mid-body and slow
+drips. Faults are given per path, or to a fraction of all paths (chosen by a stable hash of the
+path and a seed, so a test knows which path got which fault: `server.fault_for(path)`).
 
     with MirrorServer(folder, faults={"/a.jpg": Fault(status=500, fail_first=1)}) as server:
         url = server.url + "/a.jpg"
+    MirrorServer(folder, fractions=[(0.05, Fault(status=503)), (0.01, Fault(status=404))])
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from treeoflife.io import stable_hash64
 
 HTML_ERROR_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>Error</title></head>"
@@ -33,13 +39,15 @@ class Fault:
 
     status: int | None = None  # answer with this status and a short body
     retry_after: str | None = None  # Retry-After header sent with `status`
-    fail_first: int = 0  # >0: apply `status` only to the first N requests, then serve the file
+    fail_first: int = 0  # >0: apply `status` / cuts only to the first N requests, then serve
     latency_s: float = 0.0  # sleep before answering
     truncate_to: int | None = None  # send only this many body bytes (Content-Length says all)
     content_type: str | None = None  # override the Content-Type header
     body: bytes | None = None  # serve these bytes instead of the file (e.g. HTML_ERROR_PAGE)
     redirect_to: str | None = None  # 302 to this path (itself: a redirect loop)
     reset_after: int | None = None  # send this many body bytes, then reset the connection
+    drip_s: float = 0.0  # >0: send the body `drip_bytes` at a time, sleeping this long between
+    drip_bytes: int = 256
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -58,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, head: bool) -> None:
         path = unquote(urlsplit(self.path).path)
         count = self.server.hit(path, self.headers.get("User-Agent"))
-        fault = self.server.faults.get(path)
+        fault = self.server.fault_for(path)
         if fault is not None and fault.latency_s:
             time.sleep(fault.latency_s)
         if fault is not None and fault.redirect_to is not None:
@@ -81,16 +89,33 @@ class _Handler(BaseHTTPRequestHandler):
             ctype = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
             if fault is not None and fault.content_type:
                 ctype = fault.content_type
-        self.send_response(200)
+        etag = f'"{len(body):x}-{hash(body) & 0xFFFFFFFF:x}"'
+        start = _range_start(self.headers.get("Range"), len(body))
+        if_range = self.headers.get("If-Range")
+        if start is not None and (if_range is None or if_range == etag):
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            body = body[start:]
+        else:
+            self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", etag)
         cut = None
-        if fault is not None:
+        if fault is not None and (fault.fail_first <= 0 or count <= fault.fail_first):
             cut = fault.truncate_to if fault.truncate_to is not None else fault.reset_after
         if cut is not None:
             self.send_header("Connection", "close")
         self.end_headers()
         if head:
+            return
+        if cut is None and fault is not None and fault.drip_s > 0:
+            step = max(1, fault.drip_bytes)
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i : i + step])
+                self.wfile.flush()
+                time.sleep(fault.drip_s)
             return
         if cut is None:
             self.wfile.write(body)
@@ -113,14 +138,35 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
+def _range_start(value: str | None, size: int) -> int | None:
+    """The start of a `bytes=N-` range inside the body (other range forms are ignored)."""
+    if not value or not value.startswith("bytes=") or not value.endswith("-"):
+        return None
+    try:
+        start = int(value[6:-1])
+    except ValueError:
+        return None
+    return start if 0 <= start < size else None
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, root: Path, faults: dict[str, Fault]):
+    def __init__(
+        self,
+        root: Path,
+        faults: dict[str, Fault],
+        fractions: Sequence[tuple[float, Fault]] = (),
+        seed: int = 0,
+    ):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root = root.resolve()
         self.faults = faults
+        self.fractions = list(fractions)
+        self.seed = seed
+        if sum(f for f, _ in self.fractions) > 1.0:
+            raise ValueError("fault fractions add up to more than 1")
         self.hits: Counter[str] = Counter()
         self.hit_times: dict[str, list[float]] = {}
         self.user_agents: set[str] = set()
@@ -134,6 +180,19 @@ class _Server(ThreadingHTTPServer):
                 self.user_agents.add(user_agent)
             return self.hits[path]
 
+    def fault_for(self, path: str) -> Fault | None:
+        """The path's own fault, else the fraction fault its stable hash falls in, else None."""
+        fault = self.faults.get(path)
+        if fault is not None or not self.fractions:
+            return fault
+        u = stable_hash64(str(self.seed), path) / 2**64
+        edge = 0.0
+        for fraction, candidate in self.fractions:
+            edge += fraction
+            if u < edge:
+                return candidate
+        return None
+
     def resolve(self, path: str) -> Path | None:
         candidate = (self.root / path.lstrip("/")).resolve()
         if not candidate.is_relative_to(self.root) or not candidate.is_file():
@@ -144,8 +203,14 @@ class _Server(ThreadingHTTPServer):
 class MirrorServer:
     """Serve `root` on a free loopback port from a background thread (a context manager)."""
 
-    def __init__(self, root: str | Path, faults: dict[str, Fault] | None = None):
-        self._server = _Server(Path(root), dict(faults or {}))
+    def __init__(
+        self,
+        root: str | Path,
+        faults: dict[str, Fault] | None = None,
+        fractions: Sequence[tuple[float, Fault]] = (),
+        seed: int = 0,
+    ):
+        self._server = _Server(Path(root), dict(faults or {}), fractions, seed)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="mirror-server", daemon=True
         )
@@ -168,6 +233,10 @@ class MirrorServer:
     @property
     def user_agents(self) -> set[str]:
         return self._server.user_agents
+
+    def fault_for(self, path: str) -> Fault | None:
+        """The fault a request for `path` gets (per-path first, then by fraction)."""
+        return self._server.fault_for(path)
 
     def set_fault(self, path: str, fault: Fault | None) -> None:
         if fault is None:

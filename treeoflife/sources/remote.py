@@ -1,0 +1,155 @@
+"""Read a large remote file (an iNat21 archive) as one forward stream that survives drops.
+
+`RangeReader` is a read-only file object over an HTTP(S) URL: when the connection drops or the
+body ends short, it reconnects with `Range: bytes=<offset>-` (and `If-Range` with the ETag or
+Last-Modified it first saw, so a file that changed on the server is an error, not a silent
+splice) and goes on from the same byte. Nothing is written to disk: the archive is streamed
+once, whatever its size. Used through `open_stream`, which also opens local paths.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"
+
+
+class RemoteReadError(OSError):
+    """The remote file could not be read to its end (after the allowed reconnects)."""
+
+
+def is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+class RangeReader:
+    """A forward-only binary stream over a URL, resuming with HTTP Range after a drop."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 60.0,
+        max_reconnects: int = 20,
+        backoff_s: float = 1.0,
+        user_agent: str = USER_AGENT,
+    ):
+        self.url = url
+        self.timeout_s = timeout_s
+        self.max_reconnects = max_reconnects
+        self.backoff_s = backoff_s
+        self.user_agent = user_agent
+        self.offset = 0
+        self.size: int | None = None
+        self.reconnects = 0
+        self._validator: str | None = None
+        self._resp: http.client.HTTPResponse | None = None
+        self._open()
+
+    def _open(self) -> None:
+        headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
+        if self.offset:
+            headers["Range"] = f"bytes={self.offset}-"
+            if self._validator:
+                headers["If-Range"] = self._validator
+        req = urllib.request.Request(self.url, headers=headers)
+        try:
+            resp = urllib.request.urlopen(req, timeout=self.timeout_s)  # noqa: S310 - http(s) only
+        except urllib.error.HTTPError as exc:
+            raise RemoteReadError(f"{self.url}: HTTP {exc.code}") from None
+        if self.offset:
+            if resp.status != 206:
+                resp.close()
+                raise RemoteReadError(
+                    f"{self.url}: the server did not resume at byte {self.offset} "
+                    f"(HTTP {resp.status}; no Range support, or the file changed)"
+                )
+            start = _content_range_start(resp.headers.get("Content-Range"))
+            if start != self.offset:
+                resp.close()
+                raise RemoteReadError(f"{self.url}: resumed at {start}, not {self.offset}")
+        else:
+            length = resp.headers.get("Content-Length")
+            self.size = int(length) if length and length.isdigit() else None
+            self._validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+        self._resp = resp
+
+    def _reconnect(self, why: str) -> None:
+        self.close()
+        if self.reconnects >= self.max_reconnects:
+            raise RemoteReadError(
+                f"{self.url}: {why} at byte {self.offset}; gave up after {self.reconnects} "
+                "reconnects"
+            )
+        self.reconnects += 1
+        delay = min(60.0, self.backoff_s * 2 ** (self.reconnects - 1))
+        log.warning("%s: %s at byte %d; resuming in %.1fs", self.url, why, self.offset, delay)
+        time.sleep(delay)
+        try:
+            self._open()
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, RemoteReadError) and "did not resume" in str(exc):
+                raise
+            self._reconnect(f"reconnect failed ({exc})")
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            chunks = []
+            while chunk := self.read(1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        while True:
+            if self._resp is None:
+                if self.size is not None and self.offset >= self.size:
+                    return b""
+                self._reconnect("connection lost")
+            try:
+                data = self._resp.read(n)
+            except (OSError, http.client.HTTPException) as exc:
+                self._reconnect(f"read failed ({type(exc).__name__})")
+                continue
+            if data:
+                self.offset += len(data)
+                return data
+            if n == 0 or self.size is None or self.offset >= self.size:
+                return b""
+            self._reconnect("body ended short")
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+
+    def __enter__(self) -> RangeReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _content_range_start(value: str | None) -> int | None:
+    # "bytes 100-999/1000"
+    if not value or not value.startswith("bytes "):
+        return None
+    try:
+        return int(value[6:].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def open_stream(spec: str, local: Path | None = None, **kwargs):
+    """A binary stream of a URL (resuming) or of a local file (`local`, already resolved)."""
+    if is_url(spec):
+        return RangeReader(spec, **kwargs)
+    assert local is not None
+    return open(local, "rb")  # noqa: SIM115 - the caller closes it
