@@ -19,8 +19,13 @@ def _archaea_rows() -> dict[str, dict]:
         return {r["taxonID"]: r for r in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)}
 
 
-def _one(db, fuzzy_max_distance=2, **query) -> dict:
-    table = resolve_taxa(make_queries(query), db, fuzzy_max_distance=fuzzy_max_distance)
+def _one(db, fuzzy_max_distance=2, source_below_match=True, **query) -> dict:
+    table = resolve_taxa(
+        make_queries(query),
+        db,
+        fuzzy_max_distance=fuzzy_max_distance,
+        source_below_match=source_below_match,
+    )
     assert table.num_rows == 1
     return table.to_pylist()[0]
 
@@ -94,6 +99,7 @@ def test_higher_rank_fallback_takes_the_most_specific_known_rank(archaea_db):
     )
     row = _one(
         archaea_db,
+        source_below_match=False,
         verbatim_kingdom="Archaea",
         verbatim_family="Methanobacteriaceae",
         verbatim_genus="Notagenus",

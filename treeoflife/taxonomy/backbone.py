@@ -179,7 +179,7 @@ def _counts(meta: dict[str, str], skipped: bool) -> dict:
 @contextlib.contextmanager
 def _extracted(backbone: Path, scratch_parent: Path):
     """Yield a folder holding the archive's files (a zip is streamed out to scratch space)."""
-    if backbone.is_dir():
+    if backbone.is_dir() or is_simple_dump(backbone):
         yield backbone
         return
     if not zipfile.is_zipfile(backbone):
@@ -235,8 +235,70 @@ def _rejected(con: duckdb.DuckDBPyConnection) -> int:
         return 0
 
 
-def _build(con: duckdb.DuckDBPyConnection, taxon: _TableFile, vern: _TableFile | None) -> dict:
-    extra = tuple(c for c in taxon.columns if c not in TAXON_COLUMNS and not c.startswith("column"))
+# The `simple.txt.gz` dump: headerless PostgreSQL COPY text of checklistbank's backbone table
+# (gbif/checklistbank backbone-ddl.sql); nulls are \N, ranks and statuses upper-case enums.
+SIMPLE_COLUMNS = (
+    "id", "parent_key", "basionym_key", "is_synonym", "status", "rank", "nom_status",
+    "constituent_key", "origin", "source_taxon_key", "kingdom_key", "phylum_key", "class_key",
+    "order_key", "family_key", "genus_key", "species_key", "name_id", "scientific_name",
+    "canonical_name", "genus_or_above", "specific_epithet", "infra_specific_epithet",
+    "notho_type", "authorship", "year", "bracket_authorship", "bracket_year",
+    "name_published_in", "issues",
+)  # fmt: skip
+
+
+def is_simple_dump(path: Path) -> bool:
+    return path.is_file() and path.name.endswith((".txt.gz", ".txt")) and "simple" in path.name
+
+
+def _simple_select(path: Path) -> str:
+    """The simple dump as the Darwin Core columns the resolver reads (ranks named by joining
+    the classification keys back to their usages)."""
+    cols = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in SIMPLE_COLUMNS) + "}"
+    src = (
+        f"read_csv({_sql_str(str(path))}, delim='\t', quote='', escape='', header=false, "
+        f"auto_detect=false, columns={cols}, nullstr='\\N', null_padding=true, "
+        "ignore_errors=true, store_rejects=true, max_line_size=16777216)"
+    )
+    joins = "".join(
+        f" LEFT JOIN names {r[0]} ON {r[0]}.id = s.{r}_key"
+        for r in ("kingdom", "phylum", "class", "order", "family", "genus")
+    )
+    return f"""
+        WITH s AS (SELECT * FROM {src}),
+        names AS (SELECT id, canonical_name FROM s WHERE rank IN
+                  ('KINGDOM', 'PHYLUM', 'CLASS', 'ORDER', 'FAMILY', 'GENUS'))
+        SELECT s.id AS taxonID,
+               CASE WHEN s.is_synonym = 't' THEN NULL ELSE s.parent_key END AS parentNameUsageID,
+               CASE WHEN s.is_synonym = 't' THEN s.parent_key END AS acceptedNameUsageID,
+               s.scientific_name AS scientificName,
+               s.authorship AS scientificNameAuthorship,
+               s.canonical_name AS canonicalName,
+               s.genus_or_above AS genericName,
+               s.specific_epithet AS specificEpithet,
+               s.infra_specific_epithet AS infraspecificEpithet,
+               lower(s.rank) AS taxonRank,
+               lower(replace(s.status, '_', ' ')) AS taxonomicStatus,
+               k.canonical_name AS kingdom, p.canonical_name AS phylum,
+               c.canonical_name AS class, o.canonical_name AS "order",
+               f.canonical_name AS family, g.canonical_name AS genus
+        FROM s{joins}
+    """
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection,
+    taxon: _TableFile | None,
+    vern: _TableFile | None,
+    simple: Path | None = None,
+) -> dict:
+    if simple is not None:
+        source = f"({_simple_select(simple)})"
+    else:
+        extra = tuple(
+            c for c in taxon.columns if c not in TAXON_COLUMNS and not c.startswith("column")
+        )
+        source = f"(SELECT {_select(taxon, TAXON_COLUMNS + extra)} FROM {_read_csv(taxon)})"
     con.execute(
         f"""
         CREATE TABLE taxon AS
@@ -246,7 +308,7 @@ def _build(con: duckdb.DuckDBPyConnection, taxon: _TableFile, vern: _TableFile |
                lower(specificEpithet) AS epithet_key,
                lower(taxonRank) AS rank,
                coalesce(contains(lower(taxonomicStatus), 'synonym'), false) AS is_synonym
-        FROM (SELECT {_select(taxon, TAXON_COLUMNS + extra)} FROM {_read_csv(taxon)})
+        FROM {source}
         WHERE taxonID IS NOT NULL
         ORDER BY name_key NULLS LAST, taxonID
         """
@@ -274,8 +336,14 @@ def _build(con: duckdb.DuckDBPyConnection, taxon: _TableFile, vern: _TableFile |
     return {"taxa": taxa, "synonyms": synonyms, "vernaculars": vernaculars, "rejected": rejected}
 
 
-def load_backbone(backbone: Path, db_path: Path, progress: Progress | None = None) -> dict:
-    """Load a GBIF DwC-A (folder with Taxon.tsv [+ VernacularName.tsv], or backbone.zip).
+def load_backbone(
+    backbone: Path,
+    db_path: Path,
+    progress: Progress | None = None,
+    memory_limit: str = "3GB",
+) -> dict:
+    """Load a GBIF DwC-A (folder with Taxon.tsv [+ VernacularName.tsv], or backbone.zip), or
+    the `simple.txt.gz` dump (no vernacular names in it).
 
     Returns {"taxa", "synonyms", "vernaculars", "rejected_lines", "skipped"}; `skipped` is true
     when `db_path` already holds this exact input (same fingerprint) and nothing was done.
@@ -290,11 +358,18 @@ def load_backbone(backbone: Path, db_path: Path, progress: Progress | None = Non
         return _counts(stored, skipped=True)
     progress.start("taxonomy.load_backbone", None)
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    simple = backbone if is_simple_dump(backbone) else None
     with _extracted(backbone, db_path.parent) as folder, atomic_path(db_path) as tmp:
-        taxon, vern = _archive_tables(folder)
+        taxon, vern = (None, None) if simple else _archive_tables(folder)
         tmp.unlink(missing_ok=True)
-        with duckdb.connect(str(tmp)) as con:
-            counts = _build(con, taxon, vern)
+        spill = Path(f"{tmp}.spill")
+        with contextlib.ExitStack() as stack:
+            stack.callback(shutil.rmtree, spill, ignore_errors=True)
+            con = stack.enter_context(duckdb.connect(str(tmp)))
+            # Bounded memory: DuckDB spills the sort to disk beside the database instead.
+            con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
+            con.execute(f"SET temp_directory = {_sql_str(str(spill))}")
+            counts = _build(con, taxon, vern, simple)
             meta = {
                 "fingerprint": fingerprint,
                 "loader_version": LOADER_VERSION,
@@ -303,7 +378,7 @@ def load_backbone(backbone: Path, db_path: Path, progress: Progress | None = Non
                 "synonyms": str(counts["synonyms"]),
                 "vernaculars": str(counts["vernaculars"]),
                 "rejected_lines": str(counts["rejected"]),
-                "taxon_columns": json.dumps(list(taxon.columns)),
+                "taxon_columns": json.dumps(list(taxon.columns if taxon else SIMPLE_COLUMNS)),
             }
             con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
             con.executemany("INSERT INTO meta VALUES (?, ?)", sorted(meta.items()))
@@ -325,12 +400,16 @@ def load_backbone(backbone: Path, db_path: Path, progress: Progress | None = Non
     return _counts(meta, skipped=False)
 
 
-def open_backbone(db_path: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to a loaded backbone (several readers may share the file)."""
+def open_backbone(db_path: Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a loaded backbone (several readers may share the file).
+
+    The memory limit caps DuckDB's buffer pool, which otherwise caches the scanned table up to
+    80% of the machine's memory.
+    """
     db_path = Path(db_path)
     if not db_path.exists():
         raise InputError(f"taxonomy db not found: {db_path} (run load_backbone first)")
-    return duckdb.connect(str(db_path), read_only=True)
+    return duckdb.connect(str(db_path), read_only=True, config={"memory_limit": memory_limit})
 
 
 def remove_stale_scratch(folder: Path) -> int:

@@ -146,12 +146,56 @@ def _guess_uninomial_rank(name: str) -> str | None:
     return None
 
 
+# The shapes most names come in, parsed without the general parser: "Genus", "Genus epithet",
+# "Genus epithet Author, 1900" / "(Author, 1900)" in plain ASCII, single-spaced.
+_PLAIN_BINOMIAL = re.compile(
+    r"([A-Z][a-z]+) ([a-z]+(?:-[a-z]+)*)(?: ([A-Z(][^\s&<>_\"']*(?: [^\s&<>_\"']+)*))?"
+)
+_PLAIN_UNINOMIAL = re.compile(r"[A-Z][a-z]+")
+_NOT_EPITHETS = frozenset(
+    {*_INFRA_MARKERS, *_GENUS_ONLY, *_QUALIFIERS, *_HYBRID_SIGNS, *_AUTHOR_PARTICLES}
+)
+
+
+def _plain_name(raw: str) -> ParsedName | None:
+    """The parse of a plainly written name, or None when the general parser must decide."""
+    if not raw.isascii():
+        return None
+    m = _PLAIN_BINOMIAL.fullmatch(raw)
+    if m is not None:
+        genus, epithet, authorship = m.groups()
+        if len(epithet) < 2 or epithet in _NOT_EPITHETS:
+            return None
+        if f"{genus} {epithet}".lower() in PLACEHOLDERS:
+            return None
+        return ParsedName(
+            canonical=f"{genus} {epithet}",
+            genus=genus,
+            epithet=epithet,
+            rank_hint="species",
+            authorship=authorship,
+        )
+    if _PLAIN_UNINOMIAL.fullmatch(raw) and raw.lower() not in PLACEHOLDERS:
+        return ParsedName(canonical=raw, rank_hint=_guess_uninomial_rank(raw))
+    return None
+
+
+@functools.lru_cache(maxsize=1 << 18)  # names repeat across sources and rank contexts
 def normalize_name(raw: str | None) -> ParsedName:
     """Parse a verbatim scientific name into its canonical form and parts.
 
     Never raises: text that is not a name gives `canonical=None` with a flag saying why
     (`empty`, `placeholder` or `unparsed`).
     """
+    if isinstance(raw, str):
+        plain = _plain_name(raw)
+        if plain is not None:
+            return plain
+    return _parse_name(raw)
+
+
+def _parse_name(raw: str | None) -> ParsedName:
+    """The general parser (every shape `normalize_name` accepts)."""
     if raw is None or not str(raw).strip():
         return ParsedName(canonical=None, flags=("empty",))
     text = clean_text(raw)

@@ -67,7 +67,7 @@ CONFIDENCE_HIGHER_RANK = {
     "phylum": 0.3,
     "kingdom": 0.2,
 }
-BATCH_SIZE = 50_000
+BATCH_SIZE = 200_000  # one DuckDB pass per batch: fewer, larger batches scan the table fewer times
 
 REASON_EMPTY_NAME = "empty_name"
 REASON_NO_MATCH = "no_match"
@@ -163,7 +163,8 @@ class _Match:
     match_type: str
     confidence: float
     flags: set[str]
-    max_rank: str | None = None  # ranks below stay null (higher-rank fallback)
+    max_rank: str | None = None  # ranks below come from the source or stay null (higher rank)
+    name_contradicted: bool = False  # the query's own name exists only elsewhere in the tree
 
 
 @dataclass
@@ -175,7 +176,7 @@ class _Choice:
 
 
 def _contradicts_kingdom(c: Candidate, q: _Query) -> bool:
-    qk, ck = kingdom_key(q.ranks["kingdom"]), kingdom_key(c.value("kingdom"))
+    qk, ck = _rank_key("kingdom", q.ranks["kingdom"]), _rank_key("kingdom", c.classification[0])
     return qk is not None and ck is not None and qk != ck
 
 
@@ -187,6 +188,12 @@ def _choose(cands: list[Candidate], q: _Query, rank_hint: str | None = None) -> 
     """Pick one candidate using the query's context; None (maybe ambiguous) when unsure."""
     choice = _Choice()
     if not cands:
+        return choice
+    if len(cands) == 1:  # the common case: one name, one taxon
+        if _contradicts_kingdom(cands[0], q):
+            choice.flags.add("homonym_guarded")
+        else:
+            choice.taxon = cands[0]
         return choice
     best: dict[str, Candidate] = {}
     for c in sorted(cands, key=lambda c: (c.distance, c.via_synonym, c.sort_key)):
@@ -363,27 +370,32 @@ def _lookup_vernaculars(con, taxon_ids: list[str]) -> dict[str, str]:
 # --- rows -----------------------------------------------------------------------------------
 
 
+_EMPTY_ROW = {
+    **{r: None for r in RANKS},
+    **{f"{r}_provenance": None for r in RANKS},
+    "scientific_name": None,
+    "common_name": None,
+    "taxon_id": None,
+    "authority": None,
+    "match_type": "none",
+    "confidence": 0.0,
+    "reason": None,
+}
+
+
 def _empty_row(q: _Query) -> dict:
     row = {"query_id": q.query_id}
+    raw = q.raw
     for col in QUERY_COLUMNS[2:-1]:
-        row[col] = q.raw.get(col)
-    for r in RANKS:
-        row[r] = None
-        row[f"{r}_provenance"] = None
-    row.update(
-        scientific_name=None,
-        common_name=None,
-        taxon_id=None,
-        authority=None,
-        match_type="none",
-        confidence=0.0,
-        flags=[],
-        reason=None,
-    )
+        row[col] = raw.get(col)
+    row.update(_EMPTY_ROW)
+    row["flags"] = []
     return row
 
 
 def _name_flags(q: _Query) -> set[str]:
+    if not q.name.flags:
+        return set()
     return set(q.name.flags) - {"empty", "placeholder", "unparsed"}
 
 
@@ -395,8 +407,11 @@ def _taxon_row(
     flags: set[str],
     vernaculars: dict[str, str],
     max_rank: str | None = None,
+    source_below: bool = True,
+    species_ok: bool = True,
 ) -> dict:
-    """A row from a backbone taxon; ranks below `max_rank` (if given) stay null."""
+    """A row from a backbone taxon; ranks below `max_rank` (if given) come from the source
+    when it confirms the match (`_fill_below_match`), else stay null."""
     row = _empty_row(q)
     values = dict(zip(HIGHER_RANKS, c.classification, strict=True))
     epithet = c.epithet
@@ -414,12 +429,21 @@ def _taxon_row(
         if values[r]:
             row[r], row[f"{r}_provenance"] = values[r], AUTHORITY
     # Missing higher ranks come from the source's own labels (provenance says so).
-    deepest = max((i for i, r in enumerate(RANKS) if row[r]), default=-1)
+    deepest = -1
+    for i, r in enumerate(RANKS):
+        if row[r]:
+            deepest = i
     for r in RANKS[:deepest]:
         if row[r] is None and r in q.ranks and q.ranks[r]:
             row[r], row[f"{r}_provenance"] = q.ranks[r], q.source
+    if max_rank is not None and source_below and _fill_below_match(row, q, c, max_rank, species_ok):
+        flags = flags | {"source_below_match"}
+    if _overrules_source(row, q):
+        flags = flags | {"conflict"}
     if row["species"] and row["genus"]:
         row["scientific_name"] = f"{row['genus']} {row['species']}"
+    elif max_rank is not None and "source_below_match" in flags:
+        row["scientific_name"] = next(row[r] for r in reversed(HIGHER_RANKS) if row[r])
     else:
         row["scientific_name"] = c.canonical
     row.update(
@@ -431,6 +455,63 @@ def _taxon_row(
         flags=sorted(flags | _name_flags(q)),
     )
     return row
+
+
+def _overrules_source(row: dict, q: _Query) -> bool:
+    """True when a rank the source labelled holds another value from the authority (the
+    authority wins; the taxonomy report lists each such conflict with its rule)."""
+    for r in HIGHER_RANKS:
+        overruled = q.ranks[r] and row[r] and row[f"{r}_provenance"] != q.source
+        if overruled and _rank_key(r, q.ranks[r]) != _rank_key(r, row[r]):
+            return True
+    return False
+
+
+def _verbatim_genus(q: _Query) -> str | None:
+    """The source's genus: its genus column, else the genus of its name; None if they differ."""
+    given, named = q.ranks["genus"], q.name.genus
+    if given and named and match_key(given) != match_key(named):
+        return None
+    return given or named
+
+
+def _fill_below_match(row: dict, q: _Query, c: Candidate, max_rank: str, species_ok: bool) -> bool:
+    """Fill the ranks below a higher-rank match from the source's own labels (as BioCLIP kept
+    iNat21 and BIOSCAN labels), but only when the source confirms the match: it gives at least
+    one rank at or above the matched rank that equals the backbone's, and none that differs.
+    The species epithet is taken only under the source's own genus, and not when the query's
+    full name exists in the backbone elsewhere (a homonym the guard rejected). Returns whether
+    anything was filled; filled ranks carry the source as provenance.
+    """
+    top = RANKS.index(max_rank)
+    confirmed = False
+    for r in HIGHER_RANKS[: top + 1]:
+        qv, bv = _rank_key(r, q.ranks[r]), _rank_key(r, c.value(r))
+        if qv is None or bv is None:
+            continue
+        if qv != bv:
+            return False
+        confirmed = True
+    if not confirmed:
+        return False
+    filled = False
+    for r in HIGHER_RANKS[top + 1 :]:
+        value = _verbatim_genus(q) if r == "genus" else q.ranks[r]
+        if value and row[r] is None:
+            row[r], row[f"{r}_provenance"] = value, q.source
+            filled = True
+    genus = row["genus"]
+    if (
+        species_ok
+        and row["species"] is None
+        and q.name.epithet
+        and genus
+        and q.name.genus
+        and match_key(q.name.genus) == match_key(genus)
+    ):
+        row["species"], row["species_provenance"] = q.name.epithet, q.source
+        filled = True
+    return filled
 
 
 def _source_row(q: _Query, flags: set[str]) -> dict | None:
@@ -509,7 +590,9 @@ def _parse_queries(rows: list[dict]) -> list[_Query]:
     return out
 
 
-def _resolve_batch(con, queries: list[_Query], fuzzy_max_distance: int) -> list[dict]:
+def _resolve_batch(
+    con, queries: list[_Query], fuzzy_max_distance: int, source_below_match: bool = True
+) -> list[dict]:
     keys = {(k, None) for q in queries for k, _ in q.name_keys}
     keys |= {(_rank_key(r, v), r) for q in queries for r, v in q.fallback_ranks}
     found = _lookup_names(
@@ -519,11 +602,15 @@ def _resolve_batch(con, queries: list[_Query], fuzzy_max_distance: int) -> list[
     rows: dict[str, _Match] = {}
     pending: dict[str, _Choice] = {}
     fuzzy_pairs: set[tuple[str, str, int]] = set()
+    contradicted: set[str] = set()  # queries whose own name the backbone holds only elsewhere
     for q in queries:
         flags: set[str] = set()
         for key, dropped in q.name_keys:
-            choice = _choose(found.get((key, None), []), q, q.name.rank_hint)
+            cands = found.get((key, None), [])
+            choice = _choose(cands, q, q.name.rank_hint)
             flags |= choice.flags
+            if cands and choice.taxon is None and not choice.ambiguous:
+                contradicted.add(q.query_id)
             if choice.taxon is not None:
                 c = choice.taxon
                 match_type = "synonym" if c.via_synonym else "exact"
@@ -568,7 +655,9 @@ def _resolve_batch(con, queries: list[_Query], fuzzy_max_distance: int) -> list[
                 if c.via_synonym:
                     flags.add("synonym")
                 conf = CONFIDENCE_HIGHER_RANK[rank]
-                rows[q.query_id] = _Match(c, "higherrank", conf, flags, rank)
+                rows[q.query_id] = _Match(
+                    c, "higherrank", conf, flags, rank, q.query_id in contradicted
+                )
                 break
             if choice.ambiguous and not prior.agreeing:
                 prior.agreeing = choice.agreeing
@@ -581,7 +670,17 @@ def _resolve_batch(con, queries: list[_Query], fuzzy_max_distance: int) -> list[
         if q.query_id in rows:
             m = rows[q.query_id]
             out.append(
-                _taxon_row(q, m.taxon, m.match_type, m.confidence, m.flags, vernaculars, m.max_rank)
+                _taxon_row(
+                    q,
+                    m.taxon,
+                    m.match_type,
+                    m.confidence,
+                    m.flags,
+                    vernaculars,
+                    m.max_rank,
+                    source_below=source_below_match,
+                    species_ok=not m.name_contradicted,
+                )
             )
             continue
         prior = pending[q.query_id]
@@ -591,6 +690,60 @@ def _resolve_batch(con, queries: list[_Query], fuzzy_max_distance: int) -> list[
         else:
             out.append(_unresolved_row(q, prior.flags, prior.agreeing))
     return out
+
+
+AUTHORITIES = frozenset({AUTHORITY, "gbif-api", "itis-api"})
+
+
+def _authority_ranks(row: dict) -> int:
+    return sum(1 for r in RANKS if row[r] and row[f"{r}_provenance"] in AUTHORITIES)
+
+
+def _labels(row: dict) -> tuple:
+    return tuple(row[r] for r in RANKS)
+
+
+def unify_species_labels(rows: list[dict]) -> int:
+    """Give one species one label across sources: rows whose genus + epithet agree (and whose
+    labelled higher ranks do not differ) take the ranks of the member an authority vouches for
+    most (then highest confidence, then smallest query_id), when that member is better backed
+    than they are. Ranks the donor lacks keep the row's own value. Flag
+    `unified_across_sources`.
+    Rows are changed in place; returns how many changed.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["species"] and row["genus"]:
+            key = (match_key(row["genus"]), match_key(row["species"]))
+            groups.setdefault(key, []).append(row)
+    changed = 0
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        kingdoms = {_rank_key("kingdom", m["kingdom"]) for m in members} - {None}
+        if len(kingdoms) > 1:  # a cross-kingdom homonym, not one species
+            continue
+        donor = min(members, key=lambda m: (-_authority_ranks(m), -m["confidence"], m["query_id"]))
+        backing = _authority_ranks(donor)
+        for m in members:
+            if m is donor or _labels(m) == _labels(donor) or _authority_ranks(m) >= backing:
+                continue
+            if any(
+                m[r] and donor[r] and _rank_key(r, m[r]) != _rank_key(r, donor[r])
+                for r in HIGHER_RANKS
+            ):  # the row's own ranks say it is another taxon with the same name
+                continue
+            for r in RANKS:
+                if donor[r]:
+                    m[r], m[f"{r}_provenance"] = donor[r], donor[f"{r}_provenance"]
+            m["scientific_name"] = donor["scientific_name"]
+            m["taxon_id"] = m["taxon_id"] or donor["taxon_id"]
+            m["common_name"] = m["common_name"] or donor["common_name"]
+            m["flags"] = sorted(set(m["flags"]) | {"unified_across_sources"})
+            if m["reason"] is not None and m["kingdom"]:
+                m["reason"] = None
+            changed += 1
+    return changed
 
 
 def _prepare(queries: pa.Table) -> pa.Table:
@@ -647,10 +800,13 @@ def resolve_taxa(
     db_path: Path,
     fuzzy_max_distance: int = 2,
     progress: Progress | None = None,
+    source_below_match: bool = True,
 ) -> pa.Table:
     """Resolve every query against the backbone in `db_path`; one TAXA row per query_id.
 
     Rows come sorted by query_id. Duplicate query_ids are resolved once (logged).
+    `source_below_match`: below a higher-rank match, keep the source's own lower ranks when
+    its higher ranks confirm the match (flag `source_below_match`, provenance = the source).
     """
     progress = or_null(progress)
     table = _prepare(queries)
@@ -659,9 +815,14 @@ def resolve_taxa(
     with open_backbone(Path(db_path)) as con:
         for start in range(0, table.num_rows, BATCH_SIZE):
             batch = table.slice(start, BATCH_SIZE).to_pylist()
-            out.extend(_resolve_batch(con, _parse_queries(batch), fuzzy_max_distance))
+            out.extend(
+                _resolve_batch(con, _parse_queries(batch), fuzzy_max_distance, source_below_match)
+            )
             progress.advance(len(batch))
     progress.finish()
+    unified = unify_species_labels(out)
+    if unified:
+        log.info("taxonomy: %d queries took the label of the same species from another", unified)
     result = pa.Table.from_pylist(out, schema=TAXA)
     counts = pc.value_counts(result.column("match_type")).to_pylist() if out else []
     log.info(
