@@ -5,16 +5,17 @@ import statistics
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from treeoflife.dedup import (
     PHASH_ALGO,
+    decode_grey,
     hamming,
     phash64,
     phash_from_pixels,
     phash_many,
-    phash_pixels,
 )
+from treeoflife.dedup.phash import lanczos_matrix, phash_many_lenient
 
 
 def reference_phash(pixels: np.ndarray) -> int:
@@ -36,33 +37,49 @@ def reference_phash(pixels: np.ndarray) -> int:
 
 
 def test_algo_name_is_versioned():
-    assert PHASH_ALGO == "dct64-v1"
+    assert PHASH_ALGO == "dct64-v2"
+
+
+def reference_pipeline(img: Image.Image) -> int:
+    """dct64-v2 written with Pillow: grey, box-reduce while sides stay >= 32, float LANCZOS
+    to 32x32 ('F' mode: no 8-bit rounding), then the DCT-by-definition reference."""
+    grey = img.convert("L")
+    factor = 1
+    while factor < 8 and min(grey.size) // (factor * 2) >= 32:
+        factor *= 2
+    if factor > 1:
+        grey = grey.reduce(factor)
+    small = Image.fromarray(np.asarray(grey, np.float32), "F").resize(
+        (32, 32), Image.Resampling.LANCZOS
+    )
+    return reference_phash(np.asarray(small, np.float64))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_phash_matches_reference_on_same_pixels(make_jpeg, seed):
-    data = make_jpeg(seed)
-    pixels = phash_pixels(data)
-    assert pixels.shape == (32, 32)
-    assert phash64(data) == reference_phash(pixels)
+def test_png_hash_equals_reference_pipeline(make_photo, encode_image, seed):
+    img = make_photo(seed)
+    assert phash64(encode_image(img, "PNG")) == reference_pipeline(img)
 
 
-def test_png_decode_matches_plain_pillow_path(make_photo, encode_image):
-    """For a non-JPEG, the decode is exactly imagehash's: convert('L'), LANCZOS to 32x32."""
-    img = make_photo(5)
-    data = encode_image(img, "PNG")
-    plain = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.LANCZOS), np.float64)
-    assert np.array_equal(phash_pixels(data), plain)
-    assert phash64(data) == reference_phash(plain)
+@pytest.mark.parametrize("n_in", [20, 32, 47, 63, 500])
+def test_lanczos_weights_are_pillows(n_in):
+    rng = np.random.default_rng(n_in)
+    a = rng.uniform(0, 255, (n_in, n_in + 7))
+    pil = np.asarray(
+        Image.fromarray(a.astype(np.float32), "F").resize((32, 32), Image.Resampling.LANCZOS)
+    )
+    ours = lanczos_matrix(n_in) @ a @ lanczos_matrix(n_in + 7).T
+    assert np.abs(pil - ours).max() < 1e-3
 
 
-def test_jpeg_draft_close_to_full_decode(make_photo, encode_image):
-    """Draft mode (DCT-domain downscale) barely moves the hash versus decoding every pixel."""
+def test_jpeg_fast_decode_is_small_and_close_to_full_decode(make_photo, encode_image):
+    """The scaled decode (1/8 of a 480 px photo) barely moves the hash versus every pixel."""
     for seed in range(6):
         img = make_photo(seed)
-        full = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.LANCZOS), np.float64)
         data = encode_image(img, "JPEG", quality=95)
-        assert hamming(phash64(data), int(phash_from_pixels(full))) <= 4
+        grey = decode_grey(data)
+        assert min(grey.shape) >= 32 and max(grey.shape) <= 64
+        assert hamming(phash64(data), reference_pipeline(img)) <= 4
 
 
 def test_robust_to_reencode_and_resize(make_photo, encode_image):
@@ -100,16 +117,30 @@ def test_bit_order_msb_is_dc_coefficient():
     assert h >> 63 == 1
 
 
-def test_exif_rotation_is_applied(make_photo, encode_image):
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_applied_like_pillow(make_photo, encode_image, orientation):
     img = make_photo(3)
     upright = phash64(encode_image(img, "JPEG", quality=95))
     exif = Image.Exif()
-    exif[0x0112] = 6  # stored rotated; viewers rotate 90 degrees clockwise to display
-    stored = img.transpose(Image.Transpose.ROTATE_90)
-    rotated = encode_image(stored, "JPEG", quality=95, exif=exif.tobytes())
-    assert hamming(upright, phash64(rotated)) <= 4
-    plain = encode_image(stored, "JPEG", quality=95)
-    assert hamming(upright, phash64(plain)) > 8  # the tag is what made them match
+    exif[0x0112] = orientation
+    # Store the pixels so that exif_transpose brings back the upright photo.
+    inverse = {2: 0, 3: 3, 4: 1, 5: 5, 6: 2, 7: 6, 8: 4}
+    stored = img if orientation == 1 else img.transpose(Image.Transpose(inverse[orientation]))
+    data = encode_image(stored, "JPEG", quality=95, exif=exif.tobytes())
+    with Image.open(__import__("io").BytesIO(data)) as check:
+        assert hamming(upright, phash64(_png(ImageOps.exif_transpose(check)))) <= 4
+    assert hamming(upright, phash64(data)) <= 4
+    if orientation in (5, 6, 7, 8):
+        plain = encode_image(stored, "JPEG", quality=95)
+        assert hamming(upright, phash64(plain)) > 8  # the tag is what made them match
+
+
+def _png(img: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def test_sixteen_bit_grey_scaled_not_clipped(make_photo, encode_image):
@@ -132,6 +163,14 @@ def test_not_an_image_raises():
         phash64(b"<html><body>404</body></html>")
     with pytest.raises(Exception):  # noqa: B017
         phash_many([b"\xff\xd8\xff"])
+
+
+def test_truncated_jpeg_fails_on_both_decoders_and_lenient_records_it(make_jpeg):
+    data = make_jpeg(7)
+    hashes, errors = phash_many_lenient([data, data[: len(data) // 2], b"not an image"])
+    assert errors[0] is None and hashes[0] == phash64(data)
+    assert errors[1] is not None and errors[2] is not None
+    assert hashes[1] == 0 and hashes[2] == 0
 
 
 def test_hamming_int_and_array():

@@ -10,8 +10,8 @@ from treeoflife.dedup import (
     find_held_out_species,
     find_in_train_duplicates,
     removal_report,
+    search,
 )
-from treeoflife.dedup import removals as rm
 from treeoflife.errors import InputError
 from treeoflife.schemas import REMOVALS
 
@@ -52,10 +52,10 @@ def as_set(pairs):
 
 @pytest.mark.parametrize("d", [0, 1, 4, 8, 12])
 def test_mih_equals_bruteforce_with_planted_pairs(d, monkeypatch):
-    monkeypatch.setattr(rm, "_MAX_EXPANSION", 1_000_000)  # keeps the test fast
+    monkeypatch.setattr(search, "_MAX_EXPANSION", 200_000)  # small: evals go in chunks
     rng = np.random.default_rng(d)
     train, evals, plants = planted(rng, 3000, 400, d)
-    expected = rm._near_pairs_bruteforce(train, evals, d)
+    expected = search.near_pairs_bruteforce(train, evals, d)
     found = as_set(expected)
     for t, e, k in plants:
         if k <= d:
@@ -64,31 +64,31 @@ def test_mih_equals_bruteforce_with_planted_pairs(d, monkeypatch):
             assert (t, e) not in {(a, b) for a, b, _ in found}
     assert all(dist <= d for _, _, dist in found)
     for n_blocks in [None, *sorted({1, 2, 3, d + 1})]:
-        ball = rm._ball_size(rm._block_layout(n_blocks or 1)[0][1], d // (n_blocks or 1))
-        if n_blocks is not None and ball > 1 and ball * len(evals) > rm._MAX_EXPANSION:
+        ball = search.ball_size(search.block_layout(n_blocks or 1)[0][1], d // (n_blocks or 1))
+        if n_blocks is not None and ball > search._MAX_EXPANSION:
             with pytest.raises(ValueError, match="more blocks"):
-                rm._near_pairs(train, evals, d, n_blocks=n_blocks)
+                search.near_pairs(train, evals, d, n_blocks=n_blocks)
             continue
-        got = rm._near_pairs(train, evals, d, n_blocks=n_blocks)
+        got = search.near_pairs(train, evals, d, n_blocks=n_blocks)
         assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)), n_blocks
 
 
 def test_mih_low_entropy_hashes_and_small_budget(monkeypatch):
     """Many identical hashes (flat images) blow up one bucket: the budget splits the work."""
-    monkeypatch.setattr(rm, "_MAX_CANDIDATES", 50)
+    monkeypatch.setattr(search, "_MAX_CANDIDATES", 50)
     rng = np.random.default_rng(1)
     train = np.concatenate([np.zeros(200, U64), random_hashes(rng, 100)])
     evals = np.concatenate([np.zeros(30, U64), np.array([0b111], U64), random_hashes(rng, 20)])
-    expected = rm._near_pairs_bruteforce(train, evals, 4)
+    expected = search.near_pairs_bruteforce(train, evals, 4)
     assert len(expected[0]) >= 200 * 31
     for n_blocks in (None, 5, 2):
-        got = rm._near_pairs(train, evals, 4, n_blocks=n_blocks)
+        got = search.near_pairs(train, evals, 4, n_blocks=n_blocks)
         assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
 
 
 def test_choose_blocks_prefers_wide_blocks_at_scale():
-    assert rm.choose_blocks(10_000_000, 30_000, 8) < 9
-    assert rm.choose_blocks(10, 10, 0) == 1
+    assert search.choose_blocks(10_000_000, 30_000, 8) < 9
+    assert search.choose_blocks(10, 10, 0) == 1
 
 
 def eval_table(rows):

@@ -5,14 +5,20 @@
 - removals: exact / near copies of evaluation images, held-out species, in-train duplicates.
 """
 
-from treeoflife.dedup.hashing import EVAL_HASHES, hash_catalog, hash_evalset
+from treeoflife.dedup.hashing import (
+    hash_catalog,
+    hash_catalog_parts,
+    hash_evalset,
+    hash_evalset_rows,
+)
 from treeoflife.dedup.phash import (
     PHASH_ALGO,
+    decode_grey,
     hamming,
     phash64,
     phash_from_pixels,
     phash_many,
-    phash_pixels,
+    phash_of_grey,
 )
 from treeoflife.dedup.removals import (
     REASON_PRECEDENCE,
@@ -22,6 +28,7 @@ from treeoflife.dedup.removals import (
     find_in_train_duplicates,
     removal_report,
 )
+from treeoflife.schemas import EVAL_HASHES
 
 __all__ = [
     "EVAL_HASHES",
@@ -33,10 +40,13 @@ __all__ = [
     "find_in_train_duplicates",
     "hamming",
     "hash_catalog",
+    "hash_catalog_parts",
     "hash_evalset",
+    "hash_evalset_rows",
     "phash64",
     "phash_from_pixels",
     "phash_many",
-    "phash_pixels",
+    "phash_of_grey",
+    "decode_grey",
     "removal_report",
 ]

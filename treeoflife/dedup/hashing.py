@@ -17,11 +17,11 @@ from treeoflife.dedup.phash import PHASH_ALGO, phash_many_lenient
 from treeoflife.errors import InputError
 from treeoflife.io import md5_hex, read_image_bytes
 from treeoflife.progress import Progress, or_null
-from treeoflife.schemas import HASHES, INGEST_FAILED, INGEST_OK
+from treeoflife.schemas import EVAL_HASHES, HASHES, INGEST_FAILED, INGEST_OK
 
 log = logging.getLogger(__name__)
 
-EVAL_RANK_COLUMNS = {  # output column -> CSV column (Rare Species writes `cls` for class)
+EVAL_RANK_COLUMNS = {  # output column -> manifest column (Rare Species writes `cls` for class)
     "kingdom": "kingdom",
     "phylum": "phylum",
     "class": "cls",
@@ -31,20 +31,6 @@ EVAL_RANK_COLUMNS = {  # output column -> CSV column (Rare Species writes `cls` 
     "species": "species",
     "common_name": "common_name",
 }
-
-EVAL_HASHES = pa.schema(
-    [
-        pa.field("evalset", pa.string(), nullable=False),
-        pa.field("eval_key", pa.string(), nullable=False),
-        *[pa.field(c, pa.string()) for c in EVAL_RANK_COLUMNS],
-        pa.field("md5", pa.string()),
-        pa.field("phash", pa.uint64()),
-        pa.field("phash_algo", pa.string()),
-        pa.field("status", pa.string(), nullable=False),  # ok | failed
-        pa.field("reason", pa.string()),  # null when ok
-    ]
-).with_metadata({"treeoflife.table": "eval_hashes", "treeoflife.version": "1"})
-"""One row per evaluation-set CSV row, in CSV order (failed rows included)."""
 
 # Reasons an evaluation image gets no hash.
 REASON_MISSING_FILEPATH = "missing_filepath"
@@ -187,34 +173,44 @@ def _blank_to_none(value: str | None) -> str | None:
 
 
 def hash_evalset(name: str, metadata_csv: Path, root: Path | None = None) -> pa.Table:
-    """Hash every image an evaluation-set CSV lists (Rare Species layout), in CSV order.
+    """Hash every image a Rare-Species-style metadata CSV lists (see hash_evalset_rows)."""
+    from treeoflife.dedup.evalset_layouts import read_rare_species
 
-    Columns: EVAL_HASHES. `eval_key` is the CSV's filepath, resolved against `root` (default:
-    the CSV's folder). Rank columns absent from the CSV come out null. A row whose file is
-    missing, unreadable or not an image is kept with status "failed" and a reason.
-    """
     metadata_csv = Path(metadata_csv)
     if not metadata_csv.is_file():
         raise InputError(f"evaluation set {name!r}: metadata CSV not found: {metadata_csv}")
+    header = metadata_csv.read_text(encoding="utf-8-sig").splitlines()[:1]
+    if not header or "filepath" not in next(csv.reader(header)):
+        raise InputError(
+            f"evaluation set {name!r}: {metadata_csv} has no 'filepath' column "
+            f"(header: {header[0] if header else ''})"
+        )
+    try:
+        rows = read_rare_species(metadata_csv)
+    except InputError:  # a list with filepath but without every rank: ranks come out null
+        with open(metadata_csv, newline="", encoding="utf-8-sig") as fh:
+            rows = [dict(r) for r in csv.DictReader(fh)]
     base = Path(root) if root is not None else metadata_csv.parent
-    with open(metadata_csv, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        if "filepath" not in header:
-            raise InputError(
-                f"evaluation set {name!r}: {metadata_csv} has no 'filepath' column "
-                f"(header: {', '.join(header)})"
-            )
-        rows = list(reader)
+    return hash_evalset_rows(name, rows, base)
 
+
+def hash_evalset_rows(name: str, rows: list[dict], root: Path) -> pa.Table:
+    """md5 + pHash of every image an evaluation set lists, in list order (schema EVAL_HASHES).
+
+    `rows` are manifest rows (treeoflife.dedup.evalset_layouts): `filepath` relative to
+    `root`, rank columns (`cls` for class), `common_name`, `class` (the set's label). A row
+    whose file is missing, unreadable or not an image is kept with status "failed" and a
+    reason. Rank columns a row lacks come out null.
+    """
     columns: dict[str, list] = {c: [] for c in EVAL_HASHES.names}
     for line, row in enumerate(rows, start=2):
         filepath = row.get("filepath") or ""
         columns["evalset"].append(name)
         columns["eval_key"].append(filepath)
+        columns["label"].append(_blank_to_none(row.get("class")))
         for out, src in EVAL_RANK_COLUMNS.items():
             columns[out].append(_blank_to_none(row.get(src)))
-        md5, phash, reason = _hash_eval_file(base, filepath, name, line)
+        md5, phash, reason = _hash_eval_file(Path(root), filepath, name, line)
         columns["md5"].append(md5)
         columns["phash"].append(phash)
         columns["phash_algo"].append(PHASH_ALGO if phash is not None else None)
@@ -248,3 +244,49 @@ def _hash_eval_file(
         log.warning("evaluation set %s: %s is not an image: %s", name, filepath, errors[0])
         return md5, None, REASON_NOT_AN_IMAGE
     return md5, int(hashes[0]), None
+
+
+def hash_catalog_parts(
+    parts: list[Path],
+    out_dir: Path,
+    data_root: Path,
+    run_id: str,
+    workers: int = 2,
+    progress: Progress | None = None,
+    run_marker: Path | None = None,
+) -> pa.Table:
+    """hash_catalog over a source's catalog parts, resumable part by part; all rows, in order.
+
+    Each part's hashes land in `out_dir/<part name>` (atomically), so an interrupted run
+    redoes only the parts it had not finished. `run_id` names the inputs and algorithm: parts
+    written under another id (an older algorithm, other inputs) are discarded, never mixed.
+    The id is kept in `run_marker` (default `out_dir/.run_id`; the build keeps it in its
+    state folder, since the id holds absolute paths and outputs must not).
+    """
+    import pyarrow.parquet as pq
+
+    from treeoflife.io import remove_stale_temporaries, write_parquet_atomic, write_text_atomic
+
+    out_dir = Path(out_dir)
+    marker = Path(run_marker) if run_marker is not None else out_dir / ".run_id"
+    if out_dir.exists() and (not marker.exists() or marker.read_text() != run_id):
+        for old in out_dir.glob("*.parquet"):
+            old.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
+    write_text_atomic(marker, run_id)
+    from treeoflife.schemas import SOURCE_CATALOG
+
+    tables = []
+    for part in parts:
+        target = out_dir / Path(part).name
+        if target.exists():
+            tables.append(pq.read_table(target, schema=HASHES))
+            continue
+        catalog = pq.read_table(part, schema=SOURCE_CATALOG)
+        table = hash_catalog(catalog, data_root, workers=workers, progress=progress)
+        write_parquet_atomic(table, target)
+        tables.append(table)
+    if not tables:
+        return HASHES.empty_table()
+    return pa.concat_tables(tables).combine_chunks()

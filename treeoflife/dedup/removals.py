@@ -6,14 +6,13 @@ row per key. Near-duplicate search uses multi-index hashing instead of comparing
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from treeoflife.dedup.search import near_leaders, near_pairs
 from treeoflife.errors import InputError
 from treeoflife.schemas import (
     INGEST_OK,
@@ -28,193 +27,6 @@ log = logging.getLogger(__name__)
 
 REASON_PRECEDENCE = (REASON_EXACT_EVAL, REASON_NEAR_EVAL, REASON_HELD_OUT, REASON_IN_TRAIN_DUP)
 """When several reasons remove one key, the first in this order is recorded."""
-
-_MAX_CANDIDATES = 4_000_000  # candidate pairs verified per step (bounds memory: ~100 MB)
-_MAX_EXPANSION = 20_000_000  # eval block values after bit flips, per block
-
-
-# --------------------------------------------------------------------------- near pairs
-
-
-def _popcount(x: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(x).astype(np.int32)
-
-
-def _near_pairs_bruteforce(
-    train: np.ndarray, evals: np.ndarray, max_distance: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (train index, eval index, distance) with Hamming distance <= max_distance.
-
-    N x M reference for the tests; sorted by (train index, eval index).
-    """
-    train = np.asarray(train, dtype=np.uint64)
-    evals = np.asarray(evals, dtype=np.uint64)
-    tis, eis, ds = [], [], []
-    step = max(1, _MAX_CANDIDATES // max(1, len(evals)))
-    for start in range(0, len(train), step):
-        dist = _popcount(train[start : start + step, None] ^ evals[None, :])
-        ti, ei = np.nonzero(dist <= max_distance)
-        tis.append(ti + start)
-        eis.append(ei)
-        ds.append(dist[ti, ei])
-    return _concat_pairs(tis, eis, ds)
-
-
-def _concat_pairs(tis, eis, ds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if not tis:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
-    return (
-        np.concatenate(tis).astype(np.int64),
-        np.concatenate(eis).astype(np.int64),
-        np.concatenate(ds).astype(np.int32),
-    )
-
-
-def _block_layout(n_blocks: int) -> list[tuple[int, int]]:
-    """(shift, width) of n_blocks contiguous bit blocks covering 64 bits, widths within 1."""
-    base, extra = divmod(64, n_blocks)
-    widths = [base + (1 if b < extra else 0) for b in range(n_blocks)]
-    layout, shift = [], 64
-    for w in widths:
-        shift -= w
-        layout.append((shift, w))
-    return layout
-
-
-def _flip_masks(width: int, radius: int) -> np.ndarray:
-    """Every value with at most `radius` of the low `width` bits set (XOR masks)."""
-    masks = [0]
-    for r in range(1, radius + 1):
-        for bits in itertools.combinations(range(width), r):
-            masks.append(sum(1 << b for b in bits))
-    return np.array(masks, dtype=np.uint64)
-
-
-def _ball_size(width: int, radius: int) -> int:
-    return sum(math.comb(width, r) for r in range(radius + 1))
-
-
-def choose_blocks(n_train: int, n_evals: int, max_distance: int) -> int:
-    """Number of blocks minimising the estimated work of multi-index hashing.
-
-    With m blocks a pair within d has some block within floor(d / m) (pigeonhole): m = d + 1
-    is the classic exact-block join. Narrow blocks (d = 8 -> 7 bits) let ~m / 2^7 of all pairs
-    through as candidates; wider blocks searched with a small radius cut that by orders of
-    magnitude at the price of expanding each eval block value by its Hamming ball.
-    Cost model (uniform hashes): per block, M x ball (expansion) + N (lookups) +
-    N x M x ball / 2^width (candidates to verify).
-    """
-    best, best_cost = max_distance + 1, math.inf
-    for m in range(1, min(max_distance + 1, 64) + 1):
-        radius = max_distance // m
-        cost = 0.0
-        feasible = True
-        for _, width in _block_layout(m):
-            ball = _ball_size(width, radius)
-            if ball * max(n_evals, 1) > _MAX_EXPANSION:
-                feasible = False
-                break
-            cost += n_evals * ball + n_train + n_train * n_evals * ball / 2.0**width
-        if feasible and cost < best_cost:
-            best, best_cost = m, cost
-    return best
-
-
-def _near_pairs(
-    train: np.ndarray, evals: np.ndarray, max_distance: int, n_blocks: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (train index, eval index, distance) within max_distance, by multi-index hashing.
-
-    Split the 64 bits into n_blocks blocks; a pair within d agrees within floor(d / n_blocks)
-    bits on at least one block. For each block, the eval block values are expanded by every
-    flip of up to that many bits, sorted, and each train block value is looked up with
-    searchsorted; candidates are verified by popcount. Same output as the brute force.
-    """
-    train = np.asarray(train, dtype=np.uint64)
-    evals = np.asarray(evals, dtype=np.uint64)
-    if max_distance < 0:
-        raise ValueError("max_distance must be >= 0")
-    if len(train) == 0 or len(evals) == 0:
-        return _concat_pairs([], [], [])
-    if max_distance >= 64:  # every pair matches; no index can help
-        return _near_pairs_bruteforce(train, evals, max_distance)
-    m = n_blocks or choose_blocks(len(train), len(evals), max_distance)
-    if not 1 <= m <= 64:
-        raise ValueError(f"n_blocks must be in 1..64, got {m}")
-    radius = max_distance // m
-    ball = _ball_size(_block_layout(m)[0][1], radius)  # the first block is the widest
-    if ball > 1 and ball * len(evals) > _MAX_EXPANSION:
-        raise ValueError(
-            f"{m} blocks for distance {max_distance} would expand {len(evals)} eval hashes "
-            f"{ball}-fold; use more blocks (or n_blocks=None)"
-        )
-    tis, eis = [], []
-    for shift, width in _block_layout(m):
-        mask = np.uint64((1 << width) - 1)
-        flips = _flip_masks(width, radius)
-        eval_values = (evals >> np.uint64(shift)) & mask
-        expanded = (eval_values[:, None] ^ flips[None, :]).reshape(-1)
-        owner = np.repeat(np.arange(len(evals), dtype=np.int64), len(flips))
-        order = np.argsort(expanded)  # pairs are re-sorted at the end: stability not needed
-        expanded, owner = expanded[order], owner[order]
-        train_values = (train >> np.uint64(shift)) & mask
-        lo, hi = _bucket_bounds(expanded, train_values, width)
-        counts = hi - lo
-        for start, stop in _spans_by_budget(counts, _MAX_CANDIDATES):
-            c = counts[start:stop]
-            total = int(c.sum())
-            if total == 0:
-                continue
-            ti = np.repeat(np.arange(start, stop, dtype=np.int64), c)
-            run_start = np.repeat(np.cumsum(c) - c, c)
-            pos = np.repeat(lo[start:stop], c) + (np.arange(total, dtype=np.int64) - run_start)
-            ei = owner[pos]
-            close = _popcount(train[ti] ^ evals[ei]) <= max_distance
-            tis.append(ti[close])
-            eis.append(ei[close])
-    if not tis:
-        return _concat_pairs([], [], [])
-    pair = np.unique(np.concatenate(tis) * len(evals) + np.concatenate(eis))
-    ti, ei = np.divmod(pair, len(evals))
-    return ti, ei, _popcount(train[ti] ^ evals[ei])
-
-
-_DIRECT_TABLE_MAX_WIDTH = 24  # a 2^24-entry offset table: 128 MB, built in ~0.1 s
-
-
-def _bucket_bounds(
-    sorted_values: np.ndarray, queries: np.ndarray, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each query, the run [lo, hi) of equal values in sorted_values.
-
-    Blocks up to 24 bits use a direct offset table (one gather per query); binary search over
-    millions of values costs ~10x more in cache misses. Wider blocks fall back to searchsorted.
-    """
-    if width <= _DIRECT_TABLE_MAX_WIDTH:
-        counts = np.bincount(sorted_values.astype(np.int64), minlength=1 << width)
-        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        q = queries.astype(np.int64)
-        return offsets[q], offsets[q + 1]
-    lo = np.searchsorted(sorted_values, queries, side="left")
-    hi = np.searchsorted(sorted_values, queries, side="right")
-    return lo, hi
-
-
-def _spans_by_budget(counts: np.ndarray, budget: int) -> list[tuple[int, int]]:
-    """Split 0..len(counts) into runs whose summed counts stay near the budget."""
-    if len(counts) == 0:
-        return []
-    cum = np.cumsum(counts)
-    spans, start = [], 0
-    while start < len(counts):
-        base = cum[start - 1] if start else 0
-        stop = int(np.searchsorted(cum, base + budget, side="right"))
-        stop = max(stop, start + 1)  # one train item with more candidates than the budget
-        spans.append((start, stop))
-        start = stop
-    return spans
-
 
 # --------------------------------------------------------------------------- tables
 
@@ -303,7 +115,7 @@ def find_eval_duplicates(train: pa.Table, evals: pa.Table, max_distance: int) ->
     ev_rows = np.nonzero(ev_ok)[0]
     ev_hash = evals["phash"].filter(pc.is_valid(evals["phash"])).to_numpy().astype(np.uint64)
     rest_hash = rest["phash"].to_numpy().astype(np.uint64)
-    ti, ei, dist = _near_pairs(rest_hash, ev_hash, max_distance)
+    ti, ei, dist = near_pairs(rest_hash, ev_hash, max_distance)
     if len(ti):
         ev_rank = ev_rows[ei]  # position in (evalset, eval_key) order
         order = np.lexsort((ev_rank, dist, ti))
@@ -338,32 +150,53 @@ def find_eval_duplicates(train: pa.Table, evals: pa.Table, max_distance: int) ->
     return table.take(pc.sort_indices(table, sort_keys=[("key", "ascending")]))
 
 
-def find_in_train_duplicates(train: pa.Table) -> pa.Table:
-    """Training rows whose md5 an earlier key already has: keep the smallest key per md5.
+def find_in_train_duplicates(train: pa.Table, phash_max_distance: int | None = None) -> pa.Table:
+    """Duplicate groups inside the training set: one image kept per group, the rest removed.
 
-    Removed rows name the kept key in eval_key (evalset null, distance 0).
+    Groups: same md5; with `phash_max_distance`, also pHash within that distance. Rows are
+    taken in key order and each row joins the first kept row (smallest key) it duplicates:
+    leader clustering, so every removed row is within the distance of the row it names and
+    chains (a ~ b ~ c with a far from c) never merge unrelated images. Removed rows name the
+    kept key in eval_key (evalset null, distance: 0 for an md5 copy, else the pHash distance).
     """
     if pc.count_distinct(train["key"]).as_py() != train.num_rows:
         raise InputError("find_in_train_duplicates: the training table repeats a key")
-    rows = train.select(["key", "md5"]).filter(pc.is_valid(train["md5"]))
-    rows = rows.take(pc.sort_indices(rows, sort_keys=[("md5", "ascending"), ("key", "ascending")]))
-    if rows.num_rows == 0:
+    if train.num_rows == 0:
         return _empty_removals()
-    md5 = rows["md5"].combine_chunks()
-    is_first = np.ones(rows.num_rows, dtype=bool)
-    if rows.num_rows > 1:
-        is_first[1:] = pc.not_equal(md5[1:], md5[:-1]).to_numpy(zero_copy_only=False)
-    group_start = np.nonzero(is_first)[0]
-    kept_pos = group_start[np.cumsum(is_first) - 1]
-    removed = np.nonzero(~is_first)[0]
-    keys = rows["key"].combine_chunks()
-    n = len(removed)
+    columns = ["key", "md5"] + (["phash"] if "phash" in train.column_names else [])
+    rows = train.select(columns)
+    rows = rows.take(pc.sort_indices(rows, sort_keys=[("key", "ascending")]))
+    keys = rows["key"].to_pylist()
+    md5s = rows["md5"].to_pylist()
+    n = len(keys)
+    leader = np.arange(n, dtype=np.int64)
+    first_by_md5: dict[str, int] = {}
+    for i, m in enumerate(md5s):
+        if m is not None:
+            leader[i] = first_by_md5.setdefault(m, i)
+    distance = np.zeros(n, dtype=np.int32)
+    if phash_max_distance is not None and "phash" in rows.column_names:
+        has_hash = rows["phash"].is_valid().to_numpy(zero_copy_only=False)
+        reps = np.nonzero((leader == np.arange(n)) & has_hash)[0]
+        hashes = rows["phash"].take(pa.array(reps)).to_numpy().astype(np.uint64)
+        rep_leader, rep_dist = near_leaders(hashes, phash_max_distance)
+        moved = rep_leader != np.arange(len(reps))
+        leader_of_rep = leader.copy()
+        leader_of_rep[reps[moved]] = reps[rep_leader[moved]]
+        distance[reps[moved]] = rep_dist[moved]
+        # md5 copies follow their representative (distance to the final kept row).
+        follow = leader != np.arange(n)
+        final = leader_of_rep[leader]
+        distance[follow] = np.where(final[follow] == leader[follow], 0, distance[leader[follow]])
+        leader = np.where(follow, final, leader_of_rep)
+    removed = np.nonzero(leader != np.arange(n))[0]
+    m = len(removed)
     return _removals_table(
-        keys.take(pa.array(removed)),
+        [keys[i] for i in removed],
         REASON_IN_TRAIN_DUP,
-        pa.nulls(n, pa.string()),
-        keys.take(pa.array(kept_pos[removed])),
-        [0] * n,
+        pa.nulls(m, pa.string()),
+        [keys[leader[i]] for i in removed],
+        distance[removed].tolist(),
     )
 
 
