@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: venv shards test lint format train evaluate flow bench clean clean-data
+.PHONY: venv shards verify test lint format train evaluate flow bench clean clean-data
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml
 
 shards: $(STAMP)
 	$(BIN)/treeoflife build --config $(CONFIG)
+
+# Read every shard of the release back against its manifest, index and the catalog.
+verify: $(STAMP)
+	$(BIN)/treeoflife verify --config $(CONFIG)
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -81,7 +81,10 @@ def assemble_catalog(
 ) -> tuple[pa.Table, dict[str, list[str]]]:
     """The release catalog (CATALOG columns + image location) and the key order per shard split.
 
-    The second value maps `train`, `val`, `train_small` to their keys in shard order.
+    The second value maps `train`, `val`, `train_small` to their keys in shard order: a global
+    seeded shuffle across sources (a pure function of each key and `shard_cfg.seed`), so a shard
+    mixes sources and species. `shard` / `shard_position` stay null here: the shard writer fills
+    them (see `fill_shard_locations`), since byte-sized shards end where the encoded bytes say.
     """
     status, reason = final_status(joined)
     keys = joined.column("key").to_pylist()
@@ -106,13 +109,6 @@ def assemble_catalog(
         )
     small = {k for k, s in zip(keys, small_col, strict=True) if s}
     order["train_small"] = [k for k in order["train"] if k in small]
-    shard_of: dict[str, tuple[str, int]] = {}
-    for name in ("train", "val"):
-        for i, key in enumerate(order[name]):
-            shard_of[key] = (
-                f"{name}/shard-{i // shard_cfg.samples_per_shard:06d}.tar",
-                i % shard_cfg.samples_per_shard,
-            )
     columns = {
         "key": joined.column("key"),
         "treeoflife_id": pa.array([records.treeoflife_id(k) for k in keys], pa.string()),
@@ -120,8 +116,9 @@ def assemble_catalog(
         "reason": reason,
         "split": pa.array(split_col, pa.string()),
         "in_train_small": pa.array(small_col, pa.bool_()),
-        "shard": pa.array([shard_of.get(k, (None, None))[0] for k in keys], pa.string()),
-        "shard_position": pa.array([shard_of.get(k, (None, None))[1] for k in keys], pa.int32()),
+        # Filled by the shard writer, which decides shard boundaries (samples and bytes).
+        "shard": pa.nulls(len(keys), pa.string()),
+        "shard_position": pa.nulls(len(keys), pa.int32()),
     }
     out = []
     for field in schemas.CATALOG:
@@ -131,6 +128,27 @@ def assemble_catalog(
     for name in IMAGE_LOCATION:
         catalog = catalog.append_column(name, joined.column(name))
     return catalog, order
+
+
+def fill_shard_locations(catalog: pa.Table, index: pa.Table, split: str) -> pa.Table:
+    """`catalog` with `shard` / `shard_position` set from a split's shard index (key, shard,
+    position); rows not in the index keep their values."""
+    keys = catalog.column("key")
+    where = pc.index_in(keys, value_set=index.column("key"))
+    found = pc.is_valid(where)
+    take = pc.fill_null(where, 0)
+    shard = pc.binary_join_element_wise(split, index.column("shard").take(take), "/")
+    position = index.column("position").take(take).cast(pa.int32())
+    i_shard = catalog.schema.get_field_index("shard")
+    i_pos = catalog.schema.get_field_index("shard_position")
+    catalog = catalog.set_column(
+        i_shard, catalog.schema.field(i_shard), pc.if_else(found, shard, catalog.column("shard"))
+    )
+    return catalog.set_column(
+        i_pos,
+        catalog.schema.field(i_pos),
+        pc.if_else(found, position, catalog.column("shard_position")),
+    )
 
 
 def catalog_summary(catalog: pa.Table) -> dict:

@@ -89,7 +89,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
     )
 
 
-def format_summary(results: dict, elapsed: float) -> str:
+def format_summary(results: dict, elapsed: float, data_root: Path | None = None) -> str:
     """The short text the build ends with: counts per source, status, split; where outputs are."""
     lines = []
     for name, res in results.items():
@@ -117,7 +117,7 @@ def format_summary(results: dict, elapsed: float) -> str:
             lines.append(f"  evalset {name:<12} {s['images']} images, {s['classes']} classes")
         lines.append("outputs:")
         for what, path in rel["outputs"].items():
-            lines.append(f"  {what:<9} {path}")
+            lines.append(f"  {what:<9} {Path(data_root or '.') / path}")
     lines.append(f"finished in {elapsed:.1f} s")
     return "\n".join(lines)
 
@@ -143,7 +143,7 @@ def build(
         results = _run(pipeline.build, cfg, progress, stages)
     finally:
         progress.finish()
-    typer.echo(format_summary(results, time.perf_counter() - t0))
+    typer.echo(format_summary(results, time.perf_counter() - t0, cfg.root))
 
 
 @app.command()
@@ -161,6 +161,34 @@ def summary(config: ConfigOpt = Path("configs/sample.yaml"), data_root: DataRoot
     if not path.exists():
         _fail(FileNotFoundError(f"no build summary at {path}: run `treeoflife build` first"))
     typer.echo(path.read_text())
+
+
+@app.command()
+def verify(
+    config: ConfigOpt = Path("configs/sample.yaml"),
+    data_root: DataRootOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Read every shard back; check it against its manifest, index and the catalog (exit 1 if
+    anything is wrong)."""
+    cfg = _load(config, data_root)
+    progress = TqdmProgress(disable=quiet)
+    try:
+        result = _run(pipeline.verify_release, cfg, progress)
+    finally:
+        progress.finish()
+    for split, rep in result["splits"].items():
+        flag = "ok" if rep["ok"] else "FAILED"
+        typer.echo(
+            f"{split:<12} {flag:<6} {rep['shards']} shard(s), {rep['samples']} samples, "
+            f"{rep['bytes']} bytes"
+        )
+        for problem in rep["problems"]:
+            typer.echo(f"  {problem}")
+        if rep["more_problems"]:
+            typer.echo(f"  ... and {rep['more_problems']} more problems")
+    if not result["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -87,11 +87,48 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
 """Description of every column of every published table (by column name)."""
 
 TABLE_DESCRIPTIONS: dict[tuple[str, str], str] = {
+    ("eol_fetch_status", "key"): "Stable image key of the manifest row (joins the catalog).",
+    ("eol_fetch_status", "url"): "URL fetched, after mirror rewriting (null: the row has none).",
+    ("eol_fetch_status", "status"): "ok, failed, or skipped (never fetched: no URL or a "
+    "repeated key).",
+    ("eol_fetch_status", "reason"): "Why the row failed or was skipped (null when ok).",
+    ("eol_fetch_status", "http_status"): "Last HTTP status seen (null: no answer, or file://).",
+    ("eol_fetch_status", "bytes"): "Body bytes received.",
+    ("eol_fetch_status", "md5"): "Hex md5 of the stored image (as in the catalog).",
+    ("eol_fetch_status", "width"): "Stored image width in pixels.",
+    ("eol_fetch_status", "height"): "Stored image height in pixels.",
+    ("eol_fetch_status", "attempts"): "Requests made, retries included (0: never fetched).",
+    ("eol_fetch_status", "elapsed"): "Seconds from the first attempt to the outcome, waits "
+    "included (not reproducible).",
     ("source_catalog", "status"): "Ingest status: ok or failed.",
     ("source_catalog", "reason"): "Why the ingest failed (null when ok).",
     ("taxa", "reason"): "Why the query stayed unresolved (null when resolved).",
     ("removals", "reason"): "Removal reason: exact or near evaluation duplicate, held-out "
     "species, or in-train duplicate.",
+    ("shard_index", "shard"): "Shard file of the sample in this split's folder, e.g. "
+    "shard-000000.tar.",
+    ("shard_index", "position"): "Index of the sample inside its shard.",
+    ("shard_index", "offset"): "Byte offset of the sample's first tar header in the shard; "
+    "the `size` bytes from here are a tar of its members.",
+    ("shard_index", "size"): "Bytes of all the sample's members, tar headers and padding included.",
+    ("shard_index", "jpg_offset"): "Byte offset of the sample's JPEG data in the shard.",
+    ("shard_index", "jpg_size"): "Size in bytes of the sample's JPEG.",
+    ("shard_index", "key"): "Stable image key of the sample (joins the catalog).",
+    ("eval_hashes", "evalset"): "Name of the evaluation set (from the build config).",
+    ("eval_hashes", "eval_key"): "Path of the evaluation image, relative to the set's root.",
+    ("eval_hashes", "label"): "The evaluation set's own class label, verbatim.",
+    ("eval_hashes", "kingdom"): "Kingdom as the evaluation set lists it (verbatim).",
+    ("eval_hashes", "phylum"): "Phylum as the evaluation set lists it (verbatim).",
+    ("eval_hashes", "class"): "Class as the evaluation set lists it (verbatim).",
+    ("eval_hashes", "order"): "Order as the evaluation set lists it (verbatim).",
+    ("eval_hashes", "family"): "Family as the evaluation set lists it (verbatim).",
+    ("eval_hashes", "genus"): "Genus as the evaluation set lists it (verbatim).",
+    ("eval_hashes", "species"): "Species (epithet or binomial) as the set lists it (verbatim).",
+    ("eval_hashes", "common_name"): "Common name as the evaluation set lists it (verbatim).",
+    ("eval_hashes", "md5"): "Hex md5 of the evaluation image file's bytes.",
+    ("eval_hashes", "status"): "Hash status: ok or failed.",
+    ("eval_hashes", "reason"): "Why the image got no hash: missing_filepath, missing_file, "
+    "unreadable, not_an_image (null when ok).",
 }
 """Per-table overrides of COLUMN_DESCRIPTIONS where a column means something narrower."""
 

@@ -61,7 +61,8 @@ def test_card_body_counts_usage_and_columns(tmp_path):
     assert "| inat21 | 45 | 0 | 0 | 40 | 5 |" in text  # source, total, per status
     assert "| removed:held_out_species | 5 |" in text
     assert "| train | 80 | 8 |" in text and "| val | 10 | 1 |" in text
-    assert "| train_small | 24 | 2 |" in text and "shards repeat those images" in text
+    assert "| train_small | 24 | 2 |" in text and "shards repeat those samples" in text
+    assert "croissant.json" in text and "index.parquet" in text and "`random`" in text
     for field in CATALOG:
         assert f"| `{field.name}` |" in text
     assert "stevens2024bioclip" in text

@@ -85,3 +85,15 @@ def test_undecodable_bytes_are_rejected_with_a_reason():
     with pytest.raises(ImageRejected) as err:
         resize_for_shard(b"<html>not an image</html>", 224, 90)
     assert err.value.reason == "undecodable_image"
+
+
+def test_square_mode_is_bioclip_size_and_never_keeps_a_non_square_original():
+    data = _image(640, 480)
+    out = _open(resize_for_shard(data, 224, 90, "square"))
+    assert out.size == (224, 224) and out.format == "JPEG"
+    small = _image(100, 80)  # smaller than the target: enlarged to the square like BioCLIP
+    assert _open(resize_for_shard(small, 224, 90, "square")).size == (224, 224)
+    exact = _image(224, 224)
+    assert resize_for_shard(exact, 224, 90, "square") == exact
+    with pytest.raises(ValueError, match="resize mode"):
+        resize_for_shard(data, 224, 90, "crop")

@@ -1,8 +1,10 @@
 import argparse
+import io
 import json
 import tarfile
 
 import open_clip
+import pyarrow.parquet as pq
 import pytest
 import torch
 import webdataset as wds
@@ -11,16 +13,24 @@ from open_clip_train.data import get_dataset_size, get_wds_dataset
 from treeoflife.errors import InputError
 from treeoflife.shards.text import CAPTION_MEMBERS, caption_members, text_for
 from treeoflife.shards.writer import (
+    INDEX_SCHEMA,
     ShardInfo,
     assign_shards,
     file_sha256,
+    scan_shard,
     write_shard,
     write_split_shards,
 )
 
 from .conftest import jpeg_bytes, make_rows
 
-SHARD_ARGS = {"image_size": 64, "jpeg_quality": 90, "text_type": "taxon_com", "seed": 0}
+SHARD_ARGS = {
+    "image_size": 64,
+    "jpeg_quality": 90,
+    "text_type": "taxon_com",
+    "seed": 0,
+    "samples_per_shard": 4,
+}
 
 
 def _sample(i: int) -> dict:
@@ -85,12 +95,17 @@ def test_write_shard_requires_every_member(tmp_path):
         write_shard(tmp_path / "s.tar", [sample])
 
 
+def _names(out):
+    return sorted(p.name for p in out.glob("shard-*.tar"))
+
+
 def test_split_shards_read_back_with_webdataset(tmp_path, data_root):
     rows = make_rows(data_root, 10)
     out = tmp_path / "release" / "shards" / "train"
-    infos = write_split_shards(rows, out, data_root, **SHARD_ARGS)
-    assert [i.name for i in infos] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
-    assert [i.samples for i in infos] == [4, 4, 2]
+    written = write_split_shards(rows, out, data_root, **SHARD_ARGS)
+    assert [i.name for i in written.shards] == _names(out)
+    assert _names(out) == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert [i.samples for i in written.shards] == [4, 4, 2] and written.samples == 10
     sizes = json.loads((out / "sizes.json").read_text())
     assert sizes == {"shard-000000.tar": 4, "shard-000001.tar": 4, "shard-000002.tar": 2}
     manifest = json.loads((out / "manifest.json").read_text())
@@ -100,8 +115,8 @@ def test_split_shards_read_back_with_webdataset(tmp_path, data_root):
     url = str(out / "shard-{000000..000002}.tar")
     samples = list(wds.WebDataset(url, shardshuffle=False).decode("pil"))
     by_id = {r["treeoflife_id"]: r for r in rows}
-    assert [s["__key__"] for s in samples] == [r["treeoflife_id"] for r in rows]
-    for s in samples:
+    assert [s["__key__"] for s in samples] == [r["treeoflife_id"] for r in rows]  # row order
+    for i, s in enumerate(samples):
         row = by_id[s["__key__"]]
         assert min(s["jpg"].size) == 64
         assert s["txt"] == text_for(row, "taxon_com", row["key"], 0)
@@ -109,37 +124,96 @@ def test_split_shards_read_back_with_webdataset(tmp_path, data_root):
             assert s[member.lower()] == text  # webdataset lower-cases suffixes (taxontag.txt)
         assert s["json"]["key"] == row["key"]
         assert s["json"]["phash"] == row["phash"]
-        assert s["json"]["shard"] == row["shard"]
+        # The writer places each row: the json member says where the sample is.
+        assert s["json"]["shard"] == f"train/shard-{i // 4:06d}.tar"
+        assert s["json"]["shard_position"] == i % 4
         assert "image_offset" not in s["json"]
 
 
-def test_split_shards_reproducible_across_runs(tmp_path, data_root):
-    rows = make_rows(data_root, 6)
-    a = write_split_shards(rows, tmp_path / "a", data_root, **SHARD_ARGS)
-    b = write_split_shards(list(reversed(rows)), tmp_path / "b", data_root, **SHARD_ARGS)
-    assert a == b
-    for name in ("shard-000000.tar", "shard-000001.tar", "sizes.json", "manifest.json"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-
-
-def test_resume_skips_finished_and_rewrites_corrupted_shard(tmp_path, data_root, caplog):
-    rows = make_rows(data_root, 10)
+def test_index_lets_a_reader_seek_to_any_sample(tmp_path, data_root):
+    rows = make_rows(data_root, 7)
     out = tmp_path / "train"
-    first = write_split_shards(rows, out, data_root, **SHARD_ARGS)
-    good, bad = out / "shard-000000.tar", out / "shard-000001.tar"
-    good_mtime = good.stat().st_mtime_ns
-    original = bad.read_bytes()
-    bad.write_bytes(original[:1000])  # a truncated shard from a crashed copy
-    (out / "shard-000099.tar").write_bytes(b"stale")  # left over from a bigger earlier build
+    written = write_split_shards(rows, out, data_root, **SHARD_ARGS)
+    index = pq.read_table(written.index)
+    assert index.schema.equals(INDEX_SCHEMA, check_metadata=False)
+    assert pq.ParquetFile(written.index).num_row_groups == 2  # one per shard
+    assert index.column("key").to_pylist() == [r["key"] for r in rows]
+    for entry in index.to_pylist():
+        with open(out / entry["shard"], "rb") as fh:
+            fh.seek(entry["offset"])
+            blob = fh.read(entry["size"])
+            fh.seek(entry["jpg_offset"])
+            jpg = fh.read(entry["jpg_size"])
+        with tarfile.open(fileobj=io.BytesIO(blob + b"\0" * 1024)) as tar:  # a mini tar
+            names = tar.getnames()
+            assert tar.extractfile(f"{entry['treeoflife_id']}.jpg").read() == jpg
+            meta = json.loads(tar.extractfile(f"{entry['treeoflife_id']}.json").read())
+        assert len(names) == 13 and meta["shard_position"] == entry["position"]
+    # The index of a shard on disk, read back from its headers, is the one written.
+    scanned = [r for name in _names(out) for r in scan_shard(out / name)]
+    assert scanned == index.to_pylist()
+
+
+def test_same_bytes_whatever_the_worker_count(tmp_path, data_root):
+    rows = make_rows(data_root, 9)
+    a, b = tmp_path / "a" / "train", tmp_path / "b" / "train"
+    write_split_shards(rows, a, data_root, **SHARD_ARGS)
+    write_split_shards(rows, b, data_root, **SHARD_ARGS, workers=2)
+    files = sorted(p.name for p in a.iterdir())
+    assert files == sorted(p.name for p in b.iterdir())
+    assert {"index.parquet", "manifest.json", "sizes.json", "shard-000002.tar"} <= set(files)
+    for name in files:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_byte_target_bounds_every_shard(tmp_path, data_root):
+    rows = make_rows(data_root, 12)
+    args = {**SHARD_ARGS, "samples_per_shard": 100}
+    one = write_split_shards(rows, tmp_path / "one", data_root, **args)
+    assert [s.samples for s in one.shards] == [12]
+    limit = one.shards[0].bytes // 3
+    written = write_split_shards(rows, tmp_path / "t", data_root, **args, max_shard_bytes=limit)
+    assert len(written.shards) >= 3 and written.samples == 12
+    assert all(s.bytes <= limit for s in written.shards)
+    assert all(s.bytes == (tmp_path / "t" / s.name).stat().st_size for s in written.shards)
+    # A sample bigger than the limit still gets written, alone in its shard.
+    tiny = write_split_shards(rows[:3], tmp_path / "tiny", data_root, **args, max_shard_bytes=1)
+    assert [s.samples for s in tiny.shards] == [1, 1, 1]
+
+
+def test_resume_keeps_finished_shards_and_rewrites_the_rest(tmp_path, data_root, caplog):
+    rows = make_rows(data_root, 10)
+    clean_dir, out = tmp_path / "clean" / "train", tmp_path / "train"
+    clean = write_split_shards(rows, clean_dir, data_root, **SHARD_ARGS)
+
+    def killed_after(n):
+        for i, row in enumerate(rows):
+            if i == n:
+                raise KeyboardInterrupt  # the process dies mid-shard
+            yield row
+
+    with pytest.raises(KeyboardInterrupt):
+        write_split_shards(killed_after(6), out, data_root, **SHARD_ARGS)
+    assert _names(out) == ["shard-000000.tar"]  # the shard in progress left nothing behind
+    assert not list(out.glob(".*"))
+    first_mtime = (out / "shard-000000.tar").stat().st_mtime_ns
+    (out / "shard-000099.tar").write_bytes(b"stale")  # from a bigger earlier build
     (out / ".shard-000002.tar.999.tmp").write_bytes(b"partial")  # a killed writer's temporary
     caplog.set_level("INFO")
-    second = write_split_shards(rows, out, data_root, **SHARD_ARGS)
-    assert second == first
-    assert good.stat().st_mtime_ns == good_mtime  # not rewritten
-    assert bad.read_bytes() == original
-    assert not (out / "shard-000099.tar").exists()
-    assert not list(out.glob(".*"))
-    assert "already written" in caplog.text and "rewriting" in caplog.text
+    resumed = write_split_shards(rows, out, data_root, **SHARD_ARGS)
+    assert resumed.shards == clean.shards
+    assert (out / "shard-000000.tar").stat().st_mtime_ns == first_mtime  # not rewritten
+    assert "already written" in caplog.text
+    assert _names(out) == _names(clean_dir) and not list(out.glob(".*"))
+    for name in ("shard-000001.tar", "index.parquet", "manifest.json", "sizes.json"):
+        assert (out / name).read_bytes() == (clean_dir / name).read_bytes(), name
+
+    # A corrupted shard is rewritten, with the same bytes.
+    bad = out / "shard-000001.tar"
+    bad.write_bytes(bad.read_bytes()[:1000])
+    again = write_split_shards(rows, out, data_root, **SHARD_ARGS)
+    assert again.shards == clean.shards
+    assert bad.read_bytes() == (clean_dir / "shard-000001.tar").read_bytes()
 
 
 def test_changed_settings_rewrite_shards(tmp_path, data_root):
@@ -147,38 +221,65 @@ def test_changed_settings_rewrite_shards(tmp_path, data_root):
     out = tmp_path / "train"
     first = write_split_shards(rows, out, data_root, **SHARD_ARGS)
     second = write_split_shards(rows, out, data_root, **{**SHARD_ARGS, "image_size": 32})
-    assert first[0].sha256 != second[0].sha256
+    assert first.shards[0].sha256 != second.shards[0].sha256
     with tarfile.open(out / "shard-000000.tar") as tar:
         names = tar.getnames()
     assert len(names) == 4 * 13
 
 
-def test_bad_rows_fail_before_writing(tmp_path, data_root):
-    rows = make_rows(data_root, 5)
-    rows[3]["shard_position"] = 7
-    with pytest.raises(InputError, match="positions"):
-        write_split_shards(rows, tmp_path / "t", data_root, **SHARD_ARGS)
-    rows = make_rows(data_root, 5)
+def test_square_mode_and_random_text_type(tmp_path, data_root):
+    rows = make_rows(data_root, 12)
+    args = {**SHARD_ARGS, "resize_mode": "square", "text_type": "random", "seed": 3}
+    write_split_shards(rows, tmp_path / "t", data_root, **args)
+    samples = list(
+        wds.WebDataset(
+            str(tmp_path / "t" / "shard-{000000..000002}.tar"), shardshuffle=False
+        ).decode("pil")
+    )
+    assert {s["jpg"].size for s in samples} == {(64, 64)}
+    kinds = set()
+    for s, row in zip(samples, rows, strict=True):
+        assert s["txt"] == text_for(row, "random", row["key"], 3)
+        kinds.add(
+            next(
+                m
+                for m in ("sci", "com", "taxon", "sci_com", "taxon_com")
+                if s[f"{m}.txt"] == s["txt"]
+            )
+        )
+    assert len(kinds) >= 3  # a mixture, as BioCLIP trained
+
+
+def test_bad_row_fails_naming_it_and_leaves_no_partial_shard(tmp_path, data_root):
+    rows = make_rows(data_root, 6)
     for col in ("kingdom", "phylum", "class", "order", "family", "genus", "species"):
-        rows[4][col] = None
-    rows[4]["scientific_name"] = None
-    with pytest.raises(ValueError, match="no taxonomy"):
+        rows[5][col] = None
+    rows[5]["scientific_name"] = None
+    with pytest.raises(InputError, match="img0005.*no taxonomy"):
         write_split_shards(rows, tmp_path / "t", data_root, **SHARD_ARGS)
-    assert not (tmp_path / "t").exists() or not list((tmp_path / "t").glob("*.tar"))
+    assert _names(tmp_path / "t") == ["shard-000000.tar"]  # finished before the bad row
+    assert not list((tmp_path / "t").glob(".*"))
+    rows = make_rows(data_root, 2)
+    rows[1]["treeoflife_id"] = "a/b"
+    with pytest.raises(InputError, match="treeoflife_id"):
+        write_split_shards(rows, tmp_path / "u", data_root, **SHARD_ARGS)
+    with pytest.raises(ValueError, match="text_type"):
+        write_split_shards(rows, tmp_path / "u", data_root, **{**SHARD_ARGS, "text_type": "x"})
 
 
-def test_unreadable_image_names_the_row(tmp_path, data_root):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unreadable_image_names_the_row(tmp_path, data_root, workers):
     rows = make_rows(data_root, 3)
     rows[1]["image_size"] += 10_000_000
     with pytest.raises(InputError, match="img0001"):
-        write_split_shards(rows, tmp_path / "t", data_root, **SHARD_ARGS)
+        write_split_shards(rows, tmp_path / "t", data_root, **SHARD_ARGS, workers=workers)
     assert not list((tmp_path / "t").glob("*.tar"))
 
 
 def test_open_clip_loader_reads_the_shards(tmp_path, data_root):
     rows = make_rows(data_root, 12, samples_per_shard=5)
     out = tmp_path / "shards" / "train"
-    write_split_shards(rows, out, data_root, **SHARD_ARGS)
+    write_split_shards(rows, out, data_root, **{**SHARD_ARGS, "samples_per_shard": 5})
     url = str(out / "shard-{000000..000002}.tar")
     assert get_dataset_size(url) == (12, 3)
 
@@ -223,6 +324,8 @@ class _RecordingProgress:
 def test_progress_counts_every_row(tmp_path, data_root):
     rows = make_rows(data_root, 9)
     progress = _RecordingProgress()
-    write_split_shards(rows, tmp_path / "t", data_root, **SHARD_ARGS, progress=progress)
+    write_split_shards(
+        rows, tmp_path / "t", data_root, **SHARD_ARGS, total=len(rows), progress=progress
+    )
     assert progress.events[0] == ("start", 9) and progress.events[-1] == ("finish", None)
     assert sum(n for kind, n in progress.events if kind == "advance") == 9

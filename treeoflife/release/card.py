@@ -127,10 +127,20 @@ def render_dataset_card(summary: Mapping, shards: Mapping[str, Mapping[str, int]
         "## Contents",
         "",
         "- `shards/<split>/shard-NNNNNN.tar`: webdataset shards, with `sizes.json`",
-        "  (samples per shard) and `manifest.json` (sha256 per shard) beside them.",
+        "  (samples per shard), `manifest.json` (sha256, bytes and samples per shard) and",
+        "  `index.parquet` (byte offset and size of every sample and of its JPEG) beside them.",
         "- `catalog.parquet`: one row per input image with its taxonomy, provenance, licence,",
-        "  hashes, split, shard and, for images not in the shards, status and reason.",
-        "- `licenses.csv`: licence and rights holder of every image in the shards.",
+        "  hashes, split, shard and, for images not in the shards, status and reason. Sorted by",
+        "  source then taxonomy, with row-group statistics: filters on source or a rank skip",
+        "  most of the file.",
+        "- `licenses.csv`: licence, rights holder, source URL and md5 of each image in the shards.",
+        "- `croissant.json`: Croissant 1.1 metadata (files, record sets `catalog` and `licenses`).",
+        "- `report/index.html`: statistics with plots (sources, splits, long tail, rank",
+        "  completeness, taxonomic overview, removals).",
+        "",
+        "Samples are in a global seeded shuffle across sources, so a shard mixes sources and",
+        "species. `treeoflife verify` reads every shard back against `manifest.json`,",
+        "`index.parquet` and the catalog.",
         "",
         "Each sample holds `<id>.jpg`, `<id>.txt` (the caption stock open_clip trains on),",
         "BioCLIP's ten text members (`scientific_name.txt`, `taxonomic_name.txt`,",
@@ -171,7 +181,12 @@ def render_dataset_card(summary: Mapping, shards: Mapping[str, Mapping[str, int]
         out += [
             "`train_small` is a deterministic subset of `train` (catalog column",
             "`in_train_small`)"
-            + (": its shards repeat those images." if "train_small" in shards else "."),
+            + (
+                ": its shards repeat those samples, whose `json` (the catalog row) gives their"
+                " place in `train`; their place in `train_small` is in its `index.parquet`."
+                if "train_small" in shards
+                else "."
+            ),
             "",
         ]
     evalsets = summary.get("evalsets", {})
@@ -202,8 +217,10 @@ def render_dataset_card(summary: Mapping, shards: Mapping[str, Mapping[str, int]
         "    --model ViT-B-16 --batch-size 256 --epochs 100",
         "```",
         "",
-        "To train on another caption (as BioCLIP's mixed text type does), read the",
-        "member you want (for example `taxon_com.txt`) instead of `txt`.",
+        "`txt` holds the caption kind the build chose (`shards.text_type`; `random` is",
+        "BioCLIP's mixed text type: one of sci, com, taxon, sci_com, taxon_com per sample,",
+        "fixed by key and seed), so stock open_clip trains BioCLIP-style without a fork. The",
+        "other caption members stay available to readers that pick their own.",
         "",
         "Read the catalog with no project code:",
         "",

@@ -1,8 +1,12 @@
 """The release catalog: one Parquet file, one row per input image, schema CATALOG.
 
-Sorted by key, zstd, statistics on, row groups of ~100k rows so DuckDB and polars can skip
-groups by key range. Validation here is the last gate before publishing: every row has a final
-status, and every row that is not in the shards says why.
+Rows are sorted by source, then kingdom .. species, then key (SORT_ORDER), with zstd, column
+statistics and a page index, in row groups of ROW_GROUP_SIZE rows: each row group holds a
+narrow range of sources and taxa, so DuckDB and polars skip every row group whose min/max
+cannot match a filter on source or on a rank (`WHERE genus = 'Corvus'` reads the few groups of
+that genus in each source). Ten million rows make one file of a few hundred MB, which every
+tool reads by row group; no partitioning needed. Validation here is the last gate before
+publishing: every row has a final status, and every row that is not in the shards says why.
 """
 
 from __future__ import annotations
@@ -16,17 +20,19 @@ import pyarrow.parquet as pq
 
 from treeoflife.errors import InputError
 from treeoflife.io import write_parquet_atomic
-from treeoflife.schemas import CATALOG, FINAL_STATUSES, STATUS_KEPT
+from treeoflife.schemas import CATALOG, FINAL_STATUSES, RANKS, STATUS_KEPT
 
 log = logging.getLogger(__name__)
 
-ROW_GROUP_SIZE = 100_000
+ROW_GROUP_SIZE = 64_000
+SORT_ORDER = ("source", *RANKS, "key")
+"""Row order of the published catalog (nulls last): what makes row-group pruning work."""
 IMAGE_LOCATION_COLUMNS = ("image_file", "image_offset", "image_size")
 """Columns a build keeps beside the catalog to read images; never published."""
 
 
 def conform_catalog(table: pa.Table) -> pa.Table:
-    """`table` cast to CATALOG (column order, types, metadata), validated and sorted by key.
+    """`table` cast to CATALOG (column order, types, metadata), validated, in SORT_ORDER.
 
     Image-store location columns are dropped; other unknown columns are dropped with a warning;
     missing nullable columns become nulls (with a warning); anything else is an InputError.
@@ -56,7 +62,7 @@ def conform_catalog(table: pa.Table) -> pa.Table:
         columns.append(col)
     out = pa.Table.from_arrays(columns, schema=CATALOG)
     _validate(out)
-    return out.sort_by("key")
+    return out.sort_by([(c, "ascending", "at_end") for c in SORT_ORDER])
 
 
 def _validate(table: pa.Table) -> None:
@@ -80,15 +86,16 @@ def _validate(table: pa.Table) -> None:
             raise InputError(f"{count} kept catalog rows have no {col}")
 
 
-def write_catalog(table: pa.Table, path: Path) -> None:
+def write_catalog(table: pa.Table, path: Path, row_group_size: int = ROW_GROUP_SIZE) -> None:
     """Write the release catalog Parquet atomically (see conform_catalog for the checks)."""
     table = conform_catalog(table)
     write_parquet_atomic(
         table,
         path,
         compression="zstd",
-        row_group_size=ROW_GROUP_SIZE,
+        row_group_size=row_group_size,
         write_statistics=True,
+        write_page_index=True,
     )
     log.info("wrote catalog %s: %d rows", path, table.num_rows)
 

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from treeoflife.io import write_text_atomic
-from treeoflife.shards.writer import write_tar
+from treeoflife.shards.tar import write_tar
 
 log = logging.getLogger(__name__)
 

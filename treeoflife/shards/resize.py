@@ -18,6 +18,10 @@ Image.MAX_IMAGE_PIXELS = 30_000**2  # BioCLIP's limit; larger files are decompre
 
 REASON_UNDECODABLE = "undecodable_image"
 
+SHORTER_SIDE = "shorter_side"  # shorter side to image_size, aspect kept (never upscaled)
+SQUARE = "square"  # exactly image_size x image_size, aspect not kept (BioCLIP's make_wds.py)
+RESIZE_MODES = (SHORTER_SIDE, SQUARE)
+
 
 def target_size(width: int, height: int, image_size: int) -> tuple[int, int]:
     """(width, height) with the shorter side = image_size and the aspect ratio kept."""
@@ -46,21 +50,26 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def resize_for_shard(data: bytes, image_size: int, quality: int) -> bytes:
-    """JPEG bytes with the shorter side at most `image_size` (0 keeps `data` as is).
+def resize_for_shard(data: bytes, image_size: int, quality: int, mode: str = SHORTER_SIDE) -> bytes:
+    """JPEG bytes resized per `mode` (see RESIZE_MODES); image_size 0 keeps `data` as is.
 
-    An RGB/greyscale JPEG that is already small enough and needs no rotation is returned
+    An RGB/greyscale JPEG that is already the right size and needs no rotation is returned
     unchanged (no second lossy pass). Raises ImageRejected when the bytes do not decode.
     """
     if image_size == 0:
         return data
     if image_size < 0:
         raise ValueError(f"image_size must be >= 0, got {image_size}")
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {mode!r}; expected one of {RESIZE_MODES}")
     try:
         img = Image.open(io.BytesIO(data))
         width, height = img.size
         orientation = img.getexif().get(0x0112, 1) if img.format == "JPEG" else 1
-        small = min(width, height) <= image_size
+        if mode == SQUARE:
+            small = (width, height) == (image_size, image_size)
+        else:
+            small = min(width, height) <= image_size
         if small and img.format == "JPEG" and img.mode in ("RGB", "L") and orientation == 1:
             return data
         if img.format == "JPEG" and not small:
@@ -73,7 +82,10 @@ def resize_for_shard(data: bytes, image_size: int, quality: int) -> bytes:
         raise ImageRejected(REASON_UNDECODABLE, str(exc)) from exc
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    size = target_size(width, height, image_size)
+    if mode == SQUARE:
+        size = (image_size, image_size)
+    else:
+        size = target_size(width, height, image_size)
     if img.size != size:
         img = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=None)
     out = io.BytesIO()

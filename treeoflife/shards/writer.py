@@ -3,33 +3,46 @@
 One sample = `<id>.jpg`, BioCLIP's ten text members, a plain `<id>.txt` (the only caption stock
 open_clip reads: it drops samples without one) and `<id>.json` (the catalog row). Members are
 written in a fixed order with fixed tar metadata, so the same rows and config give the same bytes.
-Each split folder also gets `sizes.json` (open_clip reads it instead of `--train-num-samples`) and
-`manifest.json` (per-shard sample count, size, sha256 and input fingerprint: the resume record).
+
+Samples stream in shard order; a new shard starts when the current one reaches
+`samples_per_shard` samples or would pass `max_shard_bytes`, so shard boundaries are decided while
+writing (from the encoded sizes) and are still a pure function of the rows and the config. Each
+split folder gets, beside `shard-%06d.tar`:
+
+- `sizes.json`: samples per shard (open_clip reads it instead of `--train-num-samples`);
+- `manifest.json`: per shard sample count, bytes, sha256 and input fingerprint (the resume and
+  verify record);
+- `index.parquet`: one row per sample (treeoflife_id, key, shard, position, byte offset and size
+  of the sample and of its jpg), one row group per shard, so a reader seeks straight to a sample.
+
+A rerun keeps the longest prefix of shards whose files, manifest entries and inputs all agree
+(a killed run resumes after its last finished shard) and writes the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import json
 import logging
 import re
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 
-from treeoflife.errors import ImageRejected, InputError
-from treeoflife.io import (
-    TMP_SUFFIX,
-    atomic_path,
-    read_image_bytes,
-    tar_member_info,
-    write_text_atomic,
-)
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from treeoflife.errors import InputError
+from treeoflife.io import TMP_SUFFIX, atomic_path, write_text_atomic
 from treeoflife.progress import Progress, or_null
-from treeoflife.schemas import CATALOG
-from treeoflife.shards.resize import resize_for_shard
+from treeoflife.schemas import CATALOG, SHARD_INDEX
+from treeoflife.shards.encode import encoded_images
+from treeoflife.shards.resize import SHORTER_SIDE
+from treeoflife.shards.tar import BLOCK, RECORD, TarStream, padded
 from treeoflife.shards.text import CAPTION_MEMBERS, caption_members, text_for
 
 log = logging.getLogger(__name__)
@@ -37,9 +50,14 @@ log = logging.getLogger(__name__)
 SHARD_PATTERN = "shard-{:06d}.tar"
 SIZES_FILE = "sizes.json"
 MANIFEST_FILE = "manifest.json"
+INDEX_FILE = "index.parquet"
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _SHARD_FILE = re.compile(r"^shard-\d{6}\.tar$")
 CATALOG_COLUMNS = tuple(CATALOG.names)
+SAMPLE_MEMBERS = ("jpg", *CAPTION_MEMBERS, "txt", "json")
+"""Member suffixes of a sample, in the order they are written."""
+
+INDEX_SCHEMA = SHARD_INDEX
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,7 @@ class ShardInfo:
 def assign_shards(
     keys_in_order: Sequence[str], split: str, samples_per_shard: int
 ) -> list[tuple[str, int]]:
-    """(shard name like "train/shard-000000.tar", position) for each key, in the given order."""
+    """(shard name like "train/shard-000000.tar", position) for each key by count alone."""
     if samples_per_shard <= 0:
         raise ValueError(f"samples_per_shard must be > 0, got {samples_per_shard}")
     return [
@@ -62,43 +80,20 @@ def assign_shards(
     ]
 
 
-class _HashingWriter:
-    """A write-only file wrapper that hashes and counts what goes through it."""
-
-    def __init__(self, fh):
-        self._fh = fh
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        return self._fh.write(data)
-
-    def tell(self) -> int:
-        return self.size
-
-
-def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> tuple[int, str]:
-    """Write (name, data) members to an uncompressed tar atomically; return (bytes, sha256)."""
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        sink = _HashingWriter(fh)
-        with tarfile.open(fileobj=sink, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for name, data in members:
-                tar.addfile(tar_member_info(name, len(data)), io.BytesIO(data))
-    return sink.size, sink.sha256.hexdigest()
-
-
 def _dump_json(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def catalog_json(row: Mapping) -> dict:
+    """The `json` member: the row's CATALOG columns (not the image-store location)."""
+    return {c: row.get(c) for c in CATALOG_COLUMNS}
 
 
 def _sample_members(sample: Mapping) -> list[tuple[str, bytes]]:
     key = sample.get("__key__")
     if not isinstance(key, str) or not _SAFE_KEY.match(key):
         raise ValueError(f"__key__ must be a webdataset-safe name without dots or slashes: {key!r}")
-    missing = [m for m in ("jpg", *CAPTION_MEMBERS, "txt", "json") if m not in sample]
+    missing = [m for m in SAMPLE_MEMBERS if m not in sample]
     if missing:
         raise ValueError(f"sample {key} lacks members {missing}")
     members = [(f"{key}.jpg", bytes(sample["jpg"]))]
@@ -109,17 +104,18 @@ def _sample_members(sample: Mapping) -> list[tuple[str, bytes]]:
 
 
 def write_shard(path: Path, samples: Iterable[dict]) -> ShardInfo:
-    """Write one shard (members per sample in the fixed order) atomically."""
+    """Write one shard from ready samples ({__key__, jpg, captions, txt, json}) atomically."""
+    path = Path(path)
     count = 0
-
-    def members() -> Iterator[tuple[str, bytes]]:
-        nonlocal count
-        for sample in samples:
-            yield from _sample_members(sample)
-            count += 1
-
-    size, sha = write_tar(Path(path), members())
-    return ShardInfo(name=Path(path).name, samples=count, bytes=size, sha256=sha)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        stream = TarStream(fh)
+        try:
+            for sample in samples:
+                stream.add(_sample_members(sample))
+                count += 1
+        finally:
+            stream.close()
+    return ShardInfo(path.name, count, stream.size, stream.sha256.hexdigest())
 
 
 def file_sha256(path: Path) -> str:
@@ -130,43 +126,21 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def catalog_json(row: Mapping) -> dict:
-    """The `json` member: the row's CATALOG columns (not the image-store location)."""
-    return {c: row.get(c) for c in CATALOG_COLUMNS}
+def _fingerprint_start(name: str, params: dict):
+    return hashlib.sha256(_dump_json({"shard": name, **params}))
 
 
-def _fingerprint(rows: list[dict], params: dict) -> str:
-    """What a shard's bytes depend on: its rows (md5 included) and the shard settings."""
-    h = hashlib.sha256(_dump_json(params))
+def _fingerprint_add(h, json_member: bytes, row: Mapping) -> None:
+    h.update(json_member)
+    h.update(_dump_json([row.get(c) for c in ("image_file", "image_offset", "image_size")]))
+
+
+def _fingerprint(name: str, rows: list[dict], params: dict) -> str:
+    """What a shard's bytes depend on: its name, rows (md5 included) and the shard settings."""
+    h = _fingerprint_start(name, params)
     for row in rows:
-        h.update(_dump_json(catalog_json(row)))
-        h.update(_dump_json([row.get(c) for c in ("image_file", "image_offset", "image_size")]))
+        _fingerprint_add(h, _dump_json(catalog_json(row)), row)
     return h.hexdigest()
-
-
-def _group_by_shard(rows: list[dict]) -> dict[str, list[dict]]:
-    """Rows per shard file name, each list in shard_position order (checked to be 0..n-1)."""
-    prefixes = set()
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        shard, pos = row.get("shard"), row.get("shard_position")
-        if not shard or pos is None:
-            raise InputError(f"row {row.get('key')!r} has no shard/shard_position")
-        prefix, _, name = str(shard).rpartition("/")
-        if not _SHARD_FILE.match(name):
-            raise InputError(f"row {row.get('key')!r}: bad shard name {shard!r}")
-        prefixes.add(prefix)
-        groups.setdefault(name, []).append(row)
-    if len(prefixes) > 1:
-        raise InputError(f"rows of one split span several shard folders: {sorted(prefixes)}")
-    out = {}
-    for name in sorted(groups):
-        group = sorted(groups[name], key=lambda r: int(r["shard_position"]))
-        positions = [int(r["shard_position"]) for r in group]
-        if positions != list(range(len(group))):
-            raise InputError(f"{name}: shard positions are not 0..{len(group) - 1}")
-        out[name] = group
-    return out
 
 
 def _load_manifest(path: Path) -> dict:
@@ -177,8 +151,9 @@ def _load_manifest(path: Path) -> dict:
         return {}
 
 
-def _write_manifest(split_dir: Path, entries: dict[str, dict]) -> None:
+def _write_manifest(split_dir: Path, entries: dict[str, dict], params: dict) -> None:
     manifest = {
+        "params": params,
         "samples": sum(e["samples"] for e in entries.values()),
         "shards": dict(sorted(entries.items())),
     }
@@ -186,99 +161,311 @@ def _write_manifest(split_dir: Path, entries: dict[str, dict]) -> None:
     write_text_atomic(split_dir / MANIFEST_FILE, text)
 
 
-def _is_finished(path: Path, entry: dict | None, fingerprint: str, samples: int) -> bool:
-    if entry is None or not path.exists():
-        return False
-    if entry.get("fingerprint") != fingerprint or entry.get("samples") != samples:
-        return False
-    if path.stat().st_size != entry.get("bytes"):
+def _file_matches(path: Path, entry: dict) -> bool:
+    if not path.exists() or path.stat().st_size != entry.get("bytes"):
         return False
     return file_sha256(path) == entry.get("sha256")
 
 
+def scan_shard(path: Path) -> list[dict]:
+    """Index rows of a shard on disk, from its tar headers (data read only for the json key)."""
+    return read_shard_layout(path)[0]
+
+
+def read_shard_layout(path: Path) -> tuple[list[dict], list[dict]]:
+    """(index rows, parsed json members) of a shard, one per sample, in shard order.
+
+    Raises InputError when the tar does not parse or a sample's members are not the expected
+    ones in the expected order.
+    """
+    rows: list[dict] = []
+    metas: list[dict] = []
+    expected = [f".{m}" for m in SAMPLE_MEMBERS]
+    seen: list[str] = []
+
+    def check_complete() -> None:
+        if rows and seen != expected:
+            tid = rows[-1]["treeoflife_id"]
+            raise InputError(f"{path.name}: sample {tid} has members {seen}, expected {expected}")
+
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for info in tar:
+                key, dot, suffix = info.name.partition(".")
+                if not rows or key != rows[-1]["treeoflife_id"]:
+                    check_complete()
+                    rows.append(
+                        {
+                            "treeoflife_id": key,
+                            "key": None,
+                            "shard": path.name,
+                            "position": len(rows),
+                            "offset": info.offset,
+                            "size": 0,
+                            "jpg_offset": info.offset_data,
+                            "jpg_size": info.size,
+                        }
+                    )
+                    metas.append({})
+                    seen = []
+                seen.append(dot + suffix)
+                current = rows[-1]
+                end = info.offset_data + padded(info.size) - BLOCK
+                current["size"] = end - current["offset"]
+                if suffix == "json":
+                    tar.fileobj.seek(info.offset_data)
+                    metas[-1] = json.loads(tar.fileobj.read(info.size))
+                    current["key"] = metas[-1]["key"]
+        check_complete()
+    except (tarfile.TarError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: cannot read shard: {exc}") from exc
+    return rows, metas
+
+
+@dataclass
+class SplitShards:
+    """What write_split_shards wrote: the shards and where the index is."""
+
+    shards: list[ShardInfo]
+    index: Path
+
+    @property
+    def samples(self) -> int:
+        return sum(s.samples for s in self.shards)
+
+
+class _ShardFile:
+    """One shard being written under a temporary name, with its index rows."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._ctx = atomic_path(path)
+        self._fh = open(self._ctx.__enter__(), "wb")  # noqa: SIM115 - closed in close()/abort()
+        self.stream = TarStream(self._fh)
+        self.index: list[dict] = []
+
+    def final_size(self, extra: int) -> int:
+        end = self.stream.size + extra + 2 * BLOCK
+        return end + (-end % RECORD)
+
+    def close(self) -> ShardInfo:
+        self.stream.close()
+        self._fh.close()
+        self._ctx.__exit__(None, None, None)
+        return ShardInfo(
+            self.path.name, len(self.index), self.stream.size, self.stream.sha256.hexdigest()
+        )
+
+    def abort(self) -> None:
+        with contextlib.suppress(BaseException):
+            self.stream.drain()
+        self._fh.close()
+        self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+def _check_row(row: dict) -> str:
+    tid = row.get("treeoflife_id")
+    if not tid or not _SAFE_KEY.match(str(tid)):
+        raise InputError(f"row {row.get('key')!r}: bad treeoflife_id {tid!r}")
+    return str(tid)
+
+
 def write_split_shards(
-    rows: list[dict],
+    rows: Iterable[dict],
     split_dir: Path,
     data_root: Path,
     image_size: int,
     jpeg_quality: int,
     text_type: str,
     seed: int,
+    samples_per_shard: int = 10_000,
+    max_shard_bytes: int = 0,
+    resize_mode: str = SHORTER_SIDE,
+    workers: int = 1,
+    assign_location: bool = True,
+    total: int | None = None,
     progress: Progress | None = None,
-) -> list[ShardInfo]:
-    """Write every shard of one split, then `sizes.json` and `manifest.json` beside them.
+) -> SplitShards:
+    """Write one split's shards from catalog rows in shard order; then sizes, manifest, index.
 
-    Rows are catalog rows carrying `shard`/`shard_position` and the image-store location.
-    A shard whose file and manifest entry (sha256 and input fingerprint) agree is skipped, so
-    an interrupted run resumes; any other shard is (re)written. Shard files of this split that
-    the rows no longer name are deleted. Memory holds one sample at a time.
+    Rows carry the CATALOG columns and the image-store location. With `assign_location` the
+    writer sets each row's `shard` ("<split>/shard-NNNNNN.tar") and `shard_position` before its
+    `json` member is made; otherwise (train_small, whose samples keep their train location) the
+    rows' own values are written. `max_shard_bytes` 0 means no byte limit; a sample larger than
+    the limit gets a shard of its own. Memory holds one shard's index and a bounded window of
+    images, whatever the number of rows.
     """
+    if samples_per_shard <= 0:
+        raise ValueError(f"samples_per_shard must be > 0, got {samples_per_shard}")
     split_dir, data_root = Path(split_dir), Path(data_root)
+    split = split_dir.name
     progress = or_null(progress)
-    groups = _group_by_shard(rows)
     params = {
         "image_size": image_size,
         "jpeg_quality": jpeg_quality,
+        "resize_mode": resize_mode,
         "text_type": text_type,
         "seed": seed,
+        "samples_per_shard": samples_per_shard,
+        "max_shard_bytes": max_shard_bytes,
+        "assign_location": assign_location,
     }
-    # Fail before writing anything if a row cannot be captioned.
-    for row in rows:
-        if not row.get("treeoflife_id") or not _SAFE_KEY.match(str(row["treeoflife_id"])):
-            tid = row.get("treeoflife_id")
-            raise InputError(f"row {row.get('key')!r}: bad treeoflife_id {tid!r}")
-        text_for(row, text_type, str(row["key"]), seed)
+    text_for({"kingdom": "Animalia"}, text_type, "", seed)  # an unknown text_type fails here
 
     split_dir.mkdir(parents=True, exist_ok=True)
     for tmp in sorted(split_dir.glob(f".*{TMP_SUFFIX}")):  # left by a killed run
         log.warning("removing interrupted temporary %s", tmp)
         tmp.unlink()
-    old_entries = _load_manifest(split_dir / MANIFEST_FILE)
-    entries = {n: e for n, e in old_entries.items() if n in groups}
+    old = _load_manifest(split_dir / MANIFEST_FILE)
+    entries: dict[str, dict] = {}
+    infos: list[ShardInfo] = []
+    progress.start(f"shards {split}", total)
+
+    index_path = split_dir / INDEX_FILE
+    with atomic_path(index_path) as index_tmp:
+        index_writer = pq.ParquetWriter(index_tmp, INDEX_SCHEMA, compression="zstd")
+        try:
+            # 1. Keep the longest prefix of finished shards that still match their inputs.
+            rows_it = iter(rows)
+            pending: list[dict] = []
+            while (entry := old.get(SHARD_PATTERN.format(len(infos)))) is not None:
+                name = SHARD_PATTERN.format(len(infos))
+                pending = list(islice(rows_it, int(entry.get("samples", 0))))
+                located = _locate(pending, split, len(infos)) if assign_location else pending
+                if (
+                    len(pending) != entry.get("samples")
+                    or _fingerprint(name, located, params) != entry.get("fingerprint")
+                    or not _file_matches(split_dir / name, entry)
+                ):
+                    break
+                log.info("shard %s already written, skipping", split_dir / name)
+                index_writer.write_table(_index_table(scan_shard(split_dir / name)))
+                entries[name] = entry
+                infos.append(ShardInfo(name, entry["samples"], entry["bytes"], entry["sha256"]))
+                progress.advance(len(pending))
+                pending = []
+            # 2. Write the rest.
+            remaining = chain(pending, rows_it)
+            for info, entry, index_rows in _write_shards(
+                remaining, split_dir, data_root, params, len(infos), workers, progress
+            ):
+                index_writer.write_table(_index_table(index_rows))
+                entries[info.name] = entry
+                infos.append(info)
+                _write_manifest(split_dir, entries, params)
+        finally:
+            index_writer.close()
+
     for stale in sorted(split_dir.glob("shard-*.tar")):
-        if stale.name not in groups and _SHARD_FILE.match(stale.name):
+        if _SHARD_FILE.match(stale.name) and stale.name not in entries:
             log.warning("removing shard %s: no longer part of this split", stale)
             stale.unlink()
-
-    infos: list[ShardInfo] = []
-    progress.start(f"shards {split_dir.name}", len(rows))
-    for name, group in groups.items():
-        path = split_dir / name
-        fingerprint = _fingerprint(group, params)
-        entry = old_entries.get(name)
-        if _is_finished(path, entry, fingerprint, len(group)):
-            log.info("shard %s already written, skipping", path)
-            info = ShardInfo(name, entry["samples"], entry["bytes"], entry["sha256"])
-        else:
-            if path.exists():
-                log.warning("rewriting shard %s (missing from manifest or changed)", path)
-            info = write_shard(path, _samples(group, data_root, params))
-            entries[name] = {**asdict(info), "fingerprint": fingerprint}
-            entries[name].pop("name")
-            _write_manifest(split_dir, entries)
-        infos.append(info)
-        progress.advance(len(group))
     progress.finish()
-
     sizes = {info.name: info.samples for info in infos}
     write_text_atomic(split_dir / SIZES_FILE, json.dumps(sizes, indent=1, sort_keys=True) + "\n")
-    _write_manifest(split_dir, entries)
-    return infos
+    _write_manifest(split_dir, entries, params)
+    return SplitShards(infos, index_path)
 
 
-def _samples(group: list[dict], data_root: Path, params: dict) -> Iterator[dict]:
-    for row in group:
-        try:
-            data = read_image_bytes(
-                data_root, row["image_file"], int(row["image_offset"]), int(row["image_size"])
+def _locate(rows: list[dict], split: str, shard_index: int) -> list[dict]:
+    name = f"{split}/{SHARD_PATTERN.format(shard_index)}"
+    return [{**r, "shard": name, "shard_position": i} for i, r in enumerate(rows)]
+
+
+def _index_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=INDEX_SCHEMA)
+
+
+def _write_shards(
+    rows: Iterable[dict],
+    split_dir: Path,
+    data_root: Path,
+    params: dict,
+    first_index: int,
+    workers: int,
+    progress: Progress,
+) -> Iterator[tuple[ShardInfo, dict, list[dict]]]:
+    """Stream rows into shards first_index, first_index+1, ...; yield each finished shard."""
+    split = split_dir.name
+    limit, max_bytes = params["samples_per_shard"], params["max_shard_bytes"]
+    current: _ShardFile | None = None
+    fingerprint = None  # of the current shard, built as samples are added
+    images = encoded_images(
+        rows,
+        data_root,
+        params["image_size"],
+        params["jpeg_quality"],
+        params["resize_mode"],
+        workers,
+    )
+
+    def finish() -> tuple[ShardInfo, dict, list[dict]]:
+        info = current.close()
+        fp = fingerprint.hexdigest()
+        entry = {"samples": info.samples, "bytes": info.bytes, "sha256": info.sha256}
+        return info, {**entry, "fingerprint": fp}, current.index
+
+    index = first_index
+    try:
+        for row, jpg in images:
+            tid = _check_row(row)
+            for attempt in (0, 1):
+                if current is None:
+                    current = _ShardFile(split_dir / SHARD_PATTERN.format(index))
+                    fingerprint = _fingerprint_start(current.path.name, params)
+                if params["assign_location"]:
+                    row = {
+                        **row,
+                        "shard": f"{split}/{current.path.name}",
+                        "shard_position": len(current.index),
+                    }
+                members = _members_of(row, tid, jpg, params)
+                sample_bytes = sum(padded(len(data)) for _, data in members)
+                full = len(current.index) >= limit or (
+                    max_bytes and current.final_size(sample_bytes) > max_bytes
+                )
+                if not full or not current.index or attempt:
+                    break
+                yield finish()
+                current, index = None, index + 1
+            offsets = current.stream.add(members)
+            current.index.append(
+                {
+                    "treeoflife_id": tid,
+                    "key": str(row["key"]),
+                    "shard": current.path.name,
+                    "position": len(current.index),
+                    "offset": offsets[0] - BLOCK,
+                    "size": sample_bytes,
+                    "jpg_offset": offsets[0],
+                    "jpg_size": len(jpg),
+                }
             )
-            jpg = resize_for_shard(data, params["image_size"], params["jpeg_quality"])
-        except (ImageRejected, OSError, KeyError, TypeError) as exc:
-            raise InputError(f"kept row {row.get('key')!r}: cannot read its image: {exc}") from exc
-        yield {
-            "__key__": str(row["treeoflife_id"]),
-            "jpg": jpg,
-            **caption_members(row),
-            "txt": text_for(row, params["text_type"], str(row["key"]), params["seed"]),
-            "json": catalog_json(row),
-        }
+            _fingerprint_add(fingerprint, members[-1][1], row)
+            progress.advance(1)
+        if current is not None:
+            yield finish()
+            current = None
+    finally:
+        if current is not None:
+            current.abort()
+
+
+def _members_of(row: dict, tid: str, jpg: bytes, params: dict) -> list[tuple[str, bytes]]:
+    try:
+        captions = caption_members(row)
+        txt = text_for(row, params["text_type"], str(row["key"]), params["seed"])
+    except ValueError as exc:
+        raise InputError(f"row {row.get('key')!r}: {exc}") from exc
+    return _sample_members(
+        {"__key__": tid, "jpg": jpg, **captions, "txt": txt, "json": catalog_json(row)}
+    )
+
+
+def rows_in_order(table: pa.Table, keys: Sequence[str], batch: int = 4096) -> Iterator[dict]:
+    """Rows of `table` (which has a `key` column) in the order of `keys`, a batch at a time."""
+    positions = pc.index_in(pa.array(keys, pa.string()), value_set=table.column("key"))
+    if positions.null_count:
+        raise InputError(f"{positions.null_count} keys to shard are not in the catalog")
+    for start in range(0, len(keys), batch):
+        yield from table.take(positions[start : start + batch]).to_pylist()

@@ -1,0 +1,88 @@
+import hashlib
+import io
+import tarfile
+
+import pytest
+
+from treeoflife.io import tar_member_info
+from treeoflife.shards.tar import TarStream, pack_members, padded, ustar_header, write_tar
+
+
+def _tarfile_bytes(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            tar.addfile(tar_member_info(name, len(data)), io.BytesIO(data))
+    return buf.getvalue()
+
+
+MEMBERS = [
+    ("a.jpg", b"\xff\xd8" + bytes(range(256)) * 7),
+    ("a.txt", b"a photo of Corvus corax."),
+    ("empty.txt", b""),
+    ("exactly-one-block.bin", b"x" * 512),
+    ("Grand-corbeau-\u00e9.json", '{"name":"\u00e9"}'.encode()),
+    ("n" * 95 + ".json", b"{}"),
+]
+
+
+def test_bytes_equal_tarfile(tmp_path):
+    size, sha = write_tar(tmp_path / "a.tar", MEMBERS)
+    data = (tmp_path / "a.tar").read_bytes()
+    assert data == _tarfile_bytes(MEMBERS)
+    assert size == len(data) and size % 10240 == 0
+    with tarfile.open(tmp_path / "a.tar") as tar:
+        assert [m.name for m in tar] == [n for n, _ in MEMBERS]
+        assert tar.extractfile("a.jpg").read() == MEMBERS[0][1]
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_headers_equal_tarfile_for_many_sizes():
+    for size in (0, 1, 511, 512, 513, 10**6, 8**11 - 1):
+        name = f"k{size}.jpg"
+        assert ustar_header(name.encode(), size) == tar_member_info(name, size).tobuf(
+            format=tarfile.USTAR_FORMAT
+        )
+
+
+def test_offsets_point_at_member_data():
+    buf, offsets = pack_members(MEMBERS[:3], offset=1024)
+    assert offsets[0] == 1024 + 512
+    for (_, data), off in zip(MEMBERS[:3], offsets, strict=True):
+        assert buf[off - 1024 : off - 1024 + len(data)] == data
+    assert len(buf) == sum(padded(len(d)) for _, d in MEMBERS[:3])
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_stream_counts_and_hashes(tmp_path, threaded):
+    with open(tmp_path / "s.tar", "wb") as fh:
+        stream = TarStream(fh, threaded=threaded)
+        stream.add(MEMBERS[:2])
+        stream.add(MEMBERS[2:])
+        stream.close()
+    data = (tmp_path / "s.tar").read_bytes()
+    assert data == _tarfile_bytes(MEMBERS) and stream.size == len(data)
+    assert stream.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+class _FullDisk(io.RawIOBase):
+    def writable(self):
+        return True
+
+    def write(self, b):
+        raise OSError(28, "No space left on device")
+
+
+def test_threaded_writer_errors_reach_the_caller():
+    stream = TarStream(_FullDisk(), threaded=True)
+    with pytest.raises(OSError, match="No space"):
+        for _ in range(100):
+            stream.add(MEMBERS)
+        stream.close()
+
+
+def test_refuses_what_ustar_cannot_hold():
+    with pytest.raises(ValueError, match="100 bytes"):
+        ustar_header(b"x" * 101, 1)
+    with pytest.raises(ValueError, match="too large"):
+        ustar_header(b"x", 8**11)
