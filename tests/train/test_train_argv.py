@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import open_clip
@@ -25,7 +26,7 @@ from treeoflife.train import (
     model_configs_dir,
     torchrun_command,
 )
-from treeoflife.train.run import read_shard_set, shard_pattern
+from treeoflife.train.run import launch_command, read_shard_set, shard_pattern
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,27 @@ def test_argv_parses_with_open_clip_and_carries_the_config(shards, tmp_path):
     assert "wandb" not in args.report_to and "tensorboard" not in args.report_to
     assert args.pretrained == ""  # nothing to download
     assert args.val_data is None
+
+
+def test_argv_locking_accumulation_logging_options(shards, tmp_path):
+    default = parse_args(build_train_argv(_config(), shards, tmp_path, "r"))
+    assert not default.lock_image and not default.lock_text and not default.grad_checkpointing
+    assert default.accum_freq == 1 and default.log_every_n_steps == 100
+    cfg = _config(
+        lock_image=True,
+        lock_image_unlocked_groups=2,
+        lock_text=True,
+        lock_text_unlocked_layers=1,
+        grad_checkpointing=True,
+        accum_freq=4,
+        report_to="tensorboard",
+        log_every_n_steps=7,
+    )
+    args = parse_args(build_train_argv(cfg, shards, tmp_path, "r"))
+    assert args.lock_image and args.lock_image_unlocked_groups == 2
+    assert args.lock_text and args.lock_text_unlocked_layers == 1
+    assert args.grad_checkpointing and args.accum_freq == 4
+    assert args.report_to == "tensorboard" and args.log_every_n_steps == 7
 
 
 def test_argv_caps_workers_at_shards_and_avoids_cuda_precision_on_cpu(shards, tmp_path):
@@ -132,6 +154,24 @@ def test_torchrun_command(shards, tmp_path):
     assert not single.local_loss and not single.gather_with_grad
     with pytest.raises(InputError, match="5 shards cannot feed 8"):
         torchrun_command(cfg, shards, tmp_path, "big", nproc_per_node=8)
+
+
+def test_launch_command_uses_torchrun_for_several_processes(shards, tmp_path):
+    single = launch_command(_config(), shards, tmp_path, "r", device="cpu")
+    assert single[:3] == [sys.executable, "-m", "treeoflife.train.launch"]
+    assert not parse_args(single[3:]).local_loss
+    multi = launch_command(_config(nproc_per_node=2), shards, tmp_path, "r", device="cuda")
+    assert multi[:6] == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+    ]
+    assert multi[6] == "treeoflife.train.launch"
+    args = parse_args(multi[7:])
+    assert args.local_loss and args.gather_with_grad and args.device == "cuda"
 
 
 def test_checkpoint_epochs_moves_incomplete_saves_aside(tmp_path):

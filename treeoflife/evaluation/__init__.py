@@ -1,5 +1,8 @@
-"""Evaluate CLIP checkpoints on our evaluation sets (CLIP_benchmark `wds/` layout).
+"""Evaluate CLIP models on our evaluation sets (CLIP_benchmark `wds/` layout), as BioCLIP does.
 
-`zeroshot.evaluate_zero_shot` / `evaluate_all` give top-1, top-5 and balanced accuracy;
-`zeroshot.results_markdown` renders the BioCLIP-style table (rows models, columns tasks).
+`suite.evaluate_model` gives, per set, zero-shot top-1, top-5 and balanced accuracy
+(`zeroshot`) and SimpleShot 1- and 5-shot accuracy (`fewshot`) from one pass over the images
+(`features`); `suite.report_markdown` renders BioCLIP's tables (rows models, columns tasks).
+`classnames` renames classes into another text type; `crosscheck` runs clip_benchmark on the
+same model and set for comparison.
 """

@@ -18,15 +18,11 @@ import open_clip
 import torch
 
 from treeoflife.errors import InputError
-from treeoflife.evaluation.data import (
-    WdsEvalSet,
-    iter_labelled_images,
-    list_wds_evalsets,
-    read_wds_evalset,
-)
+from treeoflife.evaluation.data import WdsEvalSet, list_wds_evalsets, read_wds_evalset
+from treeoflife.evaluation.features import EncodedSet, encode_evalset
 from treeoflife.evaluation.templates import OPENAI_IMAGENET_TEMPLATES, Template, as_callables
 from treeoflife.io import write_text_atomic
-from treeoflife.progress import Progress, or_null
+from treeoflife.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +58,29 @@ def load_model(
     checkpoint: Path | str | None,
     device: str = "cpu",
     model_configs: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> LoadedModel:
-    """Build `model` and load `checkpoint` (an open_clip train checkpoint, a weights file or a
-    pretrained tag); no checkpoint gives the randomly initialised model (a chance baseline)."""
+    """Build `model` and load `checkpoint`.
+
+    `model` is an open_clip model name (ours or open_clip's), `local-dir:DIR` (an exported
+    model folder) or `hf-hub:ORG/REPO` (read from the local Hugging Face cache when
+    HF_HUB_OFFLINE=1). `checkpoint` is an open_clip_train checkpoint, a weights file or a
+    pretrained tag (e.g. `openai`); None gives the model's own weights for `local-dir:` and
+    `hf-hub:` models and a random initialisation otherwise (a chance baseline). `cache_dir`:
+    where hub and pretrained downloads are cached (default: the Hugging Face cache).
+    """
     register_model_configs(model_configs)
+    if model.startswith("local-dir:"):
+        folder = Path(model.removeprefix("local-dir:"))
+        if not (folder / "open_clip_config.json").is_file():
+            raise InputError(f"{folder} is not an exported open_clip model folder")
     pretrained = None if checkpoint is None else str(checkpoint)
     looks_like_path = isinstance(checkpoint, Path) or "/" in str(checkpoint or "")
     if pretrained is not None and looks_like_path and not Path(pretrained).is_file():
         raise InputError(f"checkpoint {pretrained} does not exist")
+    cache = None if cache_dir is None else str(cache_dir)
     clip, _, preprocess = open_clip.create_model_and_transforms(
-        model, pretrained=pretrained, device=device
+        model, pretrained=pretrained, device=device, cache_dir=cache
     )
     clip.eval()
     return LoadedModel(
@@ -79,7 +88,7 @@ def load_model(
         checkpoint=pretrained,
         model=clip,
         preprocess=preprocess,
-        tokenizer=open_clip.get_tokenizer(model),
+        tokenizer=open_clip.get_tokenizer(model, cache_dir=cache),
         device=torch.device(device),
     )
 
@@ -133,65 +142,72 @@ def evaluate_loaded(
     batch_size: int = 64,
     templates: Sequence[Template] | None = None,
     *,
+    classnames: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> dict:
     """Zero-shot accuracy of an already loaded model on one set."""
-    progress = or_null(progress)
+    encoded = encode_evalset(loaded, evalset, batch_size, progress=progress)
+    return zero_shot_metrics(loaded, encoded, templates, classnames=classnames)
+
+
+def zero_shot_classifier(
+    loaded: LoadedModel, classnames: Sequence[str], templates: Sequence[Template]
+) -> torch.Tensor:
+    """[embed_dim, classes]: the normalised mean text embedding of each class's prompts."""
+    if not templates:
+        raise InputError("no templates to build the zero-shot classifier from")
+    with torch.no_grad():
+        return (
+            open_clip.build_zero_shot_classifier(
+                loaded.model,
+                tokenizer=loaded.tokenizer,
+                classnames=list(classnames),
+                templates=as_callables(templates),
+                num_classes_per_batch=10,
+                device=loaded.device,
+            )
+            .float()
+            .cpu()
+        )
+
+
+def zero_shot_metrics(
+    loaded: LoadedModel,
+    encoded: EncodedSet,
+    templates: Sequence[Template] | None = None,
+    *,
+    classnames: Sequence[str] | None = None,
+) -> dict:
+    """Zero-shot accuracy from a set's image features.
+
+    `classnames` replaces the set's `classnames.txt` (same order, e.g. another text type);
+    `templates` replaces the set's templates file (the OpenAI ImageNet templates when the set
+    ships none).
+    """
+    evalset = encoded.evalset
+    if classnames is None:
+        classnames = evalset.classnames
+    if len(classnames) != len(evalset.classnames):
+        raise InputError(
+            f"{evalset.name}: {len(classnames)} class names given for "
+            f"{len(evalset.classnames)} classes"
+        )
     if templates is None:
         templates = evalset.templates
     if templates is None:
         log.info("%s ships no templates file; using the OpenAI ImageNet templates", evalset.name)
         templates = OPENAI_IMAGENET_TEMPLATES
-    if not templates:
-        raise InputError("no templates to build the zero-shot classifier from")
-    with torch.no_grad():
-        classifier = open_clip.build_zero_shot_classifier(
-            loaded.model,
-            tokenizer=loaded.tokenizer,
-            classnames=list(evalset.classnames),
-            templates=as_callables(templates),
-            num_classes_per_batch=10,
-            device=loaded.device,
-        )
-    skipped: collections.Counter[str] = collections.Counter()
-    top5_k = min(5, len(evalset.classnames))
-    ranked: list[torch.Tensor] = []
-    labels: list[int] = []
-    batch_images: list[torch.Tensor] = []
-    progress.start(f"zero-shot {evalset.name}", None)
-
-    def flush() -> None:
-        if not batch_images:
-            return
-        images = torch.stack(batch_images).to(loaded.device)
-        with torch.no_grad():
-            features = loaded.model.encode_image(images, normalize=True)
-            logits = features @ classifier
-        ranked.append(logits.topk(top5_k, dim=1).indices.cpu())
-        progress.advance(len(batch_images))
-        batch_images.clear()
-
-    for item in iter_labelled_images(evalset, skipped):
-        batch_images.append(loaded.preprocess(item.image))
-        labels.append(item.label)
-        if len(batch_images) >= batch_size:
-            flush()
-    flush()
-    progress.finish()
-    if not labels:
-        raise InputError(
-            f"evaluation set {evalset.root} has no usable samples (skipped: {dict(skipped)})"
-        )
-    if skipped:
-        log.warning("%s: skipped samples %s", evalset.name, dict(sorted(skipped.items())))
-    metrics = accuracy_metrics(torch.cat(ranked), torch.tensor(labels), len(evalset.classnames))
+    classifier = zero_shot_classifier(loaded, classnames, templates)
+    top5_k = min(5, len(classnames))
+    ranked = (encoded.features @ classifier).topk(top5_k, dim=1).indices
+    metrics = accuracy_metrics(ranked, encoded.labels, len(classnames))
     return {
         "evalset": evalset.name,
-        "n": len(labels),
-        "classes": len(evalset.classnames),
+        "n": int(encoded.labels.numel()),
+        "classes": len(classnames),
         **metrics,
-        "chance": 1.0 / len(evalset.classnames),
-        "skipped": dict(sorted(skipped.items())),
+        "chance": 1.0 / len(classnames),
+        "skipped": dict(encoded.skipped),
         "templates": len(templates),
         "model": loaded.name,
         "checkpoint": loaded.checkpoint,
@@ -222,7 +238,10 @@ def accuracy_metrics(ranked: torch.Tensor, labels: torch.Tensor, n_classes: int)
 
 
 def results_markdown(results: list[dict], model_label: str, metric: str = "top1") -> str:
-    """A BioCLIP-style table (rows models, columns tasks, then the mean), values in %."""
+    """A BioCLIP-style table (rows models, columns tasks, then the mean), values in %.
+
+    `metric` is a result key or a dotted path into nested results (`few_shot.5.top1`).
+    """
     return results_table_markdown({model_label: results}, metric)
 
 
@@ -238,13 +257,23 @@ def results_table_markdown(rows: dict[str, list[dict]], metric: str = "top1") ->
         "|---|" + "---:|" * (len(tasks) + 1),
     ]
     for label, results in rows.items():
-        by_task = {r["evalset"]: r.get(metric) for r in results}
+        by_task = {r["evalset"]: metric_value(r, metric) for r in results}
         values = [by_task.get(t) for t in tasks]
         present = [v for v in values if v is not None]
         mean = sum(present) / len(present) if present else None
         cells = [_percent(v) for v in [*values, mean]]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def metric_value(result: dict, metric: str):
+    """`result[metric]`, where a dotted metric (`few_shot.5.top1`) walks nested results."""
+    value = result
+    for part in metric.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
 
 
 def _percent(value: float | None) -> str:

@@ -3,7 +3,8 @@
 `build_train_argv` turns a `TrainConfig` and a shard folder into open_clip_train arguments,
 `train_clip` runs them in a subprocess (resumable: a rerun continues from the latest
 checkpoint), `torchrun_command` gives the multi-GPU command line for the same run, and
-`export_model` writes a checkpoint as an open_clip `local-dir:` model folder.
+`export_model` writes a checkpoint as an open_clip `local-dir:` model folder and
+`write_model_card` its README.md (Hub model card, `library_name: open_clip`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ def model_configs_dir() -> Path:
     return Path(__file__).resolve().parent / "model_configs"
 
 
+from treeoflife.train.card import model_card, write_model_card  # noqa: E402
 from treeoflife.train.export import export_model  # noqa: E402
 from treeoflife.train.run import (  # noqa: E402 - run.py imports model_configs_dir lazily
     TrainError,
     TrainResult,
     build_train_argv,
     checkpoint_epochs,
+    read_shard_set,
     torchrun_command,
     train_clip,
 )
@@ -32,7 +35,10 @@ __all__ = [
     "build_train_argv",
     "checkpoint_epochs",
     "export_model",
+    "model_card",
     "model_configs_dir",
+    "read_shard_set",
     "torchrun_command",
     "train_clip",
+    "write_model_card",
 ]

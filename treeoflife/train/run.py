@@ -155,9 +155,22 @@ def _argv(
         "--name", name,
         "--save-frequency", "1",
         "--resume", "latest",
-        "--report-to", "none",
+        "--report-to", train.report_to,
+        "--log-every-n-steps", str(train.log_every_n_steps),
         "--device", device,
     ]  # fmt: skip
+    if train.accum_freq != 1:
+        argv += ["--accum-freq", str(train.accum_freq)]
+    if train.grad_checkpointing:
+        argv += ["--grad-checkpointing"]
+    if train.lock_image:
+        argv += ["--lock-image"]
+        if train.lock_image_unlocked_groups:
+            argv += ["--lock-image-unlocked-groups", str(train.lock_image_unlocked_groups)]
+    if train.lock_text:
+        argv += ["--lock-text"]
+        if train.lock_text_unlocked_layers:
+            argv += ["--lock-text-unlocked-layers", str(train.lock_text_unlocked_layers)]
     if val_shards is not None:
         val = read_shard_set(val_shards)
         argv += [
@@ -219,6 +232,26 @@ def torchrun_command(
     ]
 
 
+def launch_command(
+    train: TrainConfig,
+    train_shards: Path,
+    logs_dir: Path,
+    name: str,
+    val_shards: Path | None = None,
+    device: str = "cpu",
+) -> list[str]:
+    """The process `train_clip` starts: this interpreter running our launch module, under
+    torchrun's entry point (`python -m torch.distributed.run`, no PATH lookup) when
+    `train.nproc_per_node > 1`."""
+    if train.nproc_per_node > 1:
+        command = torchrun_command(
+            train, train_shards, logs_dir, name, val_shards, train.nproc_per_node, device
+        )
+        return [sys.executable, "-m", "torch.distributed.run", *command[1:]]
+    argv = build_train_argv(train, train_shards, logs_dir, name, val_shards, device)
+    return [sys.executable, "-m", LAUNCH_MODULE, *argv]
+
+
 def checkpoint_epochs(checkpoint_dir: Path) -> dict[int, Path]:
     """Complete `epoch_N.pt` checkpoints by epoch; incomplete ones are renamed aside."""
     checkpoint_dir = Path(checkpoint_dir)
@@ -253,9 +286,14 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _subprocess_env(env: dict | None) -> dict[str, str]:
+def _subprocess_env(env: dict | None, device: str = "cpu") -> dict[str, str]:
     merged = dict(os.environ)
     merged["HF_HUB_OFFLINE"] = "1"  # checkpoints and tokenizers come from disk, never the hub
+    if device.startswith("cpu"):
+        # Small CPU models spend more on thread hand-offs than on maths, and on a shared
+        # machine every extra thread waits for a core: one intra-op thread per process.
+        # An OMP_NUM_THREADS already in the environment (or in `env`) wins.
+        merged.setdefault("OMP_NUM_THREADS", "1")
     merged["PYTHONUNBUFFERED"] = "1"
     project_root = str(Path(__file__).resolve().parents[2])
     paths = [project_root, *[p for p in merged.get("PYTHONPATH", "").split(os.pathsep) if p]]
@@ -279,7 +317,8 @@ def train_clip(
 
     A run whose epochs are all checkpointed returns at once. open_clip's output is appended
     to `<out_dir>/<name>/train.log` and logged here; a failure raises `TrainError` with the
-    log tail. `device` defaults to cuda when available, else cpu.
+    log tail. `device` defaults to `train.device`, else cuda when available, else cpu;
+    `train.nproc_per_node > 1` runs the same under torchrun (one node, N processes).
     """
     out_dir = Path(out_dir).resolve()
     run_dir = out_dir / name
@@ -298,16 +337,15 @@ def train_clip(
             log_path=log_path,
         )
 
-    device = device or _default_device()
-    argv = build_train_argv(train, train_shards, out_dir, name, val_shards, device)
-    command = [sys.executable, "-m", LAUNCH_MODULE, *argv]
+    device = device or train.device or _default_device()
+    command = launch_command(train, train_shards, out_dir, name, val_shards, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     progress = or_null(progress)
     progress.start("train", train.epochs)
     progress.advance(start_epoch)
     log.info("training %s from epoch %d to %d on %s", run_dir, start_epoch, train.epochs, device)
     returncode, tail, reported = _run_streaming(
-        command, _subprocess_env(env), log_path, progress, start_epoch
+        command, _subprocess_env(env, device), log_path, progress, start_epoch
     )
 
     done = checkpoint_epochs(checkpoint_dir)
