@@ -34,6 +34,13 @@ def _fp(cfg: BuildConfig, stage: str, *parts) -> str:
     return fingerprint(stage, __version__, *parts)
 
 
+def _sweep(layout: Layout, *folders: Path) -> None:
+    """Remove what a killed run left half-written in these folders and in the stage markers
+    (files whose writer is still alive, e.g. a concurrent stage of this run, are kept)."""
+    for folder in (*folders, layout.state_dir):
+        remove_stale_temporaries(folder)
+
+
 def _upstream(cfg: BuildConfig, *stages: str) -> list:
     state = Layout(cfg.root).state_dir
     return [(s, (read_marker(state, s) or {}).get("fingerprint")) for s in stages]
@@ -92,8 +99,7 @@ def stage_ingest(cfg: BuildConfig, source: str, progress: Progress | None = None
     if done is not None:
         log.info("%s: up to date, skipped", stage)
         return {**done, "up_to_date": True}
-    remove_stale_temporaries(layout.catalog_dir(source))
-    remove_stale_temporaries(layout.images_dir(source))
+    _sweep(layout, layout.catalog_dir(source), layout.images_dir(source))
     fn = {"inat21": src.ingest_inat21, "bioscan": src.ingest_bioscan, "eol": src.ingest_eol}[source]
     stats = fn(cfg, progress=progress).to_dict()
     result = {k: v for k, v in stats.items() if k not in ("parts_written", "parts_skipped")}
@@ -117,10 +123,21 @@ def read_all_source_catalogs(cfg: BuildConfig) -> pa.Table:
 
 
 def read_evalset(es: EvalSetConfig, cfg: BuildConfig) -> list[dict]:
-    """Rows of a Rare-Species-style metadata CSV (a missing column is a clear error)."""
+    """Rows of an evaluation set's list (a missing column is a clear error).
+
+    rare_species: the metadata CSV's rows as they are; other layouts (Birds 525, Meta-Album,
+    a folder of class folders, a manifest) are read into the same row shape plus `class`.
+    """
     from treeoflife.errors import InputError
 
     path = cfg.path(es.metadata)
+    if es.layout != "rare_species":
+        from treeoflife.dedup.evalset_layouts import read_evalset_layout
+
+        try:
+            return read_evalset_layout(es.layout, path)
+        except InputError as exc:
+            raise InputError(f"evaluation set {es.name}: {exc}") from exc
     expected = ["kingdom", "phylum", "cls", "order", "family", "genus", "species", "filepath"]
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -134,7 +151,11 @@ def read_evalset(es: EvalSetConfig, cfg: BuildConfig) -> list[dict]:
 
 
 def evalset_root(es: EvalSetConfig, cfg: BuildConfig) -> Path:
-    return cfg.path(es.root) if es.root else cfg.path(es.metadata).parent
+    """The folder an evaluation set's filepaths are relative to."""
+    if es.root:
+        return cfg.path(es.root)
+    path = cfg.path(es.metadata)
+    return path if path.is_dir() else path.parent
 
 
 def _evalset_verbatim(row: dict) -> dict:
@@ -175,18 +196,24 @@ def add_query_ids(table: pa.Table) -> pa.Table:
     return table.append_column("query_id", pa.array(ids, pa.string()))
 
 
-def build_queries(cfg: BuildConfig) -> pa.Table:
-    """One row per distinct taxonomy query over every source row and evaluation-set row."""
+def build_queries(cfg: BuildConfig, images: Counter | None = None) -> pa.Table:
+    """One row per distinct taxonomy query over every source row and evaluation-set row.
+
+    `images`, when given, is filled with the number of rows (images) behind each query_id.
+    """
     rows: dict[str, dict] = {}
+    images = images if images is not None else Counter()
     catalog = add_query_ids(read_all_source_catalogs(cfg))
     for r in catalog.select(_QUERY_COLUMNS).to_pylist():
         rows.setdefault(r["query_id"], r)
+        images[r["query_id"]] += 1
     for es in cfg.evalsets:
         for er in read_evalset(es, cfg):
             v = _evalset_verbatim(er)
             src = evalset_source(es.name)
             qid = records.query_id(src, v)
             rows.setdefault(qid, {"query_id": qid, "source": src, **v})
+            images[qid] += 1
     ordered = [rows[k] for k in sorted(rows)]
     schema = pa.schema([pa.field(c, pa.string()) for c in _QUERY_COLUMNS])
     return pa.Table.from_pylist(ordered, schema=schema)
@@ -214,57 +241,85 @@ def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
         from treeoflife.errors import ConfigError
 
         raise ConfigError("taxonomy.backbone: no backbone configured")
+    _sweep(layout, layout.taxonomy_dir)
     layout.taxonomy_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_backbone(cfg.path(cfg.taxonomy.backbone), layout.taxonomy_db, progress=progress)
-    queries = build_queries(cfg)
+    images: Counter = Counter()
+    queries = build_queries(cfg, images)
+    tc = cfg.taxonomy
     taxa = resolve_taxa(
         queries,
         layout.taxonomy_db,
-        fuzzy_max_distance=cfg.taxonomy.fuzzy_max_distance,
+        fuzzy_max_distance=tc.fuzzy_max_distance,
         progress=progress,
+        source_below_match=tc.source_below_match,
     )
+    ids, srcs = queries.column("query_id").to_pylist(), queries.column("source").to_pylist()
+    sources = dict(zip(ids, srcs, strict=True))
+    api_counts = None
+    if tc.gbif_api_url:  # only what the local backbone missed; every answer cached
+        from treeoflife.taxonomy.api_client import ApiSettings
+        from treeoflife.taxonomy.gbif_api import refine_with_gbif_api
+
+        settings = ApiSettings(
+            base_url=tc.gbif_api_url,
+            concurrency=tc.api_concurrency,
+            rate_per_s=tc.api_rate_per_s,
+            retries=tc.api_retries,
+            timeout_s=tc.api_timeout_s,
+            user_agent=tc.api_user_agent,
+        )
+        taxa, api_counts = refine_with_gbif_api(
+            taxa,
+            sources,
+            settings,
+            layout.taxonomy_dir / "api-cache.duckdb",
+            version=tc.gbif_api_version,
+            checklist_key=tc.gbif_checklist_key,
+            progress=progress,
+        )
     write_parquet_atomic(taxa, layout.taxa)
-    report = taxonomy_report(taxa)
-    write_text_atomic(layout.taxonomy_dir / "report.json", json.dumps(report, indent=1))
+    report = taxonomy_report(taxa, sources, dict(images))
+    write_text_atomic(
+        layout.taxonomy_dir / "report.json", json.dumps(report, indent=1, sort_keys=True)
+    )
     result = {
         "backbone_taxa": loaded.get("taxa"),
         "queries": taxa.num_rows,
         "match_types": report["match_types"],
-        "unresolved": len(report["unresolved"]),
+        "unresolved": report["unresolved"]["names"],
+        "conflicts": report["conflicts"]["total"],
+        "gbif_api": api_counts,
     }
     mark_done(layout.state_dir, "taxonomy", fp, result)
     return {**result, "up_to_date": False}
 
 
-def taxonomy_report(taxa: pa.Table) -> dict:
-    rows = taxa.select(
-        ["source", "verbatim_scientific_name", "match_type", "reason", "kingdom"]
-        if "source" in taxa.column_names
-        else ["verbatim_scientific_name", "match_type", "reason", "kingdom"]
-    ).to_pylist()
-    match_types = Counter(r["match_type"] or "none" for r in rows)
-    unresolved = sorted(
-        (
-            {"name": r["verbatim_scientific_name"], "reason": r["reason"]}
-            for r in rows
-            if r["kingdom"] is None
-        ),
-        key=lambda r: (r["name"] or "", r["reason"] or ""),
-    )
-    return {"match_types": dict(sorted(match_types.items())), "unresolved": unresolved}
+def taxonomy_report(
+    taxa: pa.Table, sources: dict[str, str], images: dict[str, int] | None = None
+) -> dict:
+    """Per-source label coverage, match types, conflicts and unresolved names (by images)."""
+    from treeoflife.taxonomy.report import taxonomy_report as report
+
+    return report(taxa, sources, images)
 
 
 # --------------------------------------------------------------------------- hashes
 
 
 def stage_hashes(cfg: BuildConfig, progress: Progress | None = None) -> dict:
-    """md5 + perceptual hash of every ingested image and every evaluation image."""
-    from treeoflife.dedup import hash_catalog, hash_evalset
+    """md5 + perceptual hash of every ingested image and every evaluation image.
+
+    Resumable by catalog part (hashes/<source>/part-*.parquet, then hashes/<source>.parquet);
+    the pHash algorithm's name is part of the fingerprint, so a new algorithm rehashes all.
+    """
+    from treeoflife.dedup import PHASH_ALGO, hash_catalog_parts, hash_evalset_rows
 
     layout = Layout(cfg.root)
     fp = _fp(
         cfg,
         "hashes",
+        PHASH_ALGO,
         [dataclasses.asdict(e) for e in cfg.evalsets],
         fingerprint_paths([cfg.path(e.metadata) for e in cfg.evalsets]),
         _upstream(cfg, *[f"ingest-{s}" for s in schemas.SOURCES]),
@@ -274,15 +329,24 @@ def stage_hashes(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     done = completed(layout.state_dir, "hashes", fp, outputs)
     if done is not None:
         return {**done, "up_to_date": True}
+    _sweep(layout, layout.hashes_dir)
     result: dict = {}
     for source in schemas.SOURCES:
         path = layout.hashes(source)
-        catalog = read_source_catalog(cfg, source)
-        hashes = hash_catalog(catalog, cfg.root, progress=progress)
+        parts = sorted(layout.catalog_dir(source).glob("part-*[0-9].parquet"))
+        hashes = hash_catalog_parts(
+            parts,
+            layout.hashes_dir / source,
+            cfg.root,
+            fp,
+            workers=cfg.dedup.hash_workers,
+            progress=progress,
+            run_marker=layout.state_dir / f"hashes-{source}.run_id",
+        )
         write_parquet_atomic(hashes, path)
         result[source] = hashes.num_rows
     for es in cfg.evalsets:
-        table = hash_evalset(es.name, cfg.path(es.metadata), evalset_root(es, cfg))
+        table = hash_evalset_rows(es.name, read_evalset(es, cfg), evalset_root(es, cfg))
         write_parquet_atomic(table, layout.evalset_hashes(es.name))
         result[f"evalset/{es.name}"] = table.num_rows
     mark_done(layout.state_dir, "hashes", fp, result)
@@ -307,7 +371,17 @@ def _held_out_taxa(cfg: BuildConfig, es: EvalSetConfig) -> pa.Table:
     src = evalset_source(es.name)
     ids = {records.query_id(src, _evalset_verbatim(r)) for r in read_evalset(es, cfg)}
     mask = pc.is_in(taxa.column("query_id"), pa.array(sorted(ids), pa.string()))
-    return taxa.filter(mask).select(["kingdom", "genus", "species"])
+    return taxa.filter(mask).select(["kingdom", "genus", "species", "verbatim_scientific_name"])
+
+
+def _unresolved_held_out(held: pa.Table) -> list[str]:
+    """Held-out names whose species did not resolve: they cannot be held out (reported)."""
+    missing = pc.or_(
+        pc.or_(pc.is_null(held["kingdom"]), pc.is_null(held["genus"])),
+        pc.is_null(held["species"]),
+    )
+    names = held.filter(missing)["verbatim_scientific_name"].to_pylist()
+    return sorted({n or "(no name)" for n in names})
 
 
 def stage_dedup(cfg: BuildConfig, progress: Progress | None = None) -> dict:
@@ -319,6 +393,7 @@ def stage_dedup(cfg: BuildConfig, progress: Progress | None = None) -> dict:
         find_in_train_duplicates,
         removal_report,
     )
+    from treeoflife.dedup.phash import PHASH_ALGO
 
     layout = Layout(cfg.root)
     fp = _fp(
@@ -331,29 +406,90 @@ def stage_dedup(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     done = completed(layout.state_dir, "dedup", fp, [layout.removals])
     if done is not None:
         return {**done, "up_to_date": True}
+    _sweep(layout, layout.dedup_dir)
     p = or_null(progress)
     p.start("dedup", None)
     train = pa.concat_tables([pq.read_table(layout.hashes(s)) for s in schemas.SOURCES])
-    tables = [find_in_train_duplicates(train)]
+    tables = [find_in_train_duplicates(train, cfg.dedup.in_train_phash_max_distance)]
     evals = [pq.read_table(layout.evalset_hashes(es.name)) for es in cfg.evalsets]
     if evals:
         ev = pa.concat_tables(evals)
         ev = ev.filter(pc.equal(ev.column("status"), "ok"))
         tables.append(find_eval_duplicates(train, ev, cfg.dedup.phash_max_distance))
     resolved = _resolved_training_taxa(cfg)
+    unresolved_held_out = {}
     for es in cfg.evalsets:
         if es.hold_out_species:
-            tables.append(find_held_out_species(resolved, _held_out_taxa(cfg, es), es.name))
+            held = _held_out_taxa(cfg, es)
+            tables.append(find_held_out_species(resolved, held, es.name))
+            unresolved_held_out[es.name] = _unresolved_held_out(held)
+            if unresolved_held_out[es.name]:
+                log.warning(
+                    "evaluation set %s: %d held-out species did not resolve to a species and "
+                    "cannot be held out: %s",
+                    es.name,
+                    len(unresolved_held_out[es.name]),
+                    ", ".join(unresolved_held_out[es.name][:10]),
+                )
     removals = combine_removals(*tables)
     write_parquet_atomic(removals, layout.removals)
     report = removal_report(removals)
+    report["held_out_species_unresolved"] = unresolved_held_out
+    report["settings"] = {
+        "phash_algo": PHASH_ALGO,
+        "phash_max_distance": cfg.dedup.phash_max_distance,
+        "in_train_phash_max_distance": cfg.dedup.in_train_phash_max_distance,
+        "training_images_hashed": train.num_rows,
+        "evaluation_images": {
+            es.name: {"listed": t.num_rows, "hashed": pc.sum(pc.is_valid(t["phash"])).as_py()}
+            for es, t in zip(cfg.evalsets, evals, strict=True)
+        },
+    }
     write_text_atomic(
         layout.dedup_dir / "report.json", json.dumps(report, indent=1, sort_keys=True)
     )
+    _write_near_pair_sheet(cfg, removals)
     p.finish()
     result = {"removed": removals.num_rows, **report}
     mark_done(layout.state_dir, "dedup", fp, result)
     return {**result, "up_to_date": False}
+
+
+def _write_near_pair_sheet(cfg: BuildConfig, removals: pa.Table) -> None:
+    """dedup/near_pairs.jpg: a sample of near-duplicate pairs (training | evaluation image)."""
+    from treeoflife.dedup.contact_sheet import SheetPair, sample_near_pairs, write_contact_sheet
+    from treeoflife.io import read_image_bytes
+
+    layout = Layout(cfg.root)
+    chosen = sample_near_pairs(removals, cfg.dedup.contact_sheet_pairs)
+    wanted = {r["key"] for r in chosen}
+    location = {}
+    if wanted:
+        catalog = read_all_source_catalogs(cfg).select(
+            ["key", "image_file", "image_offset", "image_size"]
+        )
+        catalog = catalog.filter(pc.is_in(catalog["key"], pa.array(sorted(wanted), pa.string())))
+        location = {r["key"]: r for r in catalog.to_pylist()}
+    roots = {es.name: evalset_root(es, cfg) for es in cfg.evalsets}
+
+    def read(fn):
+        try:
+            return fn()
+        except (OSError, KeyError, TypeError):
+            return None
+
+    pairs = []
+    for r in chosen:
+        loc = location.get(r["key"], {})
+        train = read(
+            lambda loc=loc: read_image_bytes(
+                cfg.root, loc["image_file"], loc["image_offset"], loc["image_size"]
+            )
+        )
+        evaluation = read(lambda r=r: (roots[r["evalset"]] / r["eval_key"]).read_bytes())
+        caption = f"d={r['distance']} {r['key']} ~ {r['evalset']}:{r['eval_key']}"
+        pairs.append(SheetPair(train, evaluation, caption))
+    write_contact_sheet(pairs, layout.dedup_dir / "near_pairs.jpg")
 
 
 # --------------------------------------------------------------------------- release
@@ -378,51 +514,97 @@ def joined_catalog(cfg: BuildConfig) -> pa.Table:
     )
 
 
+def _shard_settings(cfg: BuildConfig) -> dict:
+    """Shard settings the output bytes depend on (the worker count is not one of them)."""
+    return {k: v for k, v in cfg.section_dict("shards").items() if k != "workers"}
+
+
+def _check_shard_settings(cfg: BuildConfig) -> None:
+    from treeoflife.errors import ConfigError
+    from treeoflife.shards.resize import RESIZE_MODES
+    from treeoflife.shards.text import RANDOM, TEXT_TYPES
+
+    s = cfg.shards
+    if s.text_type not in (*TEXT_TYPES, RANDOM):
+        raise ConfigError(f"shards.text_type: {s.text_type!r} not in {(*TEXT_TYPES, RANDOM)}")
+    if s.resize_mode not in RESIZE_MODES:
+        raise ConfigError(f"shards.resize_mode: {s.resize_mode!r} not in {RESIZE_MODES}")
+    if s.samples_per_shard <= 0 or s.max_shard_bytes < 0 or s.image_size < 0:
+        raise ConfigError("shards: samples_per_shard > 0, max_shard_bytes >= 0, image_size >= 0")
+
+
+def write_release_shards(
+    cfg: BuildConfig, catalog: pa.Table, order: dict[str, list[str]], progress=None
+) -> tuple[pa.Table, dict]:
+    """Shards of train, val, then train_small; the catalog with `shard`/`shard_position` set.
+
+    A catalog row's `shard`/`shard_position` is its place in its split (train or val); the
+    `json` member of every sample is that catalog row, in train_small's shards too (which
+    repeat train samples byte for byte in the members; their own place is in
+    `shards/train_small/index.parquet`).
+    """
+    from treeoflife.assemble import fill_shard_locations
+    from treeoflife.shards.writer import rows_in_order, write_split_shards
+
+    layout = Layout(cfg.root)
+    s = cfg.shards
+    results = {}
+    for split in ("train", "val", "train_small"):
+        written = write_split_shards(
+            rows_in_order(catalog, order[split]),
+            layout.shards_dir(split),
+            cfg.root,
+            image_size=s.image_size,
+            jpeg_quality=s.jpeg_quality,
+            text_type=s.text_type,
+            seed=s.seed,
+            samples_per_shard=s.samples_per_shard,
+            max_shard_bytes=s.max_shard_bytes,
+            resize_mode=s.resize_mode,
+            workers=s.workers,
+            assign_location=split != "train_small",
+            total=len(order[split]),
+            progress=progress,
+        )
+        if split != "train_small":
+            index = pq.read_table(written.index, columns=["key", "shard", "position"])
+            catalog = fill_shard_locations(catalog, index, split)
+        results[split] = {
+            "shards": len(written.shards),
+            "samples": written.samples,
+            "bytes": sum(i.bytes for i in written.shards),
+        }
+    return catalog, results
+
+
 def stage_release(cfg: BuildConfig, progress: Progress | None = None) -> dict:
-    """Final catalog, shards per split, evaluation sets in wds layout, dataset card, summary."""
+    """Final catalog, shards per split, evaluation sets in wds layout, dataset card, Croissant
+    metadata, stats report, summary."""
     from treeoflife.assemble import IMAGE_LOCATION, assemble_catalog, catalog_summary
     from treeoflife.release.card import write_dataset_card, write_licenses_csv
     from treeoflife.release.catalog import write_catalog
-    from treeoflife.shards.writer import write_split_shards
+    from treeoflife.release.croissant import write_croissant
+    from treeoflife.release.report import write_stats_report
 
     layout = Layout(cfg.root)
     fp = _fp(
         cfg,
         "release",
         cfg.section_dict("splits"),
-        cfg.section_dict("shards"),
-        cfg.section_dict("evaluate"),
+        _shard_settings(cfg),
+        {"evaluate.text_type": cfg.evaluate.text_type},  # class names of the eval sets
         [dataclasses.asdict(e) for e in cfg.evalsets],
         _upstream(cfg, "taxonomy", "hashes", "dedup", *[f"ingest-{s}" for s in schemas.SOURCES]),
     )
     done = completed(layout.state_dir, "release", fp, [layout.catalog, layout.summary])
     if done is not None:
         return {**done, "up_to_date": True}
-    remove_stale_temporaries(layout.release_dir)
+    _check_shard_settings(cfg)
+    _sweep(layout, layout.release_dir)
     catalog, order = assemble_catalog(joined_catalog(cfg), cfg.splits, cfg.shards)
-    rows_by_key = {r["key"]: r for r in catalog.to_pylist()}
-    shard_results = {}
-    for split in ("train", "val", "train_small"):
-        rows = []
-        for i, key in enumerate(order[split]):
-            row = dict(rows_by_key[key])
-            if split == "train_small":
-                n = cfg.shards.samples_per_shard
-                row["shard"] = f"train_small/shard-{i // n:06d}.tar"
-                row["shard_position"] = i % n
-            rows.append(row)
-        infos = write_split_shards(
-            rows,
-            layout.shards_dir(split),
-            cfg.root,
-            image_size=cfg.shards.image_size,
-            jpeg_quality=cfg.shards.jpeg_quality,
-            text_type=cfg.shards.text_type,
-            seed=cfg.shards.seed,
-            progress=progress,
-        )
-        shard_results[split] = {"shards": len(infos), "samples": sum(i.samples for i in infos)}
+    catalog, shard_results = write_release_shards(cfg, catalog, order, progress)
     public = catalog.drop_columns(IMAGE_LOCATION)
+    del catalog
     write_catalog(public, layout.catalog)
     write_licenses_csv(public, layout.release_dir / "licenses.csv")
     evalsets = package_evalsets(cfg, progress=progress)
@@ -430,17 +612,33 @@ def stage_release(cfg: BuildConfig, progress: Progress | None = None) -> dict:
         **catalog_summary(public),
         "shards": shard_results,
         "evalsets": evalsets,
+        # Relative to the data root, so the summary (and the release) does not depend on where
+        # the data root lives.
         "outputs": {
-            "release": str(layout.release_dir),
-            "catalog": str(layout.catalog),
-            "shards": str(layout.release_dir / "shards"),
-            "evalsets": str(layout.evalsets_wds),
+            "release": str(layout.release_dir.relative_to(layout.root)),
+            "catalog": str(layout.catalog.relative_to(layout.root)),
+            "shards": str((layout.release_dir / "shards").relative_to(layout.root)),
+            "evalsets": str(layout.evalsets_wds.relative_to(layout.root)),
+            "report": str((layout.release_dir / "report" / "index.html").relative_to(layout.root)),
         },
     }
     write_dataset_card(layout.release_dir, summary)
+    write_croissant(layout.release_dir, summary)
+    write_stats_report(layout.release_dir, public)
     write_text_atomic(layout.summary, json.dumps(summary, indent=1, sort_keys=True))
     mark_done(layout.state_dir, "release", fp, summary)
     return {**summary, "up_to_date": False}
+
+
+def verify_release(cfg: BuildConfig, progress: Progress | None = None) -> dict:
+    """Read every shard of the release back; check it against its manifest and the catalog."""
+    from treeoflife.shards.verify import verify_release as verify
+
+    reports = verify(Layout(cfg.root).release_dir, progress=progress)
+    return {
+        "ok": all(r.ok for r in reports),
+        "splits": {r.split: r.to_dict() for r in reports},
+    }
 
 
 def package_evalsets(cfg: BuildConfig, progress: Progress | None = None) -> dict:
@@ -506,54 +704,179 @@ def build(cfg: BuildConfig, progress: Progress | None = None, stages=STAGES) -> 
 # --------------------------------------------------------------------------- train and evaluate
 
 
-def stage_train(cfg: BuildConfig, name: str = "run") -> dict:
-    """Train with stock open_clip_train on the release's train shards (resumes when interrupted)."""
-    from treeoflife.train import train_clip
+def run_dir(cfg: BuildConfig, name: str = "run") -> Path:
+    """`<train.output>/<name>`: open_clip's logs and checkpoints, and the exported model."""
+    return cfg.path(cfg.train.output) / name
+
+
+def export_dir(cfg: BuildConfig, name: str = "run") -> Path:
+    return run_dir(cfg, name) / cfg.train.export
+
+
+def stage_train(cfg: BuildConfig, name: str = "run", progress: Progress | None = None) -> dict:
+    """Train with stock open_clip_train on the release's train shards (resumes when interrupted),
+    then export the last checkpoint as a `local-dir:` model folder with a model card."""
+    from treeoflife.errors import ConfigError, InputError
+    from treeoflife.train import export_model, read_shard_set, train_clip, write_model_card
 
     layout = Layout(cfg.root)
     shards = layout.shards_dir("train")
     if not (shards / "sizes.json").exists():
-        from treeoflife.errors import InputError
-
         raise InputError(f"no training shards at {shards}: run the build first")
+    if cfg.train.text_type is not None and cfg.train.text_type != cfg.shards.text_type:
+        raise ConfigError(
+            f"train.text_type is {cfg.train.text_type!r} but the shards' txt holds "
+            f"{cfg.shards.text_type!r}: stock open_clip trains on txt only; set "
+            "shards.text_type and rebuild the release"
+        )
     result = train_clip(
         cfg.train,
         shards,
         cfg.path(cfg.train.output),
         name=name,
+        progress=progress,
     )
-    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}
+    shard_set = read_shard_set(shards)
+    exported = export_model(result.checkpoint, cfg.train.model, export_dir(cfg, name))
+    data = {
+        "shards": str(shards),
+        "shard_files": len(shard_set.files),
+        "num_samples": shard_set.num_samples,
+        "text_type": cfg.shards.text_type,
+        "image_size": cfg.shards.image_size,
+        "checkpoint": result.checkpoint.name,
+    }
+    write_model_card(exported, cfg.train, data)
+    out = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}
+    return {**out, "export": str(exported), "model": f"local-dir:{exported}"}
 
 
 def latest_checkpoint(cfg: BuildConfig, name: str = "run") -> Path | None:
     """The newest complete checkpoint of a run (a save cut short by a kill is set aside)."""
     from treeoflife.train import checkpoint_epochs
 
-    epochs = checkpoint_epochs(cfg.path(cfg.train.output) / name / "checkpoints")
+    epochs = checkpoint_epochs(run_dir(cfg, name) / "checkpoints")
     return epochs[max(epochs)] if epochs else None
 
 
-def stage_evaluate(cfg: BuildConfig, checkpoint: str | None = None, name: str = "run") -> dict:
-    """Zero-shot top-1/top-5 on every packaged evaluation set; JSON + markdown results."""
-    from treeoflife.evaluation.zeroshot import evaluate_all, results_markdown
+def evalset_classnames(cfg: BuildConfig, text_type: str) -> dict[str, list[str]]:
+    """Each packaged evaluation set's class names rewritten in `text_type` (same order)."""
+    from treeoflife.evalsets import _label_from_verbatim
+    from treeoflife.evaluation.classnames import rename_classes
+    from treeoflife.evaluation.data import read_wds_evalset
+
+    layout = Layout(cfg.root)
+    by_query = {r["query_id"]: r for r in pq.read_table(layout.taxa).to_pylist()}
+    out = {}
+    for es in cfg.evalsets:
+        folder = layout.evalsets_wds / es.name
+        if not (folder / "classnames.txt").is_file():
+            continue
+        labels = []
+        for row in read_evalset(es, cfg):
+            resolved = by_query.get(
+                records.query_id(evalset_source(es.name), _evalset_verbatim(row))
+            )
+            label = resolved if resolved and resolved.get("kingdom") else _label_from_verbatim(row)
+            if not label.get("common_name"):
+                label = {**label, "common_name": row.get("common_name")}
+            labels.append(label)
+        packaged = read_wds_evalset(folder).classnames
+        out[es.name] = rename_classes(packaged, labels, cfg.evaluate.text_type, text_type)
+    return out
+
+
+def stage_evaluate(
+    cfg: BuildConfig,
+    checkpoint: str | None = None,
+    name: str = "run",
+    *,
+    model: str | None = None,
+    label: str | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Zero-shot and few-shot results of one model on every packaged evaluation set.
+
+    The model: `model` (an open_clip name, `local-dir:DIR` or `hf-hub:ORG/REPO`) with an
+    optional `checkpoint`; by default the run's exported model, else its newest checkpoint.
+    Writes `<evaluate.output>/<label>/results.json`, then `results.json` + `results.md` over
+    every model evaluated there (BioCLIP's tables: rows models, columns tasks); when the model
+    is the run's export, its model card gets the results.
+    """
+    from treeoflife.errors import InputError
+    from treeoflife.evaluation.data import list_wds_evalsets
+    from treeoflife.evaluation.suite import (
+        evaluate_model,
+        report_markdown,
+        write_model_results,
+        write_report,
+    )
+    from treeoflife.evaluation.zeroshot import load_model
     from treeoflife.train import model_configs_dir
 
     layout = Layout(cfg.root)
-    ckpt = checkpoint or latest_checkpoint(cfg, name)
-    if ckpt is None:
-        from treeoflife.errors import InputError
-
-        raise InputError("no checkpoint to evaluate: run `treeoflife train` first")
-    results = evaluate_all(
-        cfg.train.model,
-        ckpt,
-        layout.evalsets_wds,
-        batch_size=cfg.evaluate.batch_size,
-        model_configs=model_configs_dir(),
+    exported = export_dir(cfg, name)
+    if model is None and checkpoint is None and (exported / "open_clip_config.json").is_file():
+        model = f"local-dir:{exported}"
+    if model is None:
+        model = cfg.train.model
+        checkpoint = checkpoint or latest_checkpoint(cfg, name)
+        if checkpoint is None:
+            raise InputError("no model to evaluate: run `treeoflife train` first")
+    if label is None:
+        label = name if model == f"local-dir:{exported}" else _model_label(model, checkpoint)
+    dirs = list_wds_evalsets(layout.evalsets_wds)
+    if not dirs:
+        raise InputError(f"no packaged evaluation sets in {layout.evalsets_wds}")
+    ev = cfg.evaluate
+    text_type = ev.zero_shot_text_type
+    classnames = evalset_classnames(cfg, text_type) if text_type else None
+    loaded = load_model(model, checkpoint, _eval_device(ev.device), model_configs_dir())
+    results = evaluate_model(
+        loaded,
+        dirs,
+        batch_size=ev.batch_size,
+        templates=ev.templates or None,
+        classnames=classnames,
+        text_type=text_type or ev.text_type,
+        shots=ev.shots,
+        draws=ev.draws,
+        seed=ev.seed,
+        progress=progress,
     )
-    label = f"{cfg.train.model} ({Path(str(ckpt)).name})"
-    markdown = results_markdown(results, label)
-    out = cfg.path(cfg.evaluate.output)
-    write_text_atomic(out / "results.json", json.dumps(results, indent=1, sort_keys=True))
-    write_text_atomic(out / "results.md", markdown)
-    return {"results": results, "markdown": markdown, "checkpoint": str(ckpt)}
+    out = cfg.path(ev.output)
+    write_model_results(results, out, label)
+    json_path, md_path = write_report(out)
+    if model == f"local-dir:{exported}":
+        card = exported / "README.md"
+        if card.is_file():
+            _add_results_to_card(card, report_markdown({label: results}))
+    return {
+        "model": model,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "label": label,
+        "results": results,
+        "markdown": md_path.read_text(),
+        "outputs": {"json": str(json_path), "markdown": str(md_path)},
+    }
+
+
+def _model_label(model: str, checkpoint) -> str:
+    if checkpoint is None:
+        return model
+    return f"{model} ({Path(str(checkpoint)).name})"
+
+
+def _eval_device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _add_results_to_card(card: Path, results_md: str) -> None:
+    text = card.read_text(encoding="utf-8")
+    head, sep, _ = text.partition("## Results\n")
+    if sep:
+        write_text_atomic(card, f"{head}{sep}\n{results_md.rstrip()}\n")
