@@ -30,6 +30,11 @@ def class_name(label: dict, text_type: str) -> str:
     return caption.removeprefix(_PREFIX).removesuffix(_SUFFIX)
 
 
+def wds_key(name: str, filepath: str) -> str:
+    """The sample key of an evaluation image in the packaged wds set (stable, dot-free)."""
+    return hashlib.sha1(f"{name}/{filepath}".encode()).hexdigest()[:20]
+
+
 def _label_from_verbatim(row: dict) -> dict:
     return {
         "kingdom": row.get("kingdom"),
@@ -80,7 +85,7 @@ def evalset_items(
     index = {c: i for i, c in enumerate(classnames)}
     items = []
     for filepath, cls, data in sorted(labelled):
-        key = hashlib.sha1(f"{name}/{filepath}".encode()).hexdigest()[:20]
+        key = wds_key(name, filepath)
         items.append(
             {
                 "key": key,

@@ -643,7 +643,7 @@ def verify_release(cfg: BuildConfig, progress: Progress | None = None) -> dict:
 
 def package_evalsets(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     """Each evaluation set in CLIP_benchmark's wds layout, classes named by resolved taxon."""
-    from treeoflife.evalsets import evalset_items
+    from treeoflife.evalsets import evalset_items, wds_key
     from treeoflife.release.evalsets import write_wds_evalset
 
     layout = Layout(cfg.root)
@@ -675,6 +675,13 @@ def package_evalsets(cfg: BuildConfig, progress: Progress | None = None) -> dict
             classnames,
             ["a photo of {c}."],
         )
+        # The set's hashes travel with it, keyed like its samples, so a later build (or
+        # another project) can dedup against the packaged set without rehashing it.
+        keyed = hashes.append_column(
+            "wds_key",
+            pa.array([wds_key(es.name, k) for k in hashes.column("eval_key").to_pylist()]),
+        )
+        write_parquet_atomic(keyed, layout.evalsets_wds / es.name / "hashes.parquet")
         out[es.name] = {"images": len(items), "classes": len(classnames), "skipped": skipped}
     return out
 

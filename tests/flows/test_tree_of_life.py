@@ -183,6 +183,12 @@ def test_evalsets_in_clip_benchmark_layout(sample_build):
         labels = [int(s["cls"]) for s in wds.WebDataset(urls, shardshuffle=False)]
         assert labels and set(labels) <= set(range(len(classes)))
         assert len(set(labels)) == len(classes)
+        # the set's hashes travel with it, one row per metadata row, keyed like the samples
+        hashes = pl.read_parquet(d / "hashes.parquet")
+        keys = {s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False)}
+        assert keys <= set(hashes["wds_key"].to_list())
+        ok = hashes.filter(pl.col("status") == "ok")
+        assert ok.height == len(labels) and ok["phash"].null_count() == 0
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
