@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED_REAL
 from treeoflife.dedup import hash_evalset_rows
 from treeoflife.dedup.evalset_layouts import label_row, read_evalset_layout
 from treeoflife.errors import InputError
 
-REAL_EVALSETS = Path("/work/shared/fixtures/real/bioclip-evalsets")
+REAL_EVALSETS = SHARED_REAL / "bioclip-evalsets"
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:

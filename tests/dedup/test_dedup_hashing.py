@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from tests.conftest import SHARED_REAL
 from treeoflife.dedup import (
     EVAL_HASHES,
     PHASH_ALGO,
@@ -20,7 +21,7 @@ from treeoflife.errors import InputError
 from treeoflife.io import ImageStoreWriter, store_member_name
 from treeoflife.schemas import HASHES, SOURCE_CATALOG
 
-REAL_EVALSETS = Path("/work/shared/fixtures/real/bioclip-evalsets")
+REAL_EVALSETS = SHARED_REAL / "bioclip-evalsets"
 
 
 class RecordingProgress:

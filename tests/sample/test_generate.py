@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pytest
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from tests.conftest import SHARED_REAL
 from treeoflife import schemas
 from treeoflife.sample import SAMPLE_VERSION, generate_sample
 from treeoflife.sample.generate import (
@@ -28,7 +29,7 @@ from treeoflife.sample.generate import (
     TAXON_COLUMNS,
 )
 
-REAL_BACKBONE = Path("/work/shared/fixtures/real/gbif-backbone-archaea")
+REAL_BACKBONE = SHARED_REAL / "gbif-backbone-archaea"
 EVAL_HEADER = "kingdom,phylum,cls,order,family,genus,species,common_name,filepath"
 MANIFEST_HEADER = (
     "EOL content ID,EOL page ID,Medium Source URL,EOL Full-Size Copy URL,License Name,"
