@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from treeoflife.errors import ConfigError
+from treeoflife.schemas import RANKS
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,20 @@ class SourcesConfig:
     eol: EOLConfig = field(default_factory=EOLConfig)
 
 
+def check_precedence(precedence: dict, where: str = "taxonomy.rank_precedence") -> None:
+    """Raise ConfigError unless `precedence` maps ranks to non-empty lists of distinct names."""
+    for rank, order in precedence.items():
+        if rank not in RANKS:
+            raise ConfigError(f"{where}: {rank!r} is not one of {', '.join(RANKS)}")
+        if (
+            not isinstance(order, list)
+            or not order
+            or not all(isinstance(a, str) and a for a in order)
+            or len(set(order)) != len(order)
+        ):
+            raise ConfigError(f"{where}.{rank}: expected a non-empty list of distinct names")
+
+
 @dataclass(frozen=True)
 class TaxonomyConfig:
     backbone: str | None = None  # DwC-A folder or backbone.zip
@@ -87,6 +102,9 @@ class TaxonomyConfig:
     source_below_match: bool = True
     # GBIF species-match API for what the local backbone misses (None: local only). Answers
     # are cached in taxonomy/api-cache.duckdb, so no name is asked twice across runs.
+    # ITIS's downloadable SQLite database, asked (locally) for what the backbone leaves short
+    # of a species, before the GBIF API (None: not used).
+    itis_sqlite: str | None = None
     gbif_api_url: str | None = None  # e.g. https://api.gbif.org
     gbif_api_version: str = "v1"  # v1 | v2
     gbif_checklist_key: str | None = None  # v2 only (e.g. the Catalogue of Life release)
@@ -95,6 +113,13 @@ class TaxonomyConfig:
     api_retries: int = 4
     api_timeout_s: float = 30.0
     api_user_agent: str = "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"
+    # Per rank, which label wins when an authority and the source both give one and differ:
+    # e.g. {"species": ["source", "gbif-backbone"]}; "source" = the row's own source. A rank
+    # without a list (the default) keeps the authority's label (treeoflife.taxonomy.precedence).
+    rank_precedence: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_precedence(self.rank_precedence)
 
 
 @dataclass(frozen=True)

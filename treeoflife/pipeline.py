@@ -231,7 +231,9 @@ def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
         "taxonomy",
         cfg.section_dict("taxonomy"),
         [dataclasses.asdict(e) for e in cfg.evalsets],
-        fingerprint_paths([cfg.path(cfg.taxonomy.backbone), *evalset_files]),
+        fingerprint_paths(
+            [cfg.path(cfg.taxonomy.backbone), cfg.path(cfg.taxonomy.itis_sqlite), *evalset_files]
+        ),
         _upstream(cfg, *ingests),
     )
     done = completed(layout.state_dir, "taxonomy", fp, [layout.taxa])
@@ -256,6 +258,13 @@ def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     )
     ids, srcs = queries.column("query_id").to_pylist(), queries.column("source").to_pylist()
     sources = dict(zip(ids, srcs, strict=True))
+    itis_counts = None
+    if tc.itis_sqlite:  # local ITIS for what the backbone left short of a species
+        from treeoflife.taxonomy.itis_db import load_itis_sqlite, refine_with_itis
+
+        itis_db = layout.taxonomy_dir / "itis.duckdb"
+        load_itis_sqlite(cfg.path(tc.itis_sqlite), itis_db, progress=progress)
+        taxa, itis_counts = refine_with_itis(taxa, sources, itis_db)
     api_counts = None
     if tc.gbif_api_url:  # only what the local backbone missed; every answer cached
         from treeoflife.taxonomy.api_client import ApiSettings
@@ -278,6 +287,10 @@ def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
             checklist_key=tc.gbif_checklist_key,
             progress=progress,
         )
+    if tc.rank_precedence:  # per-rank choice between authority and source labels
+        from treeoflife.taxonomy.precedence import apply_rank_precedence
+
+        taxa, _ = apply_rank_precedence(taxa, sources, tc.rank_precedence)
     write_parquet_atomic(taxa, layout.taxa)
     report = taxonomy_report(taxa, sources, dict(images))
     write_text_atomic(
@@ -289,6 +302,7 @@ def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
         "match_types": report["match_types"],
         "unresolved": report["unresolved"]["names"],
         "conflicts": report["conflicts"]["total"],
+        "itis": itis_counts,
         "gbif_api": api_counts,
     }
     mark_done(layout.state_dir, "taxonomy", fp, result)
