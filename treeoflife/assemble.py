@@ -23,6 +23,7 @@ _TAXA_COLUMNS = [
     "taxon_id",
     "match_type",
     *[f"{r}_provenance" for r in schemas.RANKS],
+    *[f"{r}_match_type" for r in schemas.RANKS],
 ]
 
 # Columns kept beside the catalog to read images; never published.

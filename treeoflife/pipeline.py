@@ -291,6 +291,11 @@ def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
         from treeoflife.taxonomy.precedence import apply_rank_precedence
 
         taxa, _ = apply_rank_precedence(taxa, sources, tc.rank_precedence)
+    # Refinements (ITIS, the API, precedence) change ranks' provenance: derive per-rank match
+    # types once more from the final rows.
+    from treeoflife.taxonomy.provenance import with_rank_match_types
+
+    taxa = with_rank_match_types(taxa)
     write_parquet_atomic(taxa, layout.taxa)
     report = taxonomy_report(taxa, sources, dict(images))
     write_text_atomic(

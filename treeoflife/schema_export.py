@@ -57,6 +57,12 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "match_type": "How the name was resolved: exact, synonym, fuzzy, higherrank, source or none.",
     "confidence": "Match confidence reported by the resolver (0-100), when it reports one.",
     **{f"{r}_provenance": f"Where the {r} came from (source label, backbone, ...)." for r in RANKS},
+    **{
+        f"{r}_match_type": f"How the {r} was matched: the row's match type where the {r} came "
+        "from the row's authority, 'source' for the source's own label, 'inherited' from "
+        "another authority."
+        for r in RANKS
+    },
     "flags": "Warnings raised while resolving (e.g. homonym, kingdom conflict).",
     "query_id": "Id of the taxonomy query (source + verbatim names); joins the taxa table.",
     "license": "Licence of the image as published by its source.",

@@ -104,12 +104,13 @@ TAXA = _with_meta(
             pa.field("match_type", pa.string()),  # exact|synonym|fuzzy|higherrank|source|none
             pa.field("confidence", pa.float64()),
             *[pa.field(f"{r}_provenance", pa.string()) for r in RANKS],
+            *[pa.field(f"{r}_match_type", pa.string()) for r in RANKS],
             pa.field("flags", pa.list_(pa.string())),
             pa.field("reason", pa.string()),  # why unresolved (null when resolved)
         ]
     ),
     "taxa",
-    "1",
+    "2",
 )
 """One row per distinct (verbatim ranks, verbatim name) query; catalog rows join it by query_id."""
 
@@ -153,6 +154,7 @@ CATALOG = _with_meta(
             pa.field("taxon_id", pa.string()),
             pa.field("match_type", pa.string()),
             *[pa.field(f"{r}_provenance", pa.string()) for r in RANKS],
+            *[pa.field(f"{r}_match_type", pa.string()) for r in RANKS],
             pa.field("query_id", pa.string()),
             *_VERBATIM,
             pa.field("license", pa.string()),
@@ -175,7 +177,7 @@ CATALOG = _with_meta(
         ]
     ),
     "catalog",
-    "1",
+    "2",
 )
 """The release catalog: one row per input image, with its final status."""
 

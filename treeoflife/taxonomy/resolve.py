@@ -36,6 +36,7 @@ from treeoflife.taxonomy.names import (
     normalize_name,
     normalize_rank_value,
 )
+from treeoflife.taxonomy.provenance import with_rank_match_types
 
 log = logging.getLogger(__name__)
 
@@ -823,7 +824,7 @@ def resolve_taxa(
     unified = unify_species_labels(out)
     if unified:
         log.info("taxonomy: %d queries took the label of the same species from another", unified)
-    result = pa.Table.from_pylist(out, schema=TAXA)
+    result = with_rank_match_types(pa.Table.from_pylist(out, schema=TAXA))
     counts = pc.value_counts(result.column("match_type")).to_pylist() if out else []
     log.info(
         "taxonomy: %d queries resolved: %s",
