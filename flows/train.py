@@ -1,7 +1,7 @@
 """Flow `train`: stock open_clip_train on the release shards, then export a `local-dir:` model.
 
 Resumes from the newest complete checkpoint when rerun after an interruption. On a cluster the
-`train/gpu` deployment (prefect.yaml) runs it on a GPU work pool; with
+`train/gpu` deployment (deploy/prefect-gpu.yaml) runs it on a GPU work pool; with
 `train.nproc_per_node > 1` the task launches torchrun on that node.
 """
 

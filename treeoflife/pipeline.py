@@ -297,6 +297,8 @@ def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
 
     taxa = with_rank_match_types(taxa)
     write_parquet_atomic(taxa, layout.taxa)
+    from treeoflife.taxonomy.report import taxonomy_report
+
     report = taxonomy_report(taxa, sources, dict(images))
     write_text_atomic(
         layout.taxonomy_dir / "report.json", json.dumps(report, indent=1, sort_keys=True)
@@ -312,15 +314,6 @@ def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     }
     mark_done(layout.state_dir, "taxonomy", fp, result)
     return {**result, "up_to_date": False}
-
-
-def taxonomy_report(
-    taxa: pa.Table, sources: dict[str, str], images: dict[str, int] | None = None
-) -> dict:
-    """Per-source label coverage, match types, conflicts and unresolved names (by images)."""
-    from treeoflife.taxonomy.report import taxonomy_report as report
-
-    return report(taxa, sources, images)
 
 
 # --------------------------------------------------------------------------- hashes
