@@ -10,7 +10,8 @@ gradients+noise if scikit-image is absent), cut into varied crops with the longe
 
 1. Tar writing, MB/s of shard bytes, the same pre-encoded samples (224 px JPEG + 10 BioCLIP
    captions + txt + json) in shards of `--per-shard` samples:
-   - ours: treeoflife.shards.writer.write_shard (temporary name, sha256, fsync, rename);
+   - ours: treeoflife.shards.writer.write_shards (temporary name, sha256, fsync, rename; a
+     shard's fsync+rename overlaps the next shard's writing);
    - webdataset.ShardWriter (its TarWriter, no fsync, no hash: it does less);
    - raw: the very bytes of our shards written with 1 MiB writes + fsync per file (Python),
      and `dd bs=1M conv=fsync` of the same total size.
@@ -43,7 +44,7 @@ from treeoflife.records import treeoflife_id  # noqa: E402
 from treeoflife.schemas import CATALOG  # noqa: E402
 from treeoflife.shards.resize import resize_for_shard  # noqa: E402
 from treeoflife.shards.text import caption_members, text_for  # noqa: E402
-from treeoflife.shards.writer import catalog_json, write_shard, write_split_shards  # noqa: E402
+from treeoflife.shards.writer import catalog_json, write_shards, write_split_shards  # noqa: E402
 
 SPECIES = [
     ("Animalia", "Chordata", "Aves", "Passeriformes", "Corvidae", "Corvus", "corax", "raven"),
@@ -143,7 +144,8 @@ def bench_tar(rows, data_root: Path, work: Path, per_shard: int, reps: int) -> d
     def ours():
         out = work / "ours"
         shutil.rmtree(out, ignore_errors=True)
-        return sum(write_shard(out / f"shard-{i:06d}.tar", c).bytes for i, c in enumerate(chunks))
+        infos = write_shards([(out / f"shard-{i:06d}.tar", c) for i, c in enumerate(chunks)])
+        return sum(info.bytes for info in infos)
 
     def shardwriter():
         import webdataset as wds
@@ -255,7 +257,7 @@ def main(argv=None) -> int:
           f"{tar['shards']} shards, {mib:.1f} MiB; best of {args.reps}")  # fmt: skip
     print("| writer | MB/s |")
     print("|---|---|")
-    print(f"| ours (write_shard: tmp name, sha256, fsync, rename) | {tar['ours']:.0f} |")
+    print(f"| ours (write_shards: tmp name, sha256, fsync, rename) | {tar['ours']:.0f} |")
     print(f"| ours per CPU second of our process (what it costs without other load) "
           f"| {tar['ours_cpu']:.0f} |")  # fmt: skip
     print(f"| webdataset.ShardWriter (no fsync, no hash) | {tar['shardwriter']:.0f} |")

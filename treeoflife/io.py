@@ -27,16 +27,93 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `final`; on success fsync it and rename it into place."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}{TMP_SUFFIX}")
+    tmp = temporary_name(final)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        finish_temporary(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def temporary_name(final: str | Path) -> Path:
+    """The temporary path atomic_path uses for `final` (hidden, carries the writer's pid)."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+def finish_temporary(tmp: Path, final: Path) -> None:
+    """fsync a fully written temporary file, rename it to `final`, fsync the folder."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+class BackgroundFinisher:
+    """Finishes written temporary files (fsync, rename, fsync folder) on a thread, in order.
+
+    A writer of many files hands each finished file here and starts the next one, so the
+    disk flushes file N while the CPU fills file N+1. `wait()` returns when every file handed
+    over is under its final name, and raises (naming the path) if one could not be finished;
+    a file that could not be finished never appears under its final name.
+    """
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            tmp, final, done = item
+            try:
+                if self._error is not None:
+                    raise RuntimeError("an earlier file could not be finished")
+                finish_temporary(tmp, final)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
+                if self._error is None:
+                    self._error = OSError(f"could not finish {final}: {exc}")
+                    self._error.__cause__ = exc
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            finally:
+                done.set()
+
+    def submit(self, tmp: Path, final: Path):
+        """Queue a fully written and closed `tmp` to become `final`; returns an Event set when
+        it is done (check `error` then)."""
+        import threading
+
+        done = threading.Event()
+        self._queue.put((Path(tmp), Path(final), done))
+        return done
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def wait(self) -> None:
+        """Block until everything submitted is finished; stop the thread; raise any error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> BackgroundFinisher:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.wait()
+        else:
+            with contextlib.suppress(BaseException):
+                self.wait()
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -86,3 +86,36 @@ def test_refuses_what_ustar_cannot_hold():
         ustar_header(b"x" * 101, 1)
     with pytest.raises(ValueError, match="too large"):
         ustar_header(b"x", 8**11)
+
+
+def test_sample_members_sharing_a_key_equal_tarfile():
+    """The fast path (key byte sum once, cached suffix/size sums) writes tarfile's headers."""
+    key = "0f9c6b1e-3c5d-5e7a-9b1d-2f4c6e8a0b1c"
+    suffixes = ["jpg", "sci.txt", "taxonTag_com.txt", "json", "a.b.c", "", "x" * 40]
+    members = [(f"{key}.{s}", bytes(range(i * 37 % 256)) * i) for i, s in enumerate(suffixes)]
+    members += [("no-dot-name", b"abc"), ("other-key.jpg", b"\xff" * 700), (f"{key}.jpg", b"")]
+    buf, _ = pack_members(members)
+    assert buf == _tarfile_bytes(members)[: len(buf)]
+
+
+def test_long_names_are_refused_on_the_fast_path_too():
+    with pytest.raises(ValueError, match="100 bytes"):
+        pack_members([("k" * 60 + "." + "s" * 40, b"x")])
+
+
+def test_stream_in_many_flushes_equals_tarfile(tmp_path, monkeypatch):
+    """Samples larger than the flush size and many flushes: same bytes, right offsets."""
+    import treeoflife.shards.tar as tar_module
+
+    monkeypatch.setattr(tar_module, "FLUSH_BYTES", 4096)
+    monkeypatch.setattr(tar_module, "WRITEBACK_BYTES", 8192)
+    members = [(f"s{i:04d}.bin", bytes([i % 251]) * (i * 97)) for i in range(200)]
+    with open(tmp_path / "m.tar", "wb") as fh:
+        stream = TarStream(fh)
+        offsets = [stream.add([m])[0] for m in members]
+        stream.close()
+    data = (tmp_path / "m.tar").read_bytes()
+    assert data == _tarfile_bytes(members)
+    assert stream.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+    for (_, payload), off in zip(members, offsets, strict=True):
+        assert data[off : off + len(payload)] == payload

@@ -19,6 +19,7 @@ from treeoflife.shards.writer import (
     file_sha256,
     scan_shard,
     write_shard,
+    write_shards,
     write_split_shards,
 )
 
@@ -329,3 +330,23 @@ def test_progress_counts_every_row(tmp_path, data_root):
     )
     assert progress.events[0] == ("start", 9) and progress.events[-1] == ("finish", None)
     assert sum(n for kind, n in progress.events if kind == "advance") == 9
+
+
+def test_write_shards_are_final_and_equal_single_writes(tmp_path):
+    chunks = [[_sample(3 * i + j) for j in range(3)] for i in range(3)]
+    infos = write_shards([(tmp_path / "many" / f"s{i}.tar", c) for i, c in enumerate(chunks)])
+    for i, chunk in enumerate(chunks):
+        single = write_shard(tmp_path / "one" / f"s{i}.tar", chunk)
+        assert infos[i] == single
+        assert (tmp_path / "many" / f"s{i}.tar").read_bytes() == (
+            tmp_path / "one" / f"s{i}.tar"
+        ).read_bytes()
+    assert not list((tmp_path / "many").glob(".*"))
+
+
+def test_write_shards_error_keeps_finished_shards_and_no_partial(tmp_path):
+    good = [_sample(0), _sample(1)]
+    bad = [_sample(2), {**_sample(3), "__key__": "bad.key"}]
+    with pytest.raises(ValueError, match="bad.key"):
+        write_shards([(tmp_path / "s0.tar", good), (tmp_path / "s1.tar", bad)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s0.tar"]

@@ -10,6 +10,8 @@ metadata is fixed (mode 0644, uid/gid 0, mtime 0, no user names) like
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import queue
 import threading
@@ -62,9 +64,33 @@ def ustar_header(name: bytes, size: int) -> bytes:
     return head + _TAIL[:12] + b"%06o\x00 " % chksum + _TAIL[20:]
 
 
-def padded(size: int) -> int:
-    """Bytes a member of `size` data bytes takes in the archive (header + data + padding)."""
-    return BLOCK + -(-size // BLOCK) * BLOCK
+_ZEROS = bytes(BLOCK)
+_TAIL_REST = _TAIL[20:]
+_SIZE_FIELDS: dict[int, tuple[bytes, int]] = {}  # small sizes (text members) repeat: cached
+
+
+def _size_field(size: int) -> tuple[bytes, int]:
+    """The size field of a header and its byte sum."""
+    hit = _SIZE_FIELDS.get(size)
+    if hit is None:
+        if size >= 8**11:
+            raise ValueError(f"tar member too large for USTAR: {size} bytes")
+        field = b"%011o\x00" % size
+        hit = (field, sum(field))
+        if size < 1 << 16:
+            _SIZE_FIELDS[size] = hit
+    return hit
+
+
+@functools.lru_cache(maxsize=256)
+def _name_rest(suffix: str, key_len: int) -> tuple[bytes, int]:
+    """Header bytes from the end of the key up to the size field, and their byte sum + the
+    constant part of the checksum (a member of one sample differs from another only by key)."""
+    rest = ("." + suffix).encode("utf-8")
+    if key_len + len(rest) > 100:
+        raise ValueError(f"tar member name longer than 100 bytes: key of {key_len} + .{suffix}")
+    rest += b"\x00" * (100 - key_len - len(rest)) + _MID
+    return rest, _CONST_SUM + sum(rest) - sum(_MID)
 
 
 def pack_members(members: Iterable[tuple[str, bytes]], offset: int = 0) -> tuple[bytes, list[int]]:
@@ -73,70 +99,178 @@ def pack_members(members: Iterable[tuple[str, bytes]], offset: int = 0) -> tuple
     `offset` is where the buffer will start in the archive (to report absolute data offsets).
     """
     parts: list[bytes] = []
+    offsets, _ = _pack_into(parts, members, offset)
+    return b"".join(parts), offsets
+
+
+def _pack_into(
+    parts: list[bytes], members: Iterable[tuple[str, bytes]], pos: int
+) -> tuple[list[int], int]:
+    """Append each member's header, data and padding to `parts`; (data offsets, end position).
+
+    A webdataset sample's members share the key before the first dot: the header checksum is
+    then the key's byte sum (computed once) plus cached per-suffix and per-size sums, so a
+    13-member sample costs ~1 us of Python per member.
+    """
     offsets: list[int] = []
-    pos = offset
+    last_key, kb, ksum = None, b"", 0
     for name, data in members:
         size = len(data)
-        parts.append(ustar_header(name.encode("utf-8"), size))
-        parts.append(data)
+        key, dot, suffix = name.partition(".")
+        if dot:
+            if key != last_key:
+                last_key, kb = key, key.encode("utf-8")
+                ksum = sum(kb)
+            rest, rest_sum = _name_rest(suffix, len(kb))
+            field, field_sum = _size_field(size)
+            chk = b"%06o\x00 " % (rest_sum + ksum + field_sum)
+            parts += (kb, rest, field, _MTIME, chk, _TAIL_REST)
+        else:
+            parts.append(ustar_header(name.encode("utf-8"), size))
         pad = -size % BLOCK
-        if pad:
-            parts.append(b"\x00" * pad)
+        parts += (data, _ZEROS[:pad])
         offsets.append(pos + BLOCK)
         pos += BLOCK + size + pad
-    return b"".join(parts), offsets
+    return offsets, pos
+
+
+def padded(size: int) -> int:
+    """Bytes a member of `size` data bytes takes in the archive (header + data + padding)."""
+    return BLOCK + -(-size // BLOCK) * BLOCK
+
+
+FLUSH_BYTES = 1 << 20  # packed samples are handed to the file in ~1 MiB writes
+WRITEBACK_BYTES = 8 << 20  # ask the kernel to start writing back every ~8 MiB
+
+
+def _kernel_writeback():
+    """`sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)` where the C library has it.
+
+    Starting writeback while the next samples are packed means the final fsync waits for the
+    last few MiB only: the disk works in parallel with the CPU instead of after it.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_SYNC_FILE_RANGE = _kernel_writeback()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+class _Hasher:
+    """sha256 updates on their own thread (hashlib releases the GIL for large buffers)."""
+
+    def __init__(self, sha):
+        self._sha = sha
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (buf := self._queue.get()) is not None:
+            self._sha.update(buf)
+
+    def put(self, buf: bytes) -> None:
+        self._queue.put(buf)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
 
 
 class TarStream:
     """Appends packed members to an open binary file, counting bytes and hashing them.
 
-    With `threaded`, a background thread does the file writes and the sha256 (both release the
-    GIL) while the caller packs the next sample; a bounded queue keeps memory flat. `close()`
-    (or `drain()`) waits for it and re-raises any error it met.
+    Packed samples collect in a list and go to the file in ~1 MiB writes. With `threaded`
+    (the default), a background thread does the file writes, the kernel writeback hints and
+    the sha256 (all release the GIL) while the caller packs the next samples; a bounded queue
+    keeps memory flat. `close()` (or `drain()`) waits for it and re-raises any error it met.
     """
 
-    def __init__(self, fh, threaded: bool = False):
+    def __init__(self, fh, threaded: bool = True):
         self._fh = fh
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self._parts: list[bytes] = []
+        self._buffered = 0
+        self._written = 0  # bytes handed to the file (by the writer thread when threaded)
+        self._synced = 0  # bytes whose writeback was started
         self._queue: queue.Queue | None = None
         self._error: BaseException | None = None
         if threaded:
-            self._queue = queue.Queue(maxsize=16)
+            self._queue = queue.Queue(maxsize=8)
             self._thread = threading.Thread(target=self._drain_queue, daemon=True)
             self._thread.start()
 
     def _drain_queue(self) -> None:
-        while (buf := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._fh.write(buf)
-                    self.sha256.update(buf)
-                except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
-                    self._error = exc
+        hasher = _Hasher(self.sha256)
+        try:
+            while (buf := self._queue.get()) is not None:
+                if self._error is None:
+                    try:
+                        hasher.put(buf)
+                        self._write_out(buf, hash_it=False)
+                    except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                        self._error = exc
+        finally:
+            hasher.close()
 
-    def write(self, buf: bytes) -> None:
+    def _write_out(self, buf: bytes, hash_it: bool = True) -> None:
+        self._fh.write(buf)
+        if hash_it:
+            self.sha256.update(buf)
+        self._written += len(buf)
+        if _SYNC_FILE_RANGE is not None and self._written - self._synced >= WRITEBACK_BYTES:
+            self._fh.flush()
+            _SYNC_FILE_RANGE(
+                self._fh.fileno(), self._synced, self._written - self._synced,
+                _SYNC_FILE_RANGE_WRITE,
+            )  # fmt: skip
+            self._synced = self._written
+
+    def _flush(self) -> None:
         if self._error is not None:
             raise self._error
+        if not self._parts:
+            return
+        buf = b"".join(self._parts)
+        self._parts, self._buffered = [], 0
         if self._queue is None:
-            self._fh.write(buf)
-            self.sha256.update(buf)
+            self._write_out(buf)
         else:
             self._queue.put(buf)
+
+    def write(self, buf: bytes) -> None:
+        self._parts.append(buf)
+        self._buffered += len(buf)
         self.size += len(buf)
+        if self._buffered >= FLUSH_BYTES:
+            self._flush()
 
     def add(self, members: Iterable[tuple[str, bytes]]) -> list[int]:
         """Append members; return each member's data offset."""
-        buf, offsets = pack_members(members, self.size)
-        self.write(buf)
+        offsets, end = _pack_into(self._parts, members, self.size)
+        self._buffered += end - self.size
+        self.size = end
+        if self._buffered >= FLUSH_BYTES:
+            self._flush()
         return offsets
 
     def drain(self) -> None:
         """Wait until every byte is written and hashed (stops the writer thread)."""
-        if self._queue is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._queue = None
+        try:
+            self._flush()
+        finally:
+            if self._queue is not None:
+                self._queue.put(None)
+                self._thread.join()
+                self._queue = None
         if self._error is not None:
             raise self._error
 

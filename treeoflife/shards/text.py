@@ -9,6 +9,7 @@ to the taxonomic name.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from treeoflife.io import stable_hash64
@@ -85,21 +86,38 @@ def _names(row: Mapping) -> tuple[str, str, str, str]:
     return scientific, taxonomic, tagged, common
 
 
+_NAME_FIELDS = (*RANKS, "scientific_name", "common_name")
+
+
 def caption_members(row: Mapping) -> dict[str, str]:
-    """The ten BioCLIP text members of a catalog row (member suffix -> text)."""
-    scientific, taxonomic, tagged, common = _names(row)
-    return {
-        "scientific_name.txt": scientific,
-        "taxonomic_name.txt": taxonomic,
-        "common_name.txt": common,
-        "sci.txt": f"a photo of {scientific}.",
-        "com.txt": f"a photo of {common}.",
-        "taxon.txt": f"a photo of {taxonomic}.",
-        "taxonTag.txt": f"a photo of {tagged}.",
-        "sci_com.txt": f"a photo of {scientific} with common name {common}.",
-        "taxon_com.txt": f"a photo of {taxonomic} with common name {common}.",
-        "taxonTag_com.txt": f"a photo of {tagged} with common name {common}.",
-    }
+    """The ten BioCLIP text members of a catalog row (member suffix -> text).
+
+    Captions depend only on the names, and a species' images share them: cached per names.
+    """
+    names = tuple(row.get(f) for f in _NAME_FIELDS)
+    try:
+        return dict(_captions(names))
+    except ValueError:
+        raise ValueError(f"row {row.get('key')!r} has no taxonomy to caption") from None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _captions(names: tuple) -> tuple[tuple[str, str], ...]:
+    scientific, taxonomic, tagged, common = _names(dict(zip(_NAME_FIELDS, names, strict=True)))
+    return tuple(
+        {
+            "scientific_name.txt": scientific,
+            "taxonomic_name.txt": taxonomic,
+            "common_name.txt": common,
+            "sci.txt": f"a photo of {scientific}.",
+            "com.txt": f"a photo of {common}.",
+            "taxon.txt": f"a photo of {taxonomic}.",
+            "taxonTag.txt": f"a photo of {tagged}.",
+            "sci_com.txt": f"a photo of {scientific} with common name {common}.",
+            "taxon_com.txt": f"a photo of {taxonomic} with common name {common}.",
+            "taxonTag_com.txt": f"a photo of {tagged} with common name {common}.",
+        }.items()
+    )
 
 
 def resolve_text_type(text_type: str, key: str, seed: int) -> str:

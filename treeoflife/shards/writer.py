@@ -32,12 +32,19 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from treeoflife.errors import InputError
-from treeoflife.io import TMP_SUFFIX, atomic_path, write_text_atomic
+from treeoflife.io import (
+    TMP_SUFFIX,
+    BackgroundFinisher,
+    atomic_path,
+    temporary_name,
+    write_text_atomic,
+)
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import CATALOG, SHARD_INDEX
 from treeoflife.shards.encode import encoded_images
@@ -81,7 +88,12 @@ def assign_shards(
 
 
 def _dump_json(value) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON with sorted keys, UTF-8 (orjson: ~7x faster than json, same bytes for the
+    strings, ints, bools and nulls of a catalog row; anything orjson refuses goes to json)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def catalog_json(row: Mapping) -> dict:
@@ -105,17 +117,38 @@ def _sample_members(sample: Mapping) -> list[tuple[str, bytes]]:
 
 def write_shard(path: Path, samples: Iterable[dict]) -> ShardInfo:
     """Write one shard from ready samples ({__key__, jpg, captions, txt, json}) atomically."""
-    path = Path(path)
-    count = 0
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        stream = TarStream(fh)
-        try:
-            for sample in samples:
-                stream.add(_sample_members(sample))
-                count += 1
-        finally:
-            stream.close()
-    return ShardInfo(path.name, count, stream.size, stream.sha256.hexdigest())
+    return write_shards([(path, samples)])[0]
+
+
+def write_shards(shards: Iterable[tuple[Path, Iterable[dict]]]) -> list[ShardInfo]:
+    """Write shards from ready samples, one after another, each atomically.
+
+    Each shard is written under a temporary name; its fsync and rename run on a background
+    thread while the next shard is written, so the disk and the CPU work at the same time.
+    Every returned shard is under its final name; on an error none is left partial.
+    """
+    infos: list[ShardInfo] = []
+    with BackgroundFinisher() as finisher:
+        for path, samples in shards:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temporary_name(path)
+            try:
+                count = 0
+                with open(tmp, "wb") as fh:
+                    stream = TarStream(fh)
+                    try:
+                        for sample in samples:
+                            stream.add(_sample_members(sample))
+                            count += 1
+                    finally:
+                        stream.close()
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            finisher.submit(tmp, path)
+            infos.append(ShardInfo(path.name, count, stream.size, stream.sha256.hexdigest()))
+    return infos
 
 
 def file_sha256(path: Path) -> str:
