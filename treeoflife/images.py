@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from treeoflife.errors import ImageRejected
+from treeoflife.io import md5_hex
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default bomb limit
 JPEG_QUALITY = 95
@@ -86,6 +87,11 @@ class NormalizedImage:
     width: int
     height: int
     converted: bool  # False: `data` are the source bytes unchanged
+    md5: str = ""  # of `data`; computed where the image is made (a decode worker, not the loop)
+
+    def __post_init__(self) -> None:
+        if not self.md5:
+            object.__setattr__(self, "md5", md5_hex(self.data))
 
 
 def sniff_format(data: bytes) -> bool:
