@@ -65,20 +65,32 @@ def ustar_header(name: bytes, size: int) -> bytes:
 
 
 _ZEROS = bytes(BLOCK)
+_PADS = [_ZEROS[:n] for n in range(BLOCK)]
 _TAIL_REST = _TAIL[20:]
 _SIZE_FIELDS: dict[int, tuple[bytes, int]] = {}  # small sizes (text members) repeat: cached
+_CHECKSUM_TAILS: dict[int, bytes] = {}  # checksum field + the constant rest of the header
 
 
 def _size_field(size: int) -> tuple[bytes, int]:
-    """The size field of a header and its byte sum."""
+    """The size field of a header followed by the mtime field, and the size field's byte sum."""
     hit = _SIZE_FIELDS.get(size)
     if hit is None:
         if size >= 8**11:
             raise ValueError(f"tar member too large for USTAR: {size} bytes")
         field = b"%011o\x00" % size
-        hit = (field, sum(field))
+        hit = (field + _MTIME, sum(field))
         if size < 1 << 16:
             _SIZE_FIELDS[size] = hit
+    return hit
+
+
+def _checksum_tail(chksum: int) -> bytes:
+    """The header from the checksum field to its end (sums fall in a small range: cached)."""
+    hit = _CHECKSUM_TAILS.get(chksum)
+    if hit is None:
+        hit = b"%06o\x00 " % chksum + _TAIL_REST
+        if len(_CHECKSUM_TAILS) < 1 << 14:  # bounded: a few thousand sums occur in practice
+            _CHECKSUM_TAILS[chksum] = hit
     return hit
 
 
@@ -123,12 +135,11 @@ def _pack_into(
                 ksum = sum(kb)
             rest, rest_sum = _name_rest(suffix, len(kb))
             field, field_sum = _size_field(size)
-            chk = b"%06o\x00 " % (rest_sum + ksum + field_sum)
-            parts += (kb, rest, field, _MTIME, chk, _TAIL_REST)
+            parts += (kb, rest, field, _checksum_tail(rest_sum + ksum + field_sum))
         else:
             parts.append(ustar_header(name.encode("utf-8"), size))
         pad = -size % BLOCK
-        parts += (data, _ZEROS[:pad])
+        parts += (data, _PADS[pad])
         offsets.append(pos + BLOCK)
         pos += BLOCK + size + pad
     return offsets, pos
