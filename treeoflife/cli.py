@@ -79,6 +79,9 @@ def _run(fn, *args):
         return fn(*args)
     except TreeOfLifeError as exc:
         _fail(exc)
+    except OSError as exc:  # storage trouble no stage named: still one line (-v: traceback)
+        logging.getLogger(__name__).debug("stage failed", exc_info=True)
+        _fail(exc)
 
 
 @app.callback()

@@ -13,6 +13,12 @@ class InputError(TreeOfLifeError):
     """An input file is missing or malformed beyond per-row recovery."""
 
 
+class OutputError(TreeOfLifeError):
+    """An output cannot be written (disk full, file too large, read-only, no permission); the
+    message names the path. Nothing partial is left under the final name: free space or fix
+    the permissions and rerun."""
+
+
 class ImageRejected(Exception):  # noqa: N818 - a recorded outcome, not a crash
     """An image's bytes cannot be used; `reason` is the recorded reason code."""
 

@@ -7,6 +7,7 @@ folder, fsync, then rename.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -19,7 +20,21 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from treeoflife.errors import OutputError
+
 TMP_SUFFIX = ".tmp"
+
+# Errors of the storage we write to (not of the data): reported as OutputError naming the file.
+WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+)
+
+
+def output_error(exc: BaseException, path: str | Path) -> OutputError | None:
+    """An OutputError naming `path` for a storage error met while writing it, else None."""
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_ERRNOS:
+        return None
+    return OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 @contextlib.contextmanager
@@ -29,11 +44,29 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(final)
     try:
-        yield tmp
-        finish_temporary(tmp, final)
+        try:
+            yield tmp
+        except OSError as exc:  # the caller's own writes: only an error on `tmp` is surely ours
+            if exc.filename != str(tmp) or not (err := output_error(exc, final)):
+                raise
+            raise err from exc
+        with writing(final):
+            finish_temporary(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn a storage error (disk full, read-only...) in the block into an OutputError naming
+    `path`; use it only around code that writes nothing but `path`."""
+    try:
+        yield
+    except OSError as exc:
+        if not (err := output_error(exc, path)):
+            raise
+        raise err from exc
 
 
 def temporary_name(final: str | Path) -> Path:
@@ -77,7 +110,9 @@ class BackgroundFinisher:
                 finish_temporary(tmp, final)
             except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
                 if self._error is None:
-                    self._error = OSError(f"could not finish {final}: {exc}")
+                    self._error = output_error(exc, final) or OSError(
+                        f"could not finish {final}: {exc}"
+                    )
                     self._error.__cause__ = exc
                 with contextlib.suppress(OSError):
                     tmp.unlink()
@@ -126,7 +161,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    with writing(path), atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
@@ -137,7 +172,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_parquet_atomic(table: pa.Table, path: str | Path, **kwargs) -> None:
     """Write a Parquet file reproducibly (no created_by drift within one pyarrow version)."""
     kwargs.setdefault("compression", "zstd")
-    with atomic_path(path) as tmp:
+    with writing(path), atomic_path(path) as tmp:
         pq.write_table(table, tmp, **kwargs)
 
 
@@ -219,25 +254,43 @@ class ImageStoreWriter:
         self.path = Path(path)
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
-        self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()
+        try:
+            self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            self._ctx.__exit__(type(exc), exc, None)  # raises OutputError naming the path
+            raise
         self._tar = tarfile.open(fileobj=self._fh, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
 
     def add(self, name: str, data: bytes) -> tuple[int, int]:
         """Append a member; return (offset of its data, size)."""
         info = tar_member_info(name, len(data))
         header_offset = self._fh.tell()
-        self._tar.addfile(info, io.BytesIO(data))
+        try:
+            self._tar.addfile(info, io.BytesIO(data))
+        except OSError as exc:  # disk full, file too large: say which file
+            if err := output_error(exc, self.path):
+                raise err from exc
+            raise
         data_offset = header_offset + len(info.tobuf(format=tarfile.USTAR_FORMAT))
         return data_offset, len(data)
 
     def close(self) -> None:
-        self._tar.close()
-        self._fh.close()
+        try:
+            self._tar.close()
+            self._fh.close()
+        except OSError as exc:  # the last blocks did not fit: nothing stays behind
+            self.abort()
+            if err := output_error(exc, self.path):
+                raise err from exc
+            raise
         self._ctx.__exit__(None, None, None)
 
     def abort(self) -> None:
-        self._tar.close()
-        self._fh.close()
+        """Drop the temporary file (the disk may be full: closing must not stop that)."""
+        with contextlib.suppress(OSError):
+            self._tar.close()
+        with contextlib.suppress(OSError):
+            self._fh.close()
         with contextlib.suppress(Exception):
             self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
 

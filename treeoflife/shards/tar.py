@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from treeoflife.io import atomic_path
+from treeoflife.io import atomic_path, output_error
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile pads the archive to a multiple of its record size
@@ -204,8 +204,9 @@ class TarStream:
     keeps memory flat. `close()` (or `drain()`) waits for it and re-raises any error it met.
     """
 
-    def __init__(self, fh, threaded: bool = True):
+    def __init__(self, fh, threaded: bool = True, path: str | Path | None = None):
         self._fh = fh
+        self.path = path if path is not None else getattr(fh, "name", None)
         self.sha256 = hashlib.sha256()
         self.size = 0
         self._parts: list[bytes] = []
@@ -233,7 +234,12 @@ class TarStream:
             hasher.close()
 
     def _write_out(self, buf: bytes, hash_it: bool = True) -> None:
-        self._fh.write(buf)
+        try:
+            self._fh.write(buf)
+        except OSError as exc:  # disk full, read-only...: say which file
+            if self.path is None or not (err := output_error(exc, self.path)):
+                raise
+            raise err from exc
         if hash_it:
             self.sha256.update(buf)
         self._written += len(buf)

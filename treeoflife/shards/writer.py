@@ -44,6 +44,7 @@ from treeoflife.io import (
     atomic_path,
     temporary_name,
     write_text_atomic,
+    writing,
 )
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import CATALOG, SHARD_INDEX
@@ -135,8 +136,8 @@ def write_shards(shards: Iterable[tuple[Path, Iterable[dict]]]) -> list[ShardInf
             tmp = temporary_name(path)
             try:
                 count = 0
-                with open(tmp, "wb") as fh:
-                    stream = TarStream(fh)
+                with writing(path), open(tmp, "wb") as fh:
+                    stream = TarStream(fh, path=path)
                     try:
                         for sample in samples:
                             stream.add(_sample_members(sample))
@@ -274,7 +275,7 @@ class _ShardFile:
         self.path = path
         self._ctx = atomic_path(path)
         self._fh = open(self._ctx.__enter__(), "wb")  # noqa: SIM115 - closed in close()/abort()
-        self.stream = TarStream(self._fh)
+        self.stream = TarStream(self._fh, path=path)
         self.index: list[dict] = []
 
     def final_size(self, extra: int) -> int:
@@ -283,7 +284,8 @@ class _ShardFile:
 
     def close(self) -> ShardInfo:
         self.stream.close()
-        self._fh.close()
+        with writing(self.path):
+            self._fh.close()
         self._ctx.__exit__(None, None, None)
         return ShardInfo(
             self.path.name, len(self.index), self.stream.size, self.stream.sha256.hexdigest()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import os
 import random
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -274,9 +276,19 @@ class Downloader:
 
         def read() -> tuple[bytes | None, str | None]:
             try:
-                if path.stat().st_size > max_bytes:
+                # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files
+                # are read, and never more than max_bytes + 1 (a file may grow meanwhile)
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                with os.fdopen(fd, "rb") as fh:
+                    info = os.fstat(fh.fileno())
+                    if not stat.S_ISREG(info.st_mode):
+                        return None, REASON_NOT_FOUND
+                    if info.st_size > max_bytes:
+                        return None, REASON_TOO_LARGE
+                    data = fh.read(max_bytes + 1)
+                if len(data) > max_bytes:
                     return None, REASON_TOO_LARGE
-                return path.read_bytes(), None
+                return data, None
             except FileNotFoundError:
                 return None, REASON_NOT_FOUND
             except IsADirectoryError:

@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures as cf
 import csv
 import dataclasses
+import functools
 import logging
 import multiprocessing
 from collections.abc import Iterator
@@ -26,8 +27,9 @@ import pyarrow as pa
 
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError
+from treeoflife.fanout import PartMapper
 from treeoflife.images import NormalizedImage, ResizePolicy
-from treeoflife.io import md5_hex, write_parquet_atomic
+from treeoflife.io import write_parquet_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.records import eol_key
 from treeoflife.schemas import EOL_FETCH_STATUS
@@ -117,7 +119,7 @@ def load_pages(cfg: BuildConfig) -> dict[int, tuple[str | None, ...]]:
     pages: dict[int, tuple[str | None, ...]] = {}
     bad = 0
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh)
             if reader.fieldnames is None or "page_id" not in reader.fieldnames:
                 raise InputError(f"EOL pages {path}: no page_id column")
@@ -143,46 +145,103 @@ def iter_manifest_rows(cfg: BuildConfig, pages: dict) -> Iterator[tuple[dict, st
     for manifest_no, spec in enumerate(cfg.sources.eol.manifests):
         path = cfg.path(spec)
         try:
-            fh = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+            # utf-8-sig: a BOM is not part of the first column's name; surrogateescape: an
+            # invalid byte spoils its own row only (see _manifest_row), never the rows after it
+            fh = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise InputError(f"EOL manifest {path}: {exc.strerror or exc}") from exc
         with fh:
-            reader = csv.reader(fh)
+            lines = _RecordLines(fh)
+            reader = csv.reader(lines)
             try:
                 header = [h.strip() for h in next(reader)]
             except StopIteration:
                 continue  # an empty manifest has no rows
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise InputError(f"EOL manifest {path}: unreadable header ({exc})") from exc
+            if not _is_utf8(header):
+                raise InputError(f"EOL manifest {path}: header is not valid UTF-8")
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 raise InputError(f"EOL manifest {path}: missing column(s) {', '.join(missing)}")
             col = {name: i for i, name in enumerate(header)}
+
+            row_of = functools.partial(
+                _manifest_row, header=header, col=col, manifest_no=manifest_no, pages=pages,
+                seen=seen, cfg=cfg,
+            )  # fmt: skip
+
             while True:
                 line = reader.line_num + 1
+                lines.record.clear()
                 try:
                     fields = next(reader)
                 except StopIteration:
                     break
                 except (csv.Error, UnicodeDecodeError):
+                    fields = None
+                if fields is not None and (len(fields) == len(header) or len(lines.record) < 2):
+                    if fields:
+                        yield row_of(fields, line=line)
+                    continue
+                if len(lines.record) < 2:
                     yield _malformed(manifest_no, line), None
                     continue
-                if not fields:
-                    continue
-                yield _manifest_row(fields, header, col, manifest_no, line, pages, seen, cfg)
+                # A bad record over several lines (a stray quote runs on to a later quote, or
+                # to the field size limit): read its lines one by one, so only the line with
+                # the stray quote is malformed, not every row the quote swallowed.
+                for k, text in enumerate(list(lines.record)):
+                    try:
+                        one = next(csv.reader([text]), [])
+                    except csv.Error:
+                        one = None
+                    if one is None:
+                        yield _malformed(manifest_no, line + k), None
+                    elif one:
+                        yield row_of(one, line=line + k)
+
+
+class _RecordLines:
+    """The manifest's lines for csv.reader, keeping those of the record being read."""
+
+    def __init__(self, fh):
+        self._fh = fh
+        self.record: list[str] = []
+
+    def __iter__(self) -> _RecordLines:
+        return self
+
+    def __next__(self) -> str:
+        text = next(self._fh)
+        self.record.append(text)
+        return text
 
 
 def _malformed(manifest_no: int, line: int) -> dict:
     return fail(new_row(f"eol/malformed/{manifest_no}:{line}", SOURCE), REASON_MALFORMED)
 
 
+_MAX_ID = 2**63 - 1  # ids are int64 in the catalog
+
+
+def _is_utf8(fields: list[str]) -> bool:
+    """False when a field holds bytes that were not UTF-8 (decoded as surrogate escapes)."""
+    try:
+        "".join(fields).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _manifest_row(fields, header, col, manifest_no, line, pages, seen, cfg):
-    if len(fields) != len(header):
+    if len(fields) != len(header) or not _is_utf8(fields):
         return _malformed(manifest_no, line), None
     try:
         content_id = int(fields[col[COL_CONTENT]].strip())
         page_id = int(fields[col[COL_PAGE]].strip())
     except ValueError:
+        return _malformed(manifest_no, line), None
+    if not (0 <= content_id <= _MAX_ID and 0 <= page_id <= _MAX_ID):
         return _malformed(manifest_no, line), None
 
     def get(name: str) -> str | None:
@@ -231,11 +290,14 @@ def ingest_eol(
     *,
     settings: DownloadSettings | None = None,
     decode_workers: int | None = None,
+    map_parts: PartMapper | None = None,
 ) -> IngestStats:
     """Ingest the EOL manifests into catalog/eol and images/eol parts, downloading the images.
 
     `settings` overrides the download settings derived from the config (tests use it for short
-    backoffs); `decode_workers` overrides the config's (0 decodes inline).
+    backoffs); `decode_workers` overrides the config's (0 decodes inline). `map_parts`
+    (treeoflife.fanout) runs the parts elsewhere, e.g. on a Dask cluster through Prefect, each
+    with its share of the download limits (`execution.parallelism` parts at once).
     """
     ecfg = cfg.sources.eol
     if ecfg.rows_per_part <= 0:
@@ -250,7 +312,9 @@ def ingest_eol(
     run = IngestStats(source=SOURCE)
     progress.start("ingest eol", None)
     try:
-        if ecfg.processes > 1:
+        if map_parts is not None:
+            n_parts = _ingest_parts_mapped(cfg, pages, settings, resize, run, progress, map_parts)
+        elif ecfg.processes > 1:
             n_parts = _ingest_parts_processes(cfg, pages, settings, resize, run, progress)
         else:
             with DecodePool(decode_workers, resize=resize) as pool:
@@ -309,8 +373,53 @@ def _ingest_parts_processes(cfg, pages, settings, resize, run: IngestStats, prog
     return n_parts
 
 
+@dataclasses.dataclass(frozen=True)
+class EolPart:
+    """One manifest part to download: its rows (metadata and URLs, never image bytes)."""
+
+    cfg: BuildConfig  # data_root absolute, so a worker with another working directory agrees
+    index: int
+    batch: list
+    settings: DownloadSettings
+    resize: ResizePolicy
+
+
+def download_eol_part(item: EolPart) -> int:
+    """Download, decode and write one part (a finished part is kept); returns its row count."""
+    _download_part(item.cfg, item.index, item.batch, item.settings, item.resize)
+    return len(item.batch)
+
+
+def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progress, map_parts):
+    """Parts handed to an injected mapper as they are read from the manifests (it bounds how
+    many are in flight); each gets its share of the download limits."""
+    # The mapper's own width when it knows it (a cluster's threads), else the config's.
+    share = _split_settings(settings, getattr(map_parts, "width", cfg.execution.parallelism))
+    remote_cfg = dataclasses.replace(cfg, data_root=str(cfg.root.resolve()))
+    n_parts = 0
+
+    def items() -> Iterator[EolPart]:
+        nonlocal n_parts
+        rows = iter_manifest_rows(cfg, pages)
+        for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):
+            n_parts = index + 1
+            if part_done(cfg, SOURCE, index):
+                run.parts_skipped += 1
+                progress.advance(len(batch))
+                continue
+            yield EolPart(remote_cfg, index, batch, share, resize)
+
+    for n_rows in map_parts(download_eol_part, items()):
+        progress.advance(n_rows)
+        run.parts_written += 1
+    prepare_source_dirs(cfg, SOURCE)  # drops what a worker that died mid-part left behind
+    return n_parts
+
+
 def _download_part(cfg, index: int, batch: list, settings, resize) -> None:
-    """Worker process: download, decode (threads) and write one part."""
+    """Worker process: download, decode (threads) and write one part (kept when done)."""
+    if part_done(cfg, SOURCE, index):  # a retried task whose first attempt finished
+        return
 
     async def run() -> None:
         budget = asyncio.Semaphore(2 * settings.concurrency + 4 * DECODE_THREADS_PER_PROCESS)
@@ -406,7 +515,7 @@ def status_row(row: dict, url: str | None, fetch: FetchResult | None, outcome) -
         "reason": reason,
         "http_status": fetch.http_status if fetch else None,
         "bytes": fetch.nbytes if fetch else None,
-        "md5": md5_hex(outcome.data) if ok else None,
+        "md5": outcome.md5 if ok else None,
         "width": outcome.width if ok else None,
         "height": outcome.height if ok else None,
         "attempts": fetch.attempts if fetch else 0,

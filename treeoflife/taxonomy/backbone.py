@@ -221,9 +221,15 @@ def _read_csv(table: _TableFile) -> str:
     )
 
 
+def _sql_ident(name: str) -> str:
+    """A quoted SQL identifier (column names come from the input files' headers)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _select(table: _TableFile, wanted: tuple[str, ...]) -> str:
     return ", ".join(
-        f'"{c}"' if c in table.columns else f'CAST(NULL AS VARCHAR) AS "{c}"' for c in wanted
+        _sql_ident(c) if c in table.columns else f"CAST(NULL AS VARCHAR) AS {_sql_ident(c)}"
+        for c in wanted
     )
 
 

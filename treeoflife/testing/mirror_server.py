@@ -16,6 +16,7 @@ from __future__ import annotations
 import mimetypes
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -49,6 +50,10 @@ class Fault:
     drip_s: float = 0.0  # >0: send the body `drip_bytes` at a time, sleeping this long between
     drip_bytes: int = 256
 
+    def applies(self, count: int) -> bool:
+        """Whether the `count`-th request (1-based) gets the status / cut / drip."""
+        return self.fail_first <= 0 or count <= self.fail_first
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -70,14 +75,17 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.latency_s:
             time.sleep(fault.latency_s)
         if fault is not None and fault.redirect_to is not None:
+            self.server.note_fault(path)
             self._send_simple(302, b"", extra={"Location": fault.redirect_to})
             return
         failing = fault is not None and fault.status is not None
-        if failing and (fault.fail_first <= 0 or count <= fault.fail_first):
+        if failing and fault.applies(count):
+            self.server.note_fault(path)
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             self._send_simple(fault.status, f"status {fault.status}\n".encode(), extra)
             return
         if fault is not None and fault.body is not None:
+            self.server.note_fault(path)
             body = fault.body
             ctype = fault.content_type or "text/html; charset=utf-8"
         else:
@@ -103,14 +111,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("ETag", etag)
         cut = None
-        if fault is not None and (fault.fail_first <= 0 or count <= fault.fail_first):
+        if fault is not None and fault.applies(count):
             cut = fault.truncate_to if fault.truncate_to is not None else fault.reset_after
         if cut is not None:
+            self.server.note_fault(path)
             self.send_header("Connection", "close")
         self.end_headers()
         if head:
             return
-        if cut is None and fault is not None and fault.drip_s > 0:
+        if cut is None and fault is not None and fault.drip_s > 0 and fault.applies(count):
+            self.server.note_fault(path)
             step = max(1, fault.drip_bytes)
             for i in range(0, len(body), step):
                 self.wfile.write(body[i : i + step])
@@ -152,6 +162,9 @@ def _range_start(value: str | None, size: int) -> int | None:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connections when a client opens dozens at once
+    # (the client then waits for a response that never comes): not a fault we mean to inject
+    request_queue_size = 256
 
     def __init__(
         self,
@@ -170,7 +183,18 @@ class _Server(ThreadingHTTPServer):
         self.hits: Counter[str] = Counter()
         self.hit_times: dict[str, list[float]] = {}
         self.user_agents: set[str] = set()
+        self.faulted: Counter[str] = Counter()
         self._lock = threading.Lock()
+
+    def handle_error(self, request, client_address) -> None:
+        # a client that gave up (timeout on a drip, reset) is expected here: no traceback
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+    def note_fault(self, path: str) -> None:
+        with self._lock:
+            self.faulted[path] += 1
 
     def hit(self, path: str, user_agent: str | None) -> int:
         with self._lock:
@@ -229,6 +253,12 @@ class MirrorServer:
     def hit_times(self) -> dict[str, list[float]]:
         """time.monotonic() of each request per path."""
         return self._server.hit_times
+
+    @property
+    def faulted(self) -> Counter[str]:
+        """Requests per path that got a fault (status, cut, drip, body or redirect) instead of
+        the plain file; latency and Content-Type overrides alone do not count."""
+        return self._server.faulted
 
     @property
     def user_agents(self) -> set[str]:
