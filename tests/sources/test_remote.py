@@ -41,6 +41,19 @@ def test_range_reader_gives_up_after_max_reconnects(tmp_path):
             RangeReader(server.url + "/absent.bin")
 
 
+def test_range_reader_refuses_to_splice_a_file_that_changed(tmp_path):
+    blob = bytes(range(256)) * 1000
+    (tmp_path / "f.bin").write_bytes(blob)
+    with MirrorServer(tmp_path, {"/f.bin": Fault(reset_after=100_000, fail_first=1)}) as server:
+        r = RangeReader(server.url + "/f.bin", backoff_s=0.001)
+        assert r.read(50_000) == blob[:50_000]
+        (tmp_path / "f.bin").write_bytes(blob[::-1])  # replaced on the server mid-download
+        with pytest.raises(RemoteReadError, match="did not resume at byte"):
+            while r.read(65536):
+                pass
+        assert server.hits["/f.bin"] == 2
+
+
 def test_inat21_from_urls_with_drops_equals_local_ingest(tmp_path):
     archive, _ = make_inat(tmp_path / "in", n=9, missing=(4,))
     tar = tmp_path / "in" / "train.tar.gz"
@@ -66,13 +79,15 @@ def test_inat21_from_urls_with_drops_equals_local_ingest(tmp_path):
         assert server.hits["/train.tar.gz"] == 2  # one drop, one resumed request
         rows = rows_of(read_catalog(cfg.root, "inat21")[0])
         assert stats.rows == 9 and [r["reason"] for r in rows].count("missing_in_archive") == 1
-        stats_json = "catalog/inat21/_stats.json"  # names the archive: a path or a URL
-        local_stats = runs["local"].pop(stats_json)
-        assert (
-            local_stats.replace(str(tar).encode(), remote["images"].encode())
-            == (runs["remote"][stats_json])
-        )
-        assert runs["local"] == {k: v for k, v in runs["remote"].items() if k != stats_json}
+        # _stats.json and the archive marker name the inputs: paths here, URLs there
+        named = ("catalog/inat21/_stats.json", "catalog/inat21/_archive-00.json")
+        for name in named:
+            local = runs["local"].pop(name)
+            for path, url in ((tar, remote["images"]), (tar.with_suffix("").with_suffix(".json"),
+                              remote["annotations"])):  # fmt: skip
+                local = local.replace(str(path).encode(), url.encode())
+            assert local == runs["remote"][name]
+        assert runs["local"] == {k: v for k, v in runs["remote"].items() if k not in named}
         bad = {**remote, "md5": "0" * 32}
         cfg = config_from_dict(
             {"data_root": str(tmp_path / "bad"), "sources": {"inat21": {"archives": [bad]}}}

@@ -2,27 +2,39 @@
 
 Rows are the TSV's data lines in file order, `images_per_part` per part. BIOSCAN-1M is insects
 only and has no kingdom column, so verbatim_kingdom is "Animalia" for every row.
+
+Every TSV column is kept: beside each catalog part, `part-%05d.metadata.parquet` holds the key
+and all of the TSV's columns as text, in the TSV's order (`not_classified` and empty as null):
+the partition columns, the BIN `uri`, the DNA barcode `nucraw`, the licence columns.
+
+Zip members are found by their last two path components, `part<chunk_number>/<image_file>`,
+whatever folders lead to them (the published packages hold
+`bioscan/images/<package>/part<N>/<file>`). `package` picks one of the published image packages
+when the zips hold several; members under another package's folder are ignored and counted.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import logging
-import stat
 import zipfile
 import zlib
 from collections.abc import Iterator
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
 
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError
+from treeoflife.io import write_parquet_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.records import bioscan_key
 from treeoflife.sources.ingest import (
     IGNORED_DUPLICATE,
     IGNORED_UNLISTED,
     IGNORED_UNSAFE,
-    MAX_MEMBER_BYTES,
+    PART_NAME,
     REASON_CORRUPT_MEMBER,
     REASON_DUPLICATE_KEY,
     REASON_MALFORMED,
@@ -30,6 +42,7 @@ from treeoflife.sources.ingest import (
     REASON_MISSING,
     DecodePool,
     IngestStats,
+    catalog_dir,
     clean,
     duplicate_of,
     fail,
@@ -39,13 +52,17 @@ from treeoflife.sources.ingest import (
     part_done,
     pool_workers_for,
     prepare_source_dirs,
+    remove_parts_from,
     write_part,
+    zip_member_is_special,
 )
 
 log = logging.getLogger(__name__)
 
 SOURCE = "bioscan"
 KINGDOM = "Animalia"  # BIOSCAN-1M: all Insecta
+PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")
+IGNORED_OTHER_PACKAGE = "other_package"  # a member of an image package not configured
 NULL_MARKERS = ("not_classified",)
 REQUIRED_COLUMNS = ("processid", "image_file", "chunk_number")
 # Most specific first: the verbatim name when `species` is not classified.
@@ -54,20 +71,45 @@ _NAME_RANKS = ("species", "genus", "tribe", "subfamily", "family", "order", "cla
 csv.field_size_limit(1 << 24)
 
 
-def _zip_member_is_link(info: zipfile.ZipInfo) -> bool:
-    mode = info.external_attr >> 16
-    return mode != 0 and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+def zip_paths(cfg: BuildConfig, zips: list[str] | None = None) -> list[Path]:
+    """The configured zips, glob patterns expanded (sorted); a pattern matching nothing is an
+    error, a plain path is returned as given (opening it says if it is missing)."""
+    out: list[Path] = []
+    for spec in cfg.sources.bioscan.zips if zips is None else zips:
+        path = cfg.path(spec)
+        if glob.has_magic(str(path)):
+            matches = sorted(Path(p) for p in glob.glob(str(path)))
+            if not matches:
+                raise InputError(f"BIOSCAN zips {path}: no file matches")
+            out.extend(matches)
+        else:
+            out.append(path)
+    return out
+
+
+def _package_of(parts: tuple[str, ...]) -> str | None:
+    """The image package a member's folders name (`.../cropped_256/part3/x.jpg`), if any."""
+    for folder in parts[:-2]:
+        if folder in PACKAGES:
+            return folder
+    return None
 
 
 def index_zips(
-    cfg: BuildConfig, zips: list[str], ignored: dict[str, int]
+    cfg: BuildConfig, zips: list[Path], ignored: dict[str, int], package: str | None = None
 ) -> tuple[list[zipfile.ZipFile], dict[str, tuple[int, zipfile.ZipInfo]]]:
     """Open every zip and map `part<chunk>/<file>` to its member (first zip wins)."""
     opened: list[zipfile.ZipFile] = []
     index: dict[str, tuple[int, zipfile.ZipInfo]] = {}
+    seen_packages: set[str] = set()
+
+    def note(reason: str, zip_path: Path, name: str) -> None:
+        n = ignored[reason] = ignored.get(reason, 0) + 1
+        if n <= 5 and reason != IGNORED_OTHER_PACKAGE:
+            log.warning("BIOSCAN zip %s: member %r ignored (%s)", zip_path, name, reason)
+
     try:
-        for zip_no, spec in enumerate(zips):
-            path = cfg.path(spec)
+        for zip_no, path in enumerate(zips):
             try:
                 zf = zipfile.ZipFile(path)
             except (OSError, zipfile.BadZipFile) as exc:
@@ -77,16 +119,27 @@ def index_zips(
                 if info.is_dir():
                     continue
                 name = info.filename
-                if member_is_unsafe(name) or _zip_member_is_link(info):
-                    ignored[IGNORED_UNSAFE] = ignored.get(IGNORED_UNSAFE, 0) + 1
+                if member_is_unsafe(name) or zip_member_is_special(info):
+                    note(IGNORED_UNSAFE, path, name)
                     continue
                 parts = PurePosixPath(name).parts
-                # tolerate a leading folder: index by the last two components part<N>/<file>
+                member_package = _package_of(parts)
+                if package is not None and member_package not in (None, package):
+                    note(IGNORED_OTHER_PACKAGE, path, name)
+                    continue
+                if member_package is not None:
+                    seen_packages.add(member_package)
+                # tolerate leading folders: index by the last two components part<N>/<file>
                 short = "/".join(parts[-2:])
                 if short in index:
-                    ignored[IGNORED_DUPLICATE] = ignored.get(IGNORED_DUPLICATE, 0) + 1
+                    note(IGNORED_DUPLICATE, path, name)
                     continue
                 index[short] = (zip_no, info)
+        if package is None and len(seen_packages) > 1:
+            raise InputError(
+                f"BIOSCAN zips hold several image packages ({', '.join(sorted(seen_packages))}); "
+                "choose one with sources.bioscan.package"
+            )
     except BaseException:
         for zf in opened:
             zf.close()
@@ -97,7 +150,9 @@ def index_zips(
 def _read_tsv(path) -> Iterator[tuple[int, list[str] | None, list[str]]]:
     """Yield (line number, fields or None if malformed, header) for each data line."""
     try:
-        fh = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+        # utf-8-sig: a BOM is not part of the first column's name; surrogateescape: an invalid
+        # byte spoils its own row only, never the header or the rows after it
+        fh = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise InputError(f"BIOSCAN metadata {path}: {exc.strerror or exc}") from exc
     with fh:
@@ -108,6 +163,11 @@ def _read_tsv(path) -> Iterator[tuple[int, list[str] | None, list[str]]]:
             raise InputError(f"BIOSCAN metadata {path}: empty file") from None
         except (csv.Error, UnicodeDecodeError) as exc:
             raise InputError(f"BIOSCAN metadata {path}: unreadable header ({exc})") from exc
+        if not _is_utf8(header):
+            raise InputError(f"BIOSCAN metadata {path}: header is not valid UTF-8")
+        repeated = sorted({h for h in header if header.count(h) > 1} | {"key"} & set(header))
+        if repeated:
+            raise InputError(f"BIOSCAN metadata {path}: repeated or reserved column(s) {repeated}")
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
             raise InputError(f"BIOSCAN metadata {path}: missing column(s) {', '.join(missing)}")
@@ -122,7 +182,17 @@ def _read_tsv(path) -> Iterator[tuple[int, list[str] | None, list[str]]]:
                 continue
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue  # blank line
-            yield line, (fields if len(fields) == len(header) else None), header
+            usable = len(fields) == len(header) and _is_utf8(fields)
+            yield line, (fields if usable else None), header
+
+
+def _is_utf8(fields: list[str]) -> bool:
+    """False when a field holds bytes that were not UTF-8 (decoded as surrogate escapes)."""
+    try:
+        "".join(fields).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def row_from_record(record: dict[str, str | None]) -> tuple[dict, str | None]:
@@ -154,6 +224,11 @@ def row_from_record(record: dict[str, str | None]) -> tuple[dict, str | None]:
     return row, member
 
 
+def metadata_parquet(cfg: BuildConfig, index: int) -> Path:
+    """The part's sidecar with every TSV column (the catalog part itself marks the part done)."""
+    return catalog_dir(cfg, SOURCE) / (PART_NAME.format(index) + ".metadata.parquet")
+
+
 def ingest_bioscan(cfg: BuildConfig, progress: Progress | None = None) -> IngestStats:
     """Ingest the BIOSCAN-1M TSV and zips into catalog/bioscan and images/bioscan parts."""
     progress = or_null(progress)
@@ -167,23 +242,24 @@ def ingest_bioscan(cfg: BuildConfig, progress: Progress | None = None) -> Ingest
     if bcfg.metadata is None:
         log.info("bioscan: no metadata configured, nothing to ingest")
         return finish_stats(cfg, SOURCE, 0, run, ignored)
-    zips, index = index_zips(cfg, bcfg.zips, ignored)
+    zips, index = index_zips(cfg, zip_paths(cfg), ignored, bcfg.package)
     used: set[str] = set()
     seen_keys: dict[str, int] = {}
     n_parts = 0
     progress.start("ingest bioscan", None)
     try:
         with DecodePool(pool_workers_for(len(index))) as pool:
-            batch: list[tuple[dict, str | None]] = []
+            batch: list[_Planned] = []
+            header: list[str] = []
             for line, fields, header in _read_tsv(cfg.path(bcfg.metadata)):
                 batch.append(_make_row(line, fields, header, seen_keys, index, used))
                 if len(batch) == per_part:
-                    _write_or_skip(cfg, n_parts, batch, zips, index, pool, run)
+                    _write_or_skip(cfg, n_parts, batch, header, zips, index, pool, run)
                     progress.advance(len(batch))
                     n_parts += 1
                     batch = []
             if batch:
-                _write_or_skip(cfg, n_parts, batch, zips, index, pool, run)
+                _write_or_skip(cfg, n_parts, batch, header, zips, index, pool, run)
                 progress.advance(len(batch))
                 n_parts += 1
     finally:
@@ -193,48 +269,66 @@ def ingest_bioscan(cfg: BuildConfig, progress: Progress | None = None) -> Ingest
     unlisted = len(set(index) - used)
     if unlisted:
         ignored[IGNORED_UNLISTED] = unlisted
+    remove_parts_from(cfg, SOURCE, n_parts)
     return finish_stats(cfg, SOURCE, n_parts, run, ignored)
 
 
-def _make_row(line, fields, header, seen_keys, index, used) -> tuple[dict, str | None]:
+_Planned = tuple[dict, "str | None", "dict | None"]  # catalog row, zip member, TSV record
+
+
+def _make_row(line, fields, header, seen_keys, index, used) -> _Planned:
     if fields is None:
-        return fail(new_row(f"bioscan/malformed/line{line}", SOURCE), REASON_MALFORMED), None
+        return fail(new_row(f"bioscan/malformed/line{line}", SOURCE), REASON_MALFORMED), None, None
     record = {h: clean(v, NULL_MARKERS) for h, v in zip(header, fields, strict=True)}
     if not record.get("processid"):
-        return fail(new_row(f"bioscan/malformed/line{line}", SOURCE), REASON_MALFORMED), None
+        row = new_row(f"bioscan/malformed/line{line}", SOURCE)
+        return fail(row, REASON_MALFORMED), None, record
     row, member = row_from_record(record)
     if member is None:
-        return fail(row, REASON_MALFORMED), None
+        return fail(row, REASON_MALFORMED), None, record
     dup = duplicate_of(row["key"], seen_keys)
     if dup is not None:
         row["key"] = dup
-        return fail(row, REASON_DUPLICATE_KEY), None
+        return fail(row, REASON_DUPLICATE_KEY), None, record
     if member not in index:
-        return fail(row, REASON_MISSING), None
+        return fail(row, REASON_MISSING), None, record
     used.add(member)
-    return row, member
+    return row, member, record
 
 
-def _write_or_skip(cfg, part, batch, zips, index, pool: DecodePool, run: IngestStats) -> None:
-    if part_done(cfg, SOURCE, part):
+def _metadata_table(batch: list[_Planned], header: list[str]) -> pa.Table:
+    """key + every TSV column as text, one row per catalog row (nulls for a malformed line)."""
+    columns = {"key": [row["key"] for row, _, _ in batch]}
+    for h in header:
+        columns[h] = [record.get(h) if record else None for _, _, record in batch]
+    schema = pa.schema([pa.field(name, pa.string()) for name in columns])
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def _write_or_skip(cfg, part, batch, header, zips, index, pool, run: IngestStats) -> None:
+    sidecar = metadata_parquet(cfg, part)
+    if part_done(cfg, SOURCE, part) and sidecar.exists():
         run.parts_skipped += 1
         return
+    max_bytes = cfg.sources.bioscan.max_member_bytes
     outcomes = []
-    for row, member in batch:
+    for row, member, _ in batch:
         if member is None:
             outcomes.append(None)
             continue
         zip_no, info = index[member]
-        if info.file_size > MAX_MEMBER_BYTES:
+        if info.file_size > max_bytes:
             outcomes.append(REASON_MEMBER_TOO_LARGE)
             continue
         try:
             data = zips[zip_no].read(info)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+            # bad CRC, broken deflate data, a cut file, an unknown compression or encryption
             log.warning("bioscan %s: cannot read %s: %s", row["key"], member, exc)
             outcomes.append(REASON_CORRUPT_MEMBER)
             continue
         outcomes.append(pool.submit(data))
     images = [o.result() if hasattr(o, "result") else o for o in outcomes]
-    write_part(cfg, SOURCE, part, [row for row, _ in batch], images)
+    write_parquet_atomic(_metadata_table(batch, header), sidecar)
+    write_part(cfg, SOURCE, part, [row for row, _, _ in batch], images)
     run.parts_written += 1

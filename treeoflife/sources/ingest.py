@@ -11,6 +11,10 @@ import json
 import logging
 import multiprocessing
 import os
+import re
+import stat
+import tarfile
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -28,7 +32,6 @@ from treeoflife.images import (
 )
 from treeoflife.io import (
     ImageStoreWriter,
-    md5_hex,
     remove_stale_temporaries,
     store_member_name,
     write_parquet_atomic,
@@ -104,6 +107,21 @@ def prepare_source_dirs(cfg: BuildConfig, source: str) -> None:
             log.info("%s: removed %d stale temporary file(s) in %s", source, n, folder)
 
 
+def remove_parts_from(cfg: BuildConfig, source: str, first: int) -> int:
+    """Remove parts numbered `first` and up (and their sidecars): what an earlier run over a
+    longer input left would otherwise be read as rows of this one."""
+    removed = 0
+    for folder in (catalog_dir(cfg, source), images_dir(cfg, source)):
+        for path in sorted(folder.glob("part-*")):
+            number = re.match(r"part-(\d+)\.", path.name)
+            if number and int(number.group(1)) >= first:
+                path.unlink()
+                removed += 1
+    if removed:
+        log.info("%s: removed %d file(s) of parts >= %d (an earlier run)", source, removed, first)
+    return removed
+
+
 def new_row(key: str, source: str) -> dict:
     """A catalog row with every SOURCE_CATALOG field present (null)."""
     row = dict.fromkeys(SOURCE_CATALOG.names)
@@ -142,7 +160,20 @@ def member_is_unsafe(name: str) -> bool:
     """Absolute paths and `..` components never name an image we read."""
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         return True
+    if ".." not in name:  # the common case, without building a path (millions of members)
+        return False
     return ".." in PurePosixPath(name.replace("\\", "/")).parts
+
+
+def tar_member_is_special(member: tarfile.TarInfo) -> bool:
+    """Symlinks, hard links, devices and FIFOs are never read (only regular files are)."""
+    return not member.isdir() and not member.isreg()
+
+
+def zip_member_is_special(info: zipfile.ZipInfo) -> bool:
+    """A zip entry whose Unix mode says symlink, device or FIFO (zips from `zip -y` keep them)."""
+    mode = info.external_attr >> 16
+    return mode != 0 and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def normal_member_name(name: str) -> str:
@@ -176,7 +207,7 @@ def write_part(
                     image_file=tar_rel,
                     image_offset=offset,
                     image_size=size,
-                    md5=md5_hex(image.data),
+                    md5=image.md5,
                     width=image.width,
                     height=image.height,
                 )

@@ -71,14 +71,19 @@ class RangeReader:
                     f"{self.url}: the server did not resume at byte {self.offset} "
                     f"(HTTP {resp.status}; no Range support, or the file changed)"
                 )
-            start = _content_range_start(resp.headers.get("Content-Range"))
+            start, total = _content_range(resp.headers.get("Content-Range"))
             if start != self.offset:
                 resp.close()
                 raise RemoteReadError(f"{self.url}: resumed at {start}, not {self.offset}")
+            if self.size is not None and total is not None and total != self.size:
+                resp.close()
+                raise RemoteReadError(
+                    f"{self.url}: the file changed size on the server ({self.size} -> {total})"
+                )
         else:
             length = resp.headers.get("Content-Length")
             self.size = int(length) if length and length.isdigit() else None
-            self._validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+            self._validator = _strong_validator(resp.headers)
         self._resp = resp
 
     def _reconnect(self, why: str) -> None:
@@ -137,14 +142,25 @@ class RangeReader:
         self.close()
 
 
-def _content_range_start(value: str | None) -> int | None:
-    # "bytes 100-999/1000"
+def _strong_validator(headers) -> str | None:
+    """What If-Range may carry: a strong ETag, else Last-Modified (RFC 9110 13.1.5 forbids weak
+    ETags there; a server would answer a weak one with the whole file)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) of "bytes 100-999/1000" (total None when "*")."""
     if not value or not value.startswith("bytes "):
-        return None
+        return None, None
+    span, _, total = value[6:].partition("/")
     try:
-        return int(value[6:].split("-", 1)[0])
+        start = int(span.split("-", 1)[0])
     except ValueError:
-        return None
+        return None, None
+    return start, int(total) if total.isdigit() else None
 
 
 def open_stream(spec: str, local: Path | None = None, **kwargs):
