@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from prefect import flow, task
 
-from flows._common import LogProgress, load
+from flows._common import LogProgress, load, part_mapper
 from treeoflife import pipeline
 
 
 @task(name="hash-images")
 def hash_images(config_path: str, data_root: str | None) -> dict:
-    return pipeline.stage_hashes(load(config_path, data_root), LogProgress())
+    cfg = load(config_path, data_root)
+    with part_mapper(cfg) as map_parts:  # one task per catalog part, threads or Dask
+        return pipeline.stage_hashes(cfg, LogProgress(), map_parts=map_parts)
 
 
 @task(name="find-removals")

@@ -1,10 +1,11 @@
-"""Flow `ingest`: the three sources, one task each (each resumes by part)."""
+"""Flow `ingest`: the three sources, one task each (each resumes by part); EOL's download parts
+run as tasks on the task runner `execution` names (threads or Dask)."""
 
 from __future__ import annotations
 
 from prefect import flow, task
 
-from flows._common import LogProgress, load
+from flows._common import LogProgress, load, part_mapper
 from treeoflife import pipeline, schemas
 
 
@@ -15,7 +16,9 @@ def make_sample(config_path: str, data_root: str | None) -> dict:
 
 @task(name="ingest-source")
 def ingest_source(config_path: str, data_root: str | None, source: str) -> dict:
-    return pipeline.stage_ingest(load(config_path, data_root), source, LogProgress())
+    cfg = load(config_path, data_root)
+    with part_mapper(cfg) as map_parts:  # EOL's download parts on the configured runner
+        return pipeline.stage_ingest(cfg, source, LogProgress(), map_parts=map_parts)
 
 
 @flow(name="ingest")

@@ -23,21 +23,35 @@ from treeoflife.schemas import RANKS
 @dataclass(frozen=True)
 class INat21Archive:
     images: str  # .tar.gz path or URL
-    annotations: str  # COCO JSON path or URL
+    annotations: str  # COCO JSON path or URL: .json, .json.gz or .json.tar.gz (as published)
     md5: str | None = None  # published md5 of `images`, checked when given
+    annotations_md5: str | None = None  # published md5 of the `annotations` file as given
 
 
 @dataclass(frozen=True)
 class INat21Config:
     archives: list[INat21Archive] = field(default_factory=list)
     images_per_part: int = 2000
+    max_member_bytes: int = 100_000_000  # a larger archive member is recorded, not read
 
 
 @dataclass(frozen=True)
 class BioscanConfig:
     metadata: str | None = None  # BIOSCAN_Insect_Dataset_metadata.tsv
     zips: list[str] = field(default_factory=list)  # image zips with part<chunk>/<file> members
+    # Which image package to read when the zips hold several (members under a folder named
+    # after another package are ignored): cropped_256, original_256, cropped, original_full;
+    # null reads whatever the zips hold.
+    package: str | None = None
     images_per_part: int = 2000
+    max_member_bytes: int = 100_000_000  # a larger zip member is recorded, not read
+
+    def __post_init__(self):
+        packages = ("cropped_256", "original_256", "cropped", "original_full")
+        if self.package is not None and self.package not in packages:
+            raise ConfigError(
+                f"sources.bioscan.package: {self.package!r} is not one of {', '.join(packages)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -230,6 +244,39 @@ class EvaluateConfig:
     output: str = "eval"
 
 
+TASK_RUNNERS = ("threads", "dask")
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """Where the heavy stages' parts and shards run (the Prefect flows read it; the CLI runs
+    them locally). Output bytes do not depend on any of it."""
+
+    task_runner: str = "threads"  # threads | dask (prefect-dask)
+    max_workers: int = 2  # threads: parts/shards at once (each may use its stage's processes)
+    dask_address: str | None = None  # an existing scheduler (tcp://host:8786); None: LocalCluster
+    dask_workers: int = 2  # LocalCluster worker processes
+    dask_threads_per_worker: int = 1  # LocalCluster threads per worker
+
+    def __post_init__(self):
+        if self.task_runner not in TASK_RUNNERS:
+            raise ConfigError(
+                f"execution.task_runner: {self.task_runner!r} is not one of "
+                f"{', '.join(TASK_RUNNERS)}"
+            )
+        for name in ("max_workers", "dask_workers", "dask_threads_per_worker"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"execution.{name}: must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def parallelism(self) -> int:
+        """Parts or shards that run at once (a part's share of limits such as download
+        concurrency; with `dask_address`, the workers x threads the cluster is meant to have)."""
+        if self.task_runner == "dask":
+            return self.dask_workers * self.dask_threads_per_worker
+        return self.max_workers
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     data_root: str = "data"
@@ -241,6 +288,7 @@ class BuildConfig:
     shards: ShardsConfig = field(default_factory=ShardsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     sample: dict[str, typing.Any] = field(default_factory=dict)  # sample generator options
 
     @property
@@ -310,7 +358,8 @@ def load_config(path: str | Path, data_root: str | None = None) -> BuildConfig:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        # one line: YAML's messages span several (with a caret under the spot)
+        raise ConfigError(f"cannot read config {path}: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     if data_root is not None:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from treeoflife import __version__, records, schemas
 from treeoflife.config import BuildConfig, EvalSetConfig
+from treeoflife.fanout import PartMapper
 from treeoflife.io import remove_stale_temporaries, write_parquet_atomic, write_text_atomic
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress, or_null
@@ -70,7 +71,9 @@ def _source_inputs(cfg: BuildConfig, source: str) -> list[Path | None]:
     if source == "inat21":
         return [cfg.path(p) for a in s.inat21.archives for p in (a.images, a.annotations)]
     if source == "bioscan":
-        return [cfg.path(s.bioscan.metadata)] + [cfg.path(z) for z in s.bioscan.zips]
+        from treeoflife.sources.bioscan import zip_paths  # glob patterns expanded
+
+        return [cfg.path(s.bioscan.metadata), *zip_paths(cfg)]
     return (
         [cfg.path(m) for m in s.eol.manifests]
         + [cfg.path(s.eol.pages)]
@@ -85,8 +88,17 @@ def source_configured(cfg: BuildConfig, source: str) -> bool:
     )
 
 
-def stage_ingest(cfg: BuildConfig, source: str, progress: Progress | None = None) -> dict:
-    """Ingest one source into `catalog/<source>/` + `images/<source>/` (resumable by part)."""
+def stage_ingest(
+    cfg: BuildConfig,
+    source: str,
+    progress: Progress | None = None,
+    map_parts: PartMapper | None = None,
+) -> dict:
+    """Ingest one source into `catalog/<source>/` + `images/<source>/` (resumable by part).
+
+    `map_parts` (treeoflife.fanout) runs EOL's download parts elsewhere (e.g. Dask workers);
+    by default they run here. The outputs do not depend on it.
+    """
     from treeoflife import sources as src
 
     layout = Layout(cfg.root)
@@ -100,8 +112,11 @@ def stage_ingest(cfg: BuildConfig, source: str, progress: Progress | None = None
         log.info("%s: up to date, skipped", stage)
         return {**done, "up_to_date": True}
     _sweep(layout, layout.catalog_dir(source), layout.images_dir(source))
-    fn = {"inat21": src.ingest_inat21, "bioscan": src.ingest_bioscan, "eol": src.ingest_eol}[source]
-    stats = fn(cfg, progress=progress).to_dict()
+    if source == "eol" and map_parts is not None:
+        stats = src.ingest_eol(cfg, progress=progress, map_parts=map_parts).to_dict()
+    else:
+        fn = {"inat21": src.ingest_inat21, "bioscan": src.ingest_bioscan, "eol": src.ingest_eol}
+        stats = fn[source](cfg, progress=progress).to_dict()
     result = {k: v for k, v in stats.items() if k not in ("parts_written", "parts_skipped")}
     mark_done(layout.state_dir, stage, fp, result)
     return {**stats, "up_to_date": False}
@@ -319,11 +334,14 @@ def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
 # --------------------------------------------------------------------------- hashes
 
 
-def stage_hashes(cfg: BuildConfig, progress: Progress | None = None) -> dict:
+def stage_hashes(
+    cfg: BuildConfig, progress: Progress | None = None, map_parts: PartMapper | None = None
+) -> dict:
     """md5 + perceptual hash of every ingested image and every evaluation image.
 
     Resumable by catalog part (hashes/<source>/part-*.parquet, then hashes/<source>.parquet);
     the pHash algorithm's name is part of the fingerprint, so a new algorithm rehashes all.
+    `map_parts` (treeoflife.fanout) runs the catalog parts elsewhere; by default, here.
     """
     from treeoflife.dedup import PHASH_ALGO, hash_catalog_parts, hash_evalset_rows
 
@@ -354,6 +372,7 @@ def stage_hashes(cfg: BuildConfig, progress: Progress | None = None) -> dict:
             workers=cfg.dedup.hash_workers,
             progress=progress,
             run_marker=layout.state_dir / f"hashes-{source}.run_id",
+            map_parts=map_parts,
         )
         write_parquet_atomic(hashes, path)
         result[source] = hashes.num_rows
@@ -546,14 +565,19 @@ def _check_shard_settings(cfg: BuildConfig) -> None:
 
 
 def write_release_shards(
-    cfg: BuildConfig, catalog: pa.Table, order: dict[str, list[str]], progress=None
+    cfg: BuildConfig,
+    catalog: pa.Table,
+    order: dict[str, list[str]],
+    progress=None,
+    map_parts: PartMapper | None = None,
 ) -> tuple[pa.Table, dict]:
     """Shards of train, val, then train_small; the catalog with `shard`/`shard_position` set.
 
     A catalog row's `shard`/`shard_position` is its place in its split (train or val); the
     `json` member of every sample is that catalog row, in train_small's shards too (which
     repeat train samples byte for byte in the members; their own place is in
-    `shards/train_small/index.parquet`).
+    `shards/train_small/index.parquet`). With `map_parts` (treeoflife.fanout) the shards are
+    written by per-shard tasks it runs (treeoflife.shards.fanout): the same bytes.
     """
     from treeoflife.assemble import fill_shard_locations
     from treeoflife.shards.writer import rows_in_order, write_split_shards
@@ -562,22 +586,43 @@ def write_release_shards(
     s = cfg.shards
     results = {}
     for split in ("train", "val", "train_small"):
-        written = write_split_shards(
-            rows_in_order(catalog, order[split]),
-            layout.shards_dir(split),
-            cfg.root,
-            image_size=s.image_size,
-            jpeg_quality=s.jpeg_quality,
-            text_type=s.text_type,
-            seed=s.seed,
-            samples_per_shard=s.samples_per_shard,
-            max_shard_bytes=s.max_shard_bytes,
-            resize_mode=s.resize_mode,
-            workers=s.workers,
-            assign_location=split != "train_small",
-            total=len(order[split]),
-            progress=progress,
-        )
+        if map_parts is not None:
+            from treeoflife.shards.fanout import write_split_shards_mapped
+
+            written = write_split_shards_mapped(
+                catalog,
+                order[split],
+                layout.shards_dir(split),
+                cfg.root,
+                image_size=s.image_size,
+                jpeg_quality=s.jpeg_quality,
+                text_type=s.text_type,
+                seed=s.seed,
+                map_parts=map_parts,
+                samples_per_shard=s.samples_per_shard,
+                max_shard_bytes=s.max_shard_bytes,
+                resize_mode=s.resize_mode,
+                workers=s.workers,
+                assign_location=split != "train_small",
+                progress=progress,
+            )
+        else:
+            written = write_split_shards(
+                rows_in_order(catalog, order[split]),
+                layout.shards_dir(split),
+                cfg.root,
+                image_size=s.image_size,
+                jpeg_quality=s.jpeg_quality,
+                text_type=s.text_type,
+                seed=s.seed,
+                samples_per_shard=s.samples_per_shard,
+                max_shard_bytes=s.max_shard_bytes,
+                resize_mode=s.resize_mode,
+                workers=s.workers,
+                assign_location=split != "train_small",
+                total=len(order[split]),
+                progress=progress,
+            )
         if split != "train_small":
             index = pq.read_table(written.index, columns=["key", "shard", "position"])
             catalog = fill_shard_locations(catalog, index, split)
@@ -589,9 +634,11 @@ def write_release_shards(
     return catalog, results
 
 
-def stage_release(cfg: BuildConfig, progress: Progress | None = None) -> dict:
+def stage_release(
+    cfg: BuildConfig, progress: Progress | None = None, map_parts: PartMapper | None = None
+) -> dict:
     """Final catalog, shards per split, evaluation sets in wds layout, dataset card, Croissant
-    metadata, stats report, summary."""
+    metadata, stats report, summary. `map_parts` (treeoflife.fanout) runs the shard tasks."""
     from treeoflife.assemble import IMAGE_LOCATION, assemble_catalog, catalog_summary
     from treeoflife.release.card import write_dataset_card, write_licenses_csv
     from treeoflife.release.catalog import write_catalog
@@ -614,7 +661,7 @@ def stage_release(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     _check_shard_settings(cfg)
     _sweep(layout, layout.release_dir)
     catalog, order = assemble_catalog(joined_catalog(cfg), cfg.splits, cfg.shards)
-    catalog, shard_results = write_release_shards(cfg, catalog, order, progress)
+    catalog, shard_results = write_release_shards(cfg, catalog, order, progress, map_parts)
     public = catalog.drop_columns(IMAGE_LOCATION)
     del catalog
     write_catalog(public, layout.catalog)

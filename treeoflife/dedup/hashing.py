@@ -7,6 +7,7 @@ import csv
 import logging
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pyarrow.compute as pc
 
 from treeoflife.dedup.phash import PHASH_ALGO, phash_many_lenient
 from treeoflife.errors import InputError
+from treeoflife.fanout import PartMapper
 from treeoflife.io import md5_hex, read_image_bytes
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import EVAL_HASHES, HASHES, INGEST_FAILED, INGEST_OK
@@ -246,6 +248,38 @@ def _hash_eval_file(
     return md5, int(hashes[0]), None
 
 
+@dataclass(frozen=True)
+class HashPart:
+    """One catalog part to hash (absolute paths, so any worker on shared storage can do it)."""
+
+    part: str  # the source catalog part (parquet)
+    target: str  # where its hashes go (parquet)
+    data_root: str
+    workers: int = 1  # processes this part may use where it runs (1 inside a Dask worker)
+
+
+def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
+    """Hash one catalog part into `item.target` (atomically); a finished target is kept.
+
+    Returns the number of hashed rows. Safe to run twice (a retried worker): the second run
+    finds the target, or writes the same bytes under the same name.
+    """
+    import pyarrow.parquet as pq
+
+    from treeoflife.fanout import local_processes
+    from treeoflife.io import write_parquet_atomic
+    from treeoflife.schemas import SOURCE_CATALOG
+
+    target = Path(item.target)
+    if target.exists():
+        return pq.read_metadata(target).num_rows
+    catalog = pq.read_table(item.part, schema=SOURCE_CATALOG)
+    workers = local_processes(item.workers)
+    table = hash_catalog(catalog, Path(item.data_root), workers=workers, progress=progress)
+    write_parquet_atomic(table, target)
+    return table.num_rows
+
+
 def hash_catalog_parts(
     parts: list[Path],
     out_dir: Path,
@@ -254,6 +288,7 @@ def hash_catalog_parts(
     workers: int = 2,
     progress: Progress | None = None,
     run_marker: Path | None = None,
+    map_parts: PartMapper | None = None,
 ) -> pa.Table:
     """hash_catalog over a source's catalog parts, resumable part by part; all rows, in order.
 
@@ -262,10 +297,13 @@ def hash_catalog_parts(
     written under another id (an older algorithm, other inputs) are discarded, never mixed.
     The id is kept in `run_marker` (default `out_dir/.run_id`; the build keeps it in its
     state folder, since the id holds absolute paths and outputs must not).
+
+    `map_parts` (treeoflife.fanout) runs the unfinished parts, e.g. on a Dask cluster through
+    Prefect; by default they run here one after another, each over `workers` processes.
     """
     import pyarrow.parquet as pq
 
-    from treeoflife.io import remove_stale_temporaries, write_parquet_atomic, write_text_atomic
+    from treeoflife.io import remove_stale_temporaries, write_text_atomic
 
     out_dir = Path(out_dir)
     marker = Path(run_marker) if run_marker is not None else out_dir / ".run_id"
@@ -275,18 +313,29 @@ def hash_catalog_parts(
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
     write_text_atomic(marker, run_id)
-    from treeoflife.schemas import SOURCE_CATALOG
 
-    tables = []
-    for part in parts:
-        target = out_dir / Path(part).name
-        if target.exists():
-            tables.append(pq.read_table(target, schema=HASHES))
-            continue
-        catalog = pq.read_table(part, schema=SOURCE_CATALOG)
-        table = hash_catalog(catalog, data_root, workers=workers, progress=progress)
-        write_parquet_atomic(table, target)
-        tables.append(table)
+    targets = [out_dir / Path(part).name for part in parts]
+    todo = [
+        HashPart(
+            str(Path(part).resolve()),
+            str(target.resolve()),
+            str(Path(data_root).resolve()),
+            workers,
+        )
+        for part, target in zip(parts, targets, strict=True)
+        if not target.exists()
+    ]
+    if map_parts is None:
+        for item in todo:
+            hash_catalog_part(item, progress)
+    else:
+        p = or_null(progress)
+        p.start("hash images (parts)", len(todo))
+        for _ in map_parts(hash_catalog_part, todo):
+            p.advance(1)
+        p.finish()
+        remove_stale_temporaries(out_dir)  # a worker that died mid-part left its temporary
+    tables = [pq.read_table(target, schema=HASHES) for target in targets]
     if not tables:
         return HASHES.empty_table()
     return pa.concat_tables(tables).combine_chunks()

@@ -1,0 +1,53 @@
+"""Catalog hashing fanned out by a mapper (treeoflife.fanout): same tables, same files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from treeoflife.dedup import hash_catalog_parts
+from treeoflife.dedup.hashing import HashPart, hash_catalog_part
+from treeoflife.testing.fanout import map_out_of_order
+
+from .test_dedup_report import write_part
+
+
+def test_mapped_parts_give_the_local_result_and_files(tmp_path, make_jpeg):
+    root = tmp_path / "data"
+    parts = [
+        write_part(root, i, {f"eol/{i}_{j}": make_jpeg(10 * i + j) for j in range(2)})
+        for i in range(4)
+    ]
+    local = hash_catalog_parts(parts, tmp_path / "local", root, "run-1", workers=1)
+    seen: list[HashPart] = []
+
+    def mapper(fn, items):
+        items = list(items)
+        seen.extend(items)
+        yield from map_out_of_order(fn, items)
+
+    out = tmp_path / "mapped"
+    mapped = hash_catalog_parts(parts, out, root, "run-1", workers=1, map_parts=mapper)
+    assert mapped.equals(local)
+    for part in parts:
+        name = Path(part).name
+        assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    # Items are small and absolute: paths on shared storage, never image bytes.
+    assert all(Path(i.part).is_absolute() and Path(i.data_root).is_absolute() for i in seen)
+    # Only unfinished parts are handed out again.
+    (out / "part-00002.parquet").unlink()
+    seen.clear()
+    assert hash_catalog_parts(parts, out, root, "run-1", map_parts=mapper).equals(local)
+    assert [Path(i.part).name for i in seen] == ["part-00002.parquet"]
+
+
+def test_a_part_done_twice_is_kept(tmp_path, make_jpeg):
+    root = tmp_path / "data"
+    part = write_part(root, 0, {"eol/1_1": make_jpeg(1)})
+    item = HashPart(str(part), str(tmp_path / "h.parquet"), str(root), workers=1)
+    assert hash_catalog_part(item) == 1
+    stamp = (tmp_path / "h.parquet").stat().st_mtime_ns
+    assert hash_catalog_part(item) == 1  # a retried worker finds the finished part
+    assert (tmp_path / "h.parquet").stat().st_mtime_ns == stamp
+    assert pq.read_table(tmp_path / "h.parquet").num_rows == 1

@@ -1,0 +1,195 @@
+"""The per-shard split of the shard writer (treeoflife.shards.fanout): whatever runs the tasks
+and in whatever order they finish, the files are the sequential writer's, byte for byte."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from treeoflife.errors import InputError
+from treeoflife.fanout import map_in_order
+from treeoflife.schemas import CATALOG
+from treeoflife.shards.fanout import (
+    WORK_DIR,
+    ShardTask,
+    SplitJob,
+    plan_shards,
+    write_planned_shard,
+    write_split_shards_mapped,
+)
+from treeoflife.shards.writer import write_split_shards
+from treeoflife.testing.fanout import map_out_of_order
+
+from .conftest import make_rows
+
+ARGS = {"image_size": 64, "jpeg_quality": 90, "text_type": "taxon_com", "seed": 0}
+LOCATION = [
+    pa.field("image_file", pa.string()),
+    pa.field("image_offset", pa.int64()),
+    pa.field("image_size", pa.int64()),
+]
+
+
+def _table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=pa.schema([*CATALOG, *LOCATION]))
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _both(tmp_path, data_root, rows, keys=None, mapper=map_in_order, **args):
+    """(sequential folder, mapped folder) for the same rows and settings."""
+    keys = [r["key"] for r in rows] if keys is None else keys
+    by_key = {r["key"]: r for r in rows}
+    seq, mapped = tmp_path / "seq" / "train", tmp_path / "mapped" / "train"
+    a = write_split_shards([by_key[k] for k in keys], seq, data_root, **ARGS, **args)
+    b = write_split_shards_mapped(
+        _table(rows), keys, mapped, data_root, **ARGS, map_parts=mapper, **args
+    )
+    assert a.shards == b.shards
+    return seq, mapped
+
+
+@pytest.mark.parametrize(
+    "n, args",
+    [
+        (10, {"samples_per_shard": 4}),  # no byte limit: boundaries by count
+        (12, {"samples_per_shard": 100, "max_shard_bytes": 60_000}),  # a few per shard
+        (3, {"samples_per_shard": 100, "max_shard_bytes": 1}),  # every sample alone
+        (25, {"samples_per_shard": 100, "max_shard_bytes": 200_000}),  # positions pass 9
+        (9, {"samples_per_shard": 2, "max_shard_bytes": 200_000}),  # the count ends shards
+        (12, {"samples_per_shard": 100, "max_shard_bytes": 60_000, "assign_location": False}),
+    ],
+)
+def test_same_bytes_as_the_sequential_writer(tmp_path, data_root, n, args):
+    rows = make_rows(data_root, n)
+    rows.reverse()  # shard order is the keys' order, not the table's
+    keys = [r["key"] for r in rows]
+    rows.reverse()
+    seq, mapped = _both(tmp_path, data_root, rows, keys, map_out_of_order, **args)
+    assert _files(seq) == _files(mapped)
+    assert not (mapped / WORK_DIR).exists() and not list(mapped.glob(".*"))
+    if args.get("max_shard_bytes", 0) > 1:
+        sizes = json.loads((mapped / "sizes.json").read_text())
+        assert len(sizes) > 1  # the limit split the split
+
+
+def test_positions_past_99_in_a_byte_limited_shard(tmp_path, data_root):
+    rows = make_rows(data_root, 105)
+    seq, mapped = _both(
+        tmp_path, data_root, rows, samples_per_shard=103, max_shard_bytes=20_000_000
+    )
+    assert json.loads((mapped / "sizes.json").read_text()) == {
+        "shard-000000.tar": 103,
+        "shard-000001.tar": 2,
+    }
+    assert _files(seq) == _files(mapped)
+
+
+def test_plan_ends_shards_where_the_limits_say():
+    # rows of (jpg, padded text, json): 1024 + 512-padded members, so every sample is 3 KiB
+    sizes = np.array([[1000, 512, 400]] * 10, dtype=np.int64)
+    params = {"samples_per_shard": 4, "max_shard_bytes": 0, "assign_location": False}
+    assert [(s, e) for s, e, _ in plan_shards(iter([sizes]), params)] == [(0, 4), (4, 8), (8, 10)]
+    # 10 KiB record padding: 3 samples (9 KiB) + 1 KiB end blocks fill one record exactly
+    params = {"samples_per_shard": 100, "max_shard_bytes": 10_240, "assign_location": False}
+    plan = plan_shards(iter([sizes[:5], sizes[5:]]), params)  # chunks do not matter
+    assert plan == [(0, 3, 10_240), (3, 6, 10_240), (6, 9, 10_240), (9, 10, 10_240)]
+
+
+def test_empty_split(tmp_path, data_root):
+    seq, mapped = _both(tmp_path, data_root, [], samples_per_shard=4)
+    assert _files(seq) == _files(mapped)
+    assert json.loads((mapped / "sizes.json").read_text()) == {}
+
+
+def test_keys_missing_from_the_catalog_fail_clearly(tmp_path, data_root):
+    rows = make_rows(data_root, 3)
+    with pytest.raises(InputError, match="1 keys to shard are not in the catalog"):
+        write_split_shards_mapped(
+            _table(rows),
+            ["inat21/img0000", "inat21/nope"],
+            tmp_path / "train",
+            data_root,
+            **ARGS,
+            map_parts=map_in_order,
+        )
+
+
+def _stop_after(n: int):
+    """A mapper whose driver dies (KeyboardInterrupt) after n results came back."""
+
+    def mapper(fn, items):
+        for i, item in enumerate(items):
+            if i == n:
+                raise KeyboardInterrupt
+            yield fn(item)
+
+    return mapper
+
+
+@pytest.mark.parametrize("max_bytes", [0, 60_000])
+def test_killed_run_resumes_with_the_same_bytes(tmp_path, data_root, max_bytes):
+    rows = make_rows(data_root, 10)
+    args = {"samples_per_shard": 4, "max_shard_bytes": max_bytes}
+    seq, _ = _both(tmp_path, data_root, rows, **args)
+    out = tmp_path / "killed" / "train"
+    keys = [r["key"] for r in rows]
+    with pytest.raises(KeyboardInterrupt):
+        write_split_shards_mapped(
+            _table(rows), keys, out, data_root, **ARGS, **args, map_parts=_stop_after(2)
+        )
+    records = sorted(p.name for p in (out / WORK_DIR).glob("*.json"))
+    assert records  # what finished is recorded for the rerun
+    shard0 = out / "shard-000000.tar"
+    first = shard0.stat().st_mtime_ns if shard0.exists() else None
+    write_split_shards_mapped(
+        _table(rows), keys, out, data_root, **ARGS, **args, map_parts=map_in_order
+    )
+    assert _files(out) == _files(seq)
+    if first is not None:
+        assert shard0.stat().st_mtime_ns == first  # kept, not rewritten
+    assert not (out / WORK_DIR).exists()
+
+
+def test_a_retried_shard_task_keeps_its_finished_shard(tmp_path, data_root):
+    rows = make_rows(data_root, 6)
+    out = tmp_path / "train"
+    keys = [r["key"] for r in rows]
+    table = _table(rows)
+    write_split_shards_mapped(
+        table, keys, out, data_root, **ARGS, samples_per_shard=4, map_parts=map_in_order
+    )
+    # Re-run shard 0's task by hand, as a worker retry would, with a fresh .work folder.
+    from treeoflife.shards.fanout import ROWS_FILE, _write_rows
+
+    params = json.loads((out / "manifest.json").read_text())["params"]
+    _write_rows(table, keys, out / WORK_DIR / ROWS_FILE, 4)
+    job = SplitJob(str(out), str(data_root), params)
+    before = (out / "shard-000000.tar").stat().st_mtime_ns
+    entry = json.loads((out / "manifest.json").read_text())["shards"]["shard-000000.tar"]
+    task = ShardTask(job, 0, 0, 4, old_entry=entry)
+    assert write_planned_shard(task) == {**entry, "name": "shard-000000.tar"}
+    assert write_planned_shard(task) == {**entry, "name": "shard-000000.tar"}
+    assert (out / "shard-000000.tar").stat().st_mtime_ns == before
+
+
+def test_an_earlier_sequential_build_is_reused(tmp_path, data_root, caplog):
+    rows = make_rows(data_root, 8)
+    out = tmp_path / "train"
+    write_split_shards(rows, out, data_root, **ARGS, samples_per_shard=4)
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.tar")}
+    caplog.set_level("INFO")
+    write_split_shards_mapped(
+        _table(rows),
+        [r["key"] for r in rows],
+        out,
+        data_root,
+        **ARGS,
+        map_parts=map_in_order,
+        samples_per_shard=4,
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.tar")} == before
+    assert "already written" in caplog.text

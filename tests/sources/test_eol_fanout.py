@@ -1,0 +1,48 @@
+"""EOL's download parts run by an injected mapper (treeoflife.fanout): the same catalog and
+image stores as the stage's own loop, from small, absolute, picklable part items."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+from treeoflife.sources import ingest_eol
+from treeoflife.sources.eol import EolPart
+from treeoflife.testing.fanout import map_out_of_order
+from treeoflife.testing.mirror_server import Fault, MirrorServer
+
+from .builders import EOL_HEADER, jpeg, snapshot, write_csv
+from .test_eol_download_parts import eol_cfg
+
+
+def test_mapped_parts_equal_the_local_run(tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    faults = {}
+    for i in range(10):
+        (served / f"{i}.jpg").write_bytes(jpeg(i, 40, 30))
+        if i % 4 == 0:
+            faults[f"/{i}.jpg"] = Fault(latency_s=0.2)  # earlier parts finish later
+    with MirrorServer(served, faults) as server:
+        manifest = tmp_path / "m.csv"
+        lines = [[i + 1, 7, "", f"{server.url}/{i}.jpg", "cc0", "o"] for i in range(10)]
+        lines.append([99, 7, "", f"{server.url}/missing.jpg", "cc0", "o"])
+        write_csv(manifest, EOL_HEADER, lines)
+        local = eol_cfg(tmp_path / "local", manifest)
+        ingest_eol(local, decode_workers=0)
+        monkeypatch.chdir(tmp_path)  # a relative data root: workers get it absolute
+        mapped = eol_cfg(tmp_path / "mapped", manifest)
+        mapped = dataclasses.replace(mapped, data_root="mapped/data")
+        items: list[EolPart] = []
+
+        def mapper(fn, parts):
+            parts = list(parts)
+            items.extend(parts)
+            yield from map_out_of_order(fn, parts)
+
+        stats = ingest_eol(mapped, map_parts=mapper)
+    assert snapshot(local.root) == snapshot(tmp_path / "mapped" / "data")
+    assert stats.rows == 11 and stats.ok == 10 and stats.parts_written == 3
+    assert [i.index for i in items] == [0, 1, 2]
+    assert all(i.cfg.root.is_absolute() for i in items)
+    assert pickle.loads(pickle.dumps(items[0])) == items[0]
