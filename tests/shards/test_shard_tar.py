@@ -119,3 +119,44 @@ def test_stream_in_many_flushes_equals_tarfile(tmp_path, monkeypatch):
     assert stream.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
     for (_, payload), off in zip(members, offsets, strict=True):
         assert data[off : off + len(payload)] == payload
+
+
+def _sample(key: str, jpg: bytes, caption: str, js: bytes) -> list[tuple[str, bytes]]:
+    return [
+        (f"{key}.jpg", jpg),
+        (f"{key}.sci.txt", caption.encode()),
+        (f"{key}.taxon_com.txt", (caption + " with common name 100% raven").encode()),
+        (f"{key}.txt", b"x" * 512),
+        (f"{key}.json", js),
+    ]
+
+
+def test_stream_samples_equal_tarfile(tmp_path):
+    """Whole samples through TarStream.add: same bytes and offsets as tarfile, '%' in the
+    data, keys of several lengths, and a member list that does not share one key."""
+    samples = [
+        _sample(f"k{i:0{3 + i % 3}d}", bytes([i]) * (100 * i + 1), f"a photo of %s{i % 2}", b"{%d}")
+        for i in range(12)
+    ]
+    mixed = [("a.jpg", b"1"), ("b.txt", b"2"), ("a.txt", b"3"), ("a.json", b"4")]
+    with open(tmp_path / "t.tar", "wb") as fh:
+        stream = TarStream(fh)
+        offsets = [stream.add(s) for s in [*samples, mixed]]
+        stream.close()
+    members = [m for s in [*samples, mixed] for m in s]
+    data = (tmp_path / "t.tar").read_bytes()
+    assert data == _tarfile_bytes(members)
+    for sample, offs in zip([*samples, mixed], offsets, strict=True):
+        for (_, payload), off in zip(sample, offs, strict=True):
+            assert data[off : off + len(payload)] == payload
+
+
+def test_stream_into_a_file_object_without_a_descriptor():
+    """Writeback hints are for real files; an in-memory sink past 8 MiB still works."""
+    buf = io.BytesIO()
+    stream = TarStream(buf)
+    big = [("k.bin", b"\x01" * (3 << 20))]
+    for _ in range(4):
+        stream.add(big)
+    stream.close()
+    assert buf.getvalue() == _tarfile_bytes(big * 4)

@@ -207,6 +207,10 @@ class TarStream:
     def __init__(self, fh, threaded: bool = True, path: str | Path | None = None):
         self._fh = fh
         self.path = path if path is not None else getattr(fh, "name", None)
+        try:  # writeback hints need a real file (not a BytesIO or a socket wrapper)
+            self._fd = fh.fileno() if _SYNC_FILE_RANGE is not None else None
+        except (AttributeError, OSError, ValueError):
+            self._fd = None
         self.sha256 = hashlib.sha256()
         self.size = 0
         self._parts: list[bytes] = []
@@ -243,10 +247,10 @@ class TarStream:
         if hash_it:
             self.sha256.update(buf)
         self._written += len(buf)
-        if _SYNC_FILE_RANGE is not None and self._written - self._synced >= WRITEBACK_BYTES:
+        if self._fd is not None and self._written - self._synced >= WRITEBACK_BYTES:
             self._fh.flush()
             _SYNC_FILE_RANGE(
-                self._fh.fileno(), self._synced, self._written - self._synced,
+                self._fd, self._synced, self._written - self._synced,
                 _SYNC_FILE_RANGE_WRITE,
             )  # fmt: skip
             self._synced = self._written
