@@ -349,19 +349,8 @@ def _write_shard_file(
         for row, jpg in zip(rows, jpgs, strict=True):
             tid = _check_row(row)
             members = _members_of(row, tid, jpg, params)
-            offsets = current.stream.add(members)
-            current.index.append(
-                {
-                    "treeoflife_id": tid,
-                    "key": str(row["key"]),
-                    "shard": path.name,
-                    "position": len(current.index),
-                    "offset": offsets[0] - BLOCK,
-                    "size": sum(padded(len(data)) for _, data in members),
-                    "jpg_offset": offsets[0],
-                    "jpg_size": len(jpg),
-                }
-            )
+            size = sum(padded(len(data)) for _, data in members)
+            current.add_sample(tid, str(row["key"]), members, size)
         info = current.close()
     except BaseException:
         current.abort()

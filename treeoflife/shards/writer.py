@@ -278,6 +278,22 @@ class _ShardFile:
         self.stream = TarStream(self._fh, path=path)
         self.index: list[dict] = []
 
+    def add_sample(self, tid: str, key: str, members: list[tuple[str, bytes]], size: int) -> None:
+        """Append one sample (image first) and its index row; `size` is its packed bytes."""
+        offsets = self.stream.add(members)
+        self.index.append(
+            {
+                "treeoflife_id": tid,
+                "key": key,
+                "shard": self.path.name,
+                "position": len(self.index),
+                "offset": offsets[0] - BLOCK,
+                "size": size,
+                "jpg_offset": offsets[0],
+                "jpg_size": len(members[0][1]),
+            }
+        )
+
     def final_size(self, extra: int) -> int:
         end = self.stream.size + extra + 2 * BLOCK
         return end + (-end % RECORD)
@@ -463,19 +479,7 @@ def _write_shards(
                     break
                 yield finish()
                 current, index = None, index + 1
-            offsets = current.stream.add(members)
-            current.index.append(
-                {
-                    "treeoflife_id": tid,
-                    "key": str(row["key"]),
-                    "shard": current.path.name,
-                    "position": len(current.index),
-                    "offset": offsets[0] - BLOCK,
-                    "size": sample_bytes,
-                    "jpg_offset": offsets[0],
-                    "jpg_size": len(jpg),
-                }
-            )
+            current.add_sample(tid, str(row["key"]), members, sample_bytes)
             _fingerprint_add(fingerprint, members[-1][1], row)
             progress.advance(1)
         if current is not None:
