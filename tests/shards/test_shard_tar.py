@@ -5,7 +5,14 @@ import tarfile
 import pytest
 
 from treeoflife.io import tar_member_info
-from treeoflife.shards.tar import TarStream, pack_members, padded, ustar_header, write_tar
+from treeoflife.shards.tar import (
+    TarStream,
+    pack_members,
+    pack_sample,
+    padded,
+    ustar_header,
+    write_tar,
+)
 
 
 def _tarfile_bytes(members):
@@ -160,3 +167,24 @@ def test_stream_into_a_file_object_without_a_descriptor():
         stream.add(big)
     stream.close()
     assert buf.getvalue() == _tarfile_bytes(big * 4)
+
+
+def test_samples_as_parts_equal_named_members(tmp_path):
+    """pack_sample / TarStream.add_sample (a cached template per repeating middle members)
+    write what pack_members writes: '%' in the data, several key lengths, middles that repeat
+    and middles that do not, an empty image."""
+    samples = []
+    for i in range(14):
+        key = f"k{i:0{3 + i % 4}d}"
+        fixed = (("sci.txt", f"a photo of %s{i % 2} 100%".encode()), ("txt", b"x" * (511 + i % 3)))
+        samples.append((key, ("jpg", bytes([i]) * (97 * i)), fixed, ("json", b'{"a":"%d"}')))
+    for key, first, fixed, last in samples:
+        named = [(f"{key}.{s}", d) for s, d in (first, *fixed, last)]
+        assert pack_sample(key, first, fixed, last, 1536) == pack_members(named, 1536)
+    with open(tmp_path / "p.tar", "wb") as fh:
+        stream = TarStream(fh)
+        for parts in samples:
+            stream.add_sample(*parts)
+        stream.close()
+    named = [(f"{k}.{s}", d) for k, f, x, j in samples for s, d in (f, *x, j)]
+    assert (tmp_path / "p.tar").read_bytes() == _tarfile_bytes(named)

@@ -62,8 +62,10 @@ from treeoflife.shards.writer import (
     _load_manifest,
     _locate,
     _members_of,
+    _parts_of,
     _ShardFile,
     _write_manifest,
+    packed_size,
     scan_shard,
 )
 
@@ -348,9 +350,8 @@ def _write_shard_file(
     try:
         for row, jpg in zip(rows, jpgs, strict=True):
             tid = _check_row(row)
-            members = _members_of(row, tid, jpg, params)
-            size = sum(padded(len(data)) for _, data in members)
-            current.add_sample(tid, str(row["key"]), members, size)
+            parts = _parts_of(row, tid, jpg, params)
+            current.add_sample(tid, str(row["key"]), parts, packed_size(parts))
         info = current.close()
     except BaseException:
         current.abort()

@@ -102,18 +102,33 @@ def catalog_json(row: Mapping) -> dict:
     return {c: row.get(c) for c in CATALOG_COLUMNS}
 
 
-def _sample_members(sample: Mapping) -> list[tuple[str, bytes]]:
+SampleParts = tuple[str, tuple[str, bytes], tuple[tuple[str, bytes], ...], tuple[str, bytes]]
+"""(key, ("jpg", image), ((caption suffix, text), ..., ("txt", text)), ("json", row))."""
+
+
+def _sample_parts(sample: Mapping) -> SampleParts:
+    """A ready sample's members in shard order, as parts for TarStream.add_sample."""
     key = sample.get("__key__")
     if not isinstance(key, str) or not _SAFE_KEY.match(key):
         raise ValueError(f"__key__ must be a webdataset-safe name without dots or slashes: {key!r}")
     missing = [m for m in SAMPLE_MEMBERS if m not in sample]
     if missing:
         raise ValueError(f"sample {key} lacks members {missing}")
-    members = [(f"{key}.jpg", bytes(sample["jpg"]))]
-    members += [(f"{key}.{m}", str(sample[m]).encode("utf-8")) for m in CAPTION_MEMBERS]
-    members.append((f"{key}.txt", str(sample["txt"]).encode("utf-8")))
-    members.append((f"{key}.json", _dump_json(sample["json"])))
-    return members
+    texts = tuple((m, str(sample[m]).encode("utf-8")) for m in CAPTION_MEMBERS)
+    texts += (("txt", str(sample["txt"]).encode("utf-8")),)
+    return key, ("jpg", bytes(sample["jpg"])), texts, ("json", _dump_json(sample["json"]))
+
+
+def _sample_members(sample: Mapping) -> list[tuple[str, bytes]]:
+    """The same members as (name, data), in shard order."""
+    key, first, texts, last = _sample_parts(sample)
+    return [(f"{key}.{suffix}", data) for suffix, data in (first, *texts, last)]
+
+
+def packed_size(parts: SampleParts) -> int:
+    """Bytes a sample takes in a tar (headers, data, padding)."""
+    _, first, texts, last = parts
+    return padded(len(first[1])) + sum(padded(len(d)) for _, d in texts) + padded(len(last[1]))
 
 
 def write_shard(path: Path, samples: Iterable[dict]) -> ShardInfo:
@@ -140,7 +155,7 @@ def write_shards(shards: Iterable[tuple[Path, Iterable[dict]]]) -> list[ShardInf
                     stream = TarStream(fh, path=path)
                     try:
                         for sample in samples:
-                            stream.add(_sample_members(sample))
+                            stream.add_sample(*_sample_parts(sample))
                             count += 1
                     finally:
                         stream.close()
@@ -278,9 +293,9 @@ class _ShardFile:
         self.stream = TarStream(self._fh, path=path)
         self.index: list[dict] = []
 
-    def add_sample(self, tid: str, key: str, members: list[tuple[str, bytes]], size: int) -> None:
-        """Append one sample (image first) and its index row; `size` is its packed bytes."""
-        offsets = self.stream.add(members)
+    def add_sample(self, tid: str, key: str, parts: SampleParts, size: int) -> None:
+        """Append one sample and its index row; `size` is its packed bytes."""
+        offsets = self.stream.add_sample(*parts)
         self.index.append(
             {
                 "treeoflife_id": tid,
@@ -290,7 +305,7 @@ class _ShardFile:
                 "offset": offsets[0] - BLOCK,
                 "size": size,
                 "jpg_offset": offsets[0],
-                "jpg_size": len(members[0][1]),
+                "jpg_size": len(parts[1][1]),
             }
         )
 
@@ -470,8 +485,8 @@ def _write_shards(
                         "shard": f"{split}/{current.path.name}",
                         "shard_position": len(current.index),
                     }
-                members = _members_of(row, tid, jpg, params)
-                sample_bytes = sum(padded(len(data)) for _, data in members)
+                parts = _parts_of(row, tid, jpg, params)
+                sample_bytes = packed_size(parts)
                 full = len(current.index) >= limit or (
                     max_bytes and current.final_size(sample_bytes) > max_bytes
                 )
@@ -479,8 +494,8 @@ def _write_shards(
                     break
                 yield finish()
                 current, index = None, index + 1
-            current.add_sample(tid, str(row["key"]), members, sample_bytes)
-            _fingerprint_add(fingerprint, members[-1][1], row)
+            current.add_sample(tid, str(row["key"]), parts, sample_bytes)
+            _fingerprint_add(fingerprint, parts[3][1], row)
             progress.advance(1)
         if current is not None:
             yield finish()
@@ -490,15 +505,22 @@ def _write_shards(
             current.abort()
 
 
-def _members_of(row: dict, tid: str, jpg: bytes, params: dict) -> list[tuple[str, bytes]]:
+def _parts_of(row: dict, tid: str, jpg: bytes, params: dict) -> SampleParts:
+    """A catalog row's sample (image, BioCLIP captions, txt, json row) as parts."""
     try:
         captions = caption_members(row)
         txt = text_for(row, params["text_type"], str(row["key"]), params["seed"])
     except ValueError as exc:
         raise InputError(f"row {row.get('key')!r}: {exc}") from exc
-    return _sample_members(
+    return _sample_parts(
         {"__key__": tid, "jpg": jpg, **captions, "txt": txt, "json": catalog_json(row)}
     )
+
+
+def _members_of(row: dict, tid: str, jpg: bytes, params: dict) -> list[tuple[str, bytes]]:
+    """_parts_of as (name, data) members."""
+    key, first, texts, last = _parts_of(row, tid, jpg, params)
+    return [(f"{key}.{suffix}", data) for suffix, data in (first, *texts, last)]
 
 
 def rows_in_order(table: pa.Table, keys: Sequence[str], batch: int = 4096) -> Iterator[dict]:
