@@ -173,3 +173,24 @@ def run_measured(argv: list[str], env: dict | None = None, cwd: Path | None = No
     # rusage misses grandchildren nobody waited for; /proc samples miss the last 0.2 s of each
     cpu = max(usage.ru_utime + usage.ru_stime, sum(cpu_seen.values()))
     return RunResult(wall, cpu, peak, proc.returncode)
+
+
+def load_line(before: tuple[float, ...], after: tuple[float, ...]) -> str:
+    """The load-average footer every results file carries (shared machines skew figures)."""
+    return (
+        f"load average before / after: {' '.join(f'{x:.2f}' for x in before)} / "
+        f"{' '.join(f'{x:.2f}' for x in after)}"
+    )
+
+
+def write_results(path: str | Path, title: str, script: str, report: str) -> None:
+    """bench/results/<name>.md: title, date, core count, the command that ran, the report."""
+    import datetime
+
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cmd = f".venv/bin/python {script} " + " ".join(
+        a for a in sys.argv[1:] if not a.startswith("--results")
+    )
+    Path(path).write_text(
+        f"# {title}\n\n{when}, {os.cpu_count()} cores.\n\n```\n{cmd.rstrip()}\n```\n\n{report}\n"
+    )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _corpus import CACHE, run_measured  # noqa: E402
+from _corpus import CACHE, load_line, run_measured, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = [
@@ -93,20 +92,14 @@ def main() -> None:
         )
         shutil.rmtree(out, ignore_errors=True)
     load_after = os.getloadavg()
-    lines += [
-        "",
-        f"load average before / after: {' '.join(f'{x:.2f}' for x in load_before)} / "
-        f"{' '.join(f'{x:.2f}' for x in load_after)}",
-    ]
+    lines += ["", load_line(load_before, load_after)]
     report = "\n".join(lines)
     print(report)
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = ".venv/bin/python bench/eol_manifest_memory.py " + " ".join(
-        a for a in sys.argv[1:] if not a.startswith("--results")
-    )
-    Path(args.results).write_text(
-        f"# eol_manifest_memory: EOL ingest memory vs manifest size\n\n{when}, "
-        f"{os.cpu_count()} cores.\n\n```\n{cmd.rstrip()}\n```\n\n{report}\n"
+    write_results(
+        args.results,
+        "eol_manifest_memory: EOL ingest memory vs manifest size",
+        "bench/eol_manifest_memory.py",
+        report,
     )
 
 

@@ -17,7 +17,6 @@ RSS of three processes on it:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _corpus import CACHE, run_measured  # noqa: E402
+from _corpus import CACHE, load_line, run_measured, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CATEGORIES = 10_000
@@ -150,20 +149,14 @@ def main() -> None:
             f"| {peer.wall_s:.1f} |"
         )
     load_after = os.getloadavg()
-    lines += [
-        "",
-        f"load average before / after: {' '.join(f'{x:.2f}' for x in load_before)} / "
-        f"{' '.join(f'{x:.2f}' for x in load_after)}",
-    ]
+    lines += ["", load_line(load_before, load_after)]
     report = "\n".join(lines)
     print(report)
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    cmd = ".venv/bin/python bench/inat21_annotations.py " + " ".join(
-        a for a in sys.argv[1:] if not a.startswith("--results")
-    )
-    Path(args.results).write_text(
-        f"# inat21_annotations: memory of planning an iNat21 archive from its JSON\n\n{when}, "
-        f"{os.cpu_count()} cores.\n\n```\n{cmd.rstrip()}\n```\n\n{report}\n"
+    write_results(
+        args.results,
+        "inat21_annotations: memory of planning an iNat21 archive from its JSON",
+        "bench/inat21_annotations.py",
+        report,
     )
 
 
