@@ -61,7 +61,6 @@ from treeoflife.shards.writer import (
     _index_table,
     _load_manifest,
     _locate,
-    _members_of,
     _parts_of,
     _ShardFile,
     _write_manifest,
@@ -196,14 +195,10 @@ def encode_chunk(item: EncodeChunk) -> int:
     )
     with atomic_path(data_path) as tmp, open(tmp, "wb") as fh:
         for i, (row, jpg) in enumerate(images):
-            members = _members_of(row, _check_row(row), b"", p)
+            _, _, texts, (_, json_member) = _parts_of(row, _check_row(row), b"", p)
             fh.write(jpg)
             total += len(jpg)
-            sizes[i] = (
-                len(jpg),
-                sum(padded(len(d)) for _, d in members[1:-1]),
-                len(members[-1][1]),
-            )
+            sizes[i] = (len(jpg), sum(padded(len(d)) for _, d in texts), len(json_member))
     with atomic_path(sizes_path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, sizes)
     write_text_atomic(

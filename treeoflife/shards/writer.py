@@ -119,12 +119,6 @@ def _sample_parts(sample: Mapping) -> SampleParts:
     return key, ("jpg", bytes(sample["jpg"])), texts, ("json", _dump_json(sample["json"]))
 
 
-def _sample_members(sample: Mapping) -> list[tuple[str, bytes]]:
-    """The same members as (name, data), in shard order."""
-    key, first, texts, last = _sample_parts(sample)
-    return [(f"{key}.{suffix}", data) for suffix, data in (first, *texts, last)]
-
-
 def packed_size(parts: SampleParts) -> int:
     """Bytes a sample takes in a tar (headers, data, padding)."""
     _, first, texts, last = parts
@@ -515,12 +509,6 @@ def _parts_of(row: dict, tid: str, jpg: bytes, params: dict) -> SampleParts:
     return _sample_parts(
         {"__key__": tid, "jpg": jpg, **captions, "txt": txt, "json": catalog_json(row)}
     )
-
-
-def _members_of(row: dict, tid: str, jpg: bytes, params: dict) -> list[tuple[str, bytes]]:
-    """_parts_of as (name, data) members."""
-    key, first, texts, last = _parts_of(row, tid, jpg, params)
-    return [(f"{key}.{suffix}", data) for suffix, data in (first, *texts, last)]
 
 
 def rows_in_order(table: pa.Table, keys: Sequence[str], batch: int = 4096) -> Iterator[dict]:
