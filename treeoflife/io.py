@@ -11,9 +11,11 @@ import errno
 import hashlib
 import io
 import os
+import queue
 import re
 import shutil
 import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,9 +95,6 @@ class BackgroundFinisher:
     """
 
     def __init__(self) -> None:
-        import queue
-        import threading
-
         self._queue: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -103,7 +102,7 @@ class BackgroundFinisher:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            tmp, final, done = item
+            tmp, final = item
             try:
                 if self._error is not None:
                     raise RuntimeError("an earlier file could not be finished")
@@ -116,21 +115,10 @@ class BackgroundFinisher:
                     self._error.__cause__ = exc
                 with contextlib.suppress(OSError):
                     tmp.unlink()
-            finally:
-                done.set()
 
-    def submit(self, tmp: Path, final: Path):
-        """Queue a fully written and closed `tmp` to become `final`; returns an Event set when
-        it is done (check `error` then)."""
-        import threading
-
-        done = threading.Event()
-        self._queue.put((Path(tmp), Path(final), done))
-        return done
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
+    def submit(self, tmp: Path, final: Path) -> None:
+        """Queue a fully written and closed `tmp` to become `final`."""
+        self._queue.put((Path(tmp), Path(final)))
 
     def wait(self) -> None:
         """Block until everything submitted is finished; stop the thread; raise any error."""
