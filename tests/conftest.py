@@ -26,3 +26,22 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One loopback S3-compatible server (moto) for every shared-storage test of the session."""
+    from treeoflife.testing.s3_server import S3Server
+
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_storage(s3_server):
+    """A fresh prefix on the loopback S3 server, as treeoflife.storage sees it."""
+    import uuid
+
+    from treeoflife.storage import FsspecStorage
+
+    return FsspecStorage(s3_server.url(f"t-{uuid.uuid4().hex[:10]}"), s3_server.options)

@@ -278,6 +278,27 @@ class ExecutionConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Shared storage for fan-out tasks that do not share the driver's disk (treeoflife.storage).
+
+    null (default): tasks use the data root itself, which suits one machine or a POSIX folder
+    that every worker mounts (NFS). An fsspec URL (s3://bucket/prefix, gs://..., abfs://...):
+    the hash and shard tasks read image stores from it and write their outputs there, and the
+    driver pushes their inputs and pulls their outputs; the shards end up there too.
+    """
+
+    shared: str | None = None
+    options: dict[str, typing.Any] = field(default_factory=dict)  # fsspec filesystem options
+
+    def __post_init__(self):
+        if self.shared is not None and "://" not in self.shared:
+            raise ConfigError(
+                f"storage.shared: {self.shared!r} is not a URL such as s3://bucket/prefix "
+                "(a folder every worker mounts needs no setting: it is the data root)"
+            )
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     data_root: str = "data"
     sources: SourcesConfig = field(default_factory=SourcesConfig)
@@ -289,6 +310,7 @@ class BuildConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     sample: dict[str, typing.Any] = field(default_factory=dict)  # sample generator options
 
     @property

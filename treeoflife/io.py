@@ -297,10 +297,15 @@ def store_member_name(key: str, ext: str = "jpg") -> str:
     return key.replace("/", "__") + "." + ext
 
 
-def read_image_bytes(data_root: str | Path, image_file: str, offset: int, size: int) -> bytes:
-    with open(Path(data_root) / image_file, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read(size)
+def read_image_bytes(data_root, image_file: str, offset: int, size: int) -> bytes:
+    """One image's bytes from its store; `data_root` is a folder or a treeoflife.storage
+    Storage (shared storage such as S3, read by range)."""
+    if isinstance(data_root, (str, Path)):
+        with open(Path(data_root) / image_file, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(size)
+    else:
+        data = data_root.read_bytes(image_file, offset, offset + size)
     if len(data) != size:
         raise OSError(f"short read from {image_file} at {offset}: {len(data)} of {size} bytes")
     return data

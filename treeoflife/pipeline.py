@@ -25,6 +25,7 @@ from treeoflife.io import remove_stale_temporaries, write_parquet_atomic, write_
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress, or_null
 from treeoflife.resume import completed, fingerprint, fingerprint_paths, mark_done, read_marker
+from treeoflife.storage import shared_storage
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,17 @@ def _sweep(layout: Layout, *folders: Path) -> None:
     (files whose writer is still alive, e.g. a concurrent stage of this run, are kept)."""
     for folder in (*folders, layout.state_dir):
         remove_stale_temporaries(folder)
+
+
+def _push_image_stores(cfg: BuildConfig, shared, image_files) -> None:
+    """Copy the image stores tasks will read to shared storage (what is there is kept)."""
+    from treeoflife.storage import push_files
+
+    rels = sorted({f for f in image_files if f is not None})
+    root = cfg.root.resolve()
+    ledger = Layout(cfg.root).state_dir / "shared-push.json"
+    copied = push_files(root, rels, shared, ledger)
+    log.info("shared storage %s: %d of %d image stores copied", shared.url(""), copied, len(rels))
 
 
 def _upstream(cfg: BuildConfig, *stages: str) -> list:
@@ -361,9 +373,13 @@ def stage_hashes(
         return {**done, "up_to_date": True}
     _sweep(layout, layout.hashes_dir)
     result: dict = {}
+    shared = shared_storage(cfg) if map_parts is not None else None
     for source in schemas.SOURCES:
         path = layout.hashes(source)
         parts = sorted(layout.catalog_dir(source).glob("part-*[0-9].parquet"))
+        if shared is not None and parts:
+            stores = [pq.read_table(p, columns=["image_file"]).column(0) for p in parts]
+            _push_image_stores(cfg, shared, pa.chunked_array(stores).unique().to_pylist())
         hashes = hash_catalog_parts(
             parts,
             layout.hashes_dir / source,
@@ -373,6 +389,7 @@ def stage_hashes(
             progress=progress,
             run_marker=layout.state_dir / f"hashes-{source}.run_id",
             map_parts=map_parts,
+            shared=shared,
         )
         write_parquet_atomic(hashes, path)
         result[source] = hashes.num_rows
@@ -585,6 +602,9 @@ def write_release_shards(
     layout = Layout(cfg.root)
     s = cfg.shards
     results = {}
+    shared = shared_storage(cfg) if map_parts is not None else None
+    if shared is not None:
+        _push_image_stores(cfg, shared, catalog.column("image_file").unique().to_pylist())
     for split in ("train", "val", "train_small"):
         if map_parts is not None:
             from treeoflife.shards.fanout import write_split_shards_mapped
@@ -605,6 +625,8 @@ def write_release_shards(
                 workers=s.workers,
                 assign_location=split != "train_small",
                 progress=progress,
+                shared=shared,
+                shared_split=layout.shards_dir(split).relative_to(cfg.root).as_posix(),
             )
         else:
             written = write_split_shards(

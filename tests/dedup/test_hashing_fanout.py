@@ -51,3 +51,34 @@ def test_a_part_done_twice_is_kept(tmp_path, make_jpeg):
     assert hash_catalog_part(item) == 1  # a retried worker finds the finished part
     assert (tmp_path / "h.parquet").stat().st_mtime_ns == stamp
     assert pq.read_table(tmp_path / "h.parquet").num_rows == 1
+
+
+def test_parts_on_object_storage_give_the_local_files(tmp_path, make_jpeg, s3_storage):
+    from treeoflife.storage import push_files
+
+    root = tmp_path / "data"
+    parts = [
+        write_part(root, i, {f"eol/{i}_{j}": make_jpeg(10 * i + j) for j in range(2)})
+        for i in range(3)
+    ]
+    local = hash_catalog_parts(parts, tmp_path / "local", root, "run-1", workers=1)
+    stores = sorted(
+        {f for p in parts for f in pq.read_table(p, columns=["image_file"]).column(0).to_pylist()}
+    )
+    push_files(root, stores, s3_storage, tmp_path / "pushed.json")
+    seen: list[HashPart] = []
+
+    def mapper(fn, items):
+        items = list(items)
+        seen.extend(items)
+        yield from map_out_of_order(fn, items)
+
+    out = root / "hashes" / "eol"
+    mapped = hash_catalog_parts(parts, out, root, "run-1", map_parts=mapper, shared=s3_storage)
+    assert mapped.equals(local)
+    for part in parts:
+        name = Path(part).name
+        assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    # The tasks saw only shared storage: relative paths there, no folder of this machine.
+    assert seen and all(i.shared == s3_storage and not Path(i.part).is_absolute() for i in seen)
+    assert all(s3_storage.exists(i.part) and not s3_storage.exists(i.target) for i in seen)

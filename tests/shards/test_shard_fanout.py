@@ -11,6 +11,7 @@ from treeoflife.errors import InputError
 from treeoflife.fanout import map_in_order
 from treeoflife.schemas import CATALOG
 from treeoflife.shards.fanout import (
+    ROWS_FILE,
     WORK_DIR,
     ShardTask,
     SplitJob,
@@ -193,3 +194,90 @@ def test_an_earlier_sequential_build_is_reused(tmp_path, data_root, caplog):
     )
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.tar")} == before
     assert "already written" in caplog.text
+
+
+def _push_stores(data_root, rows, shared, ledger):
+    from treeoflife.storage import push_files
+
+    push_files(data_root, sorted({r["image_file"] for r in rows}), shared, ledger)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"samples_per_shard": 4},
+        {"samples_per_shard": 100, "max_shard_bytes": 60_000},  # the encode pass runs there too
+    ],
+)
+def test_tasks_on_object_storage_give_the_same_files(tmp_path, data_root, s3_storage, args):
+    rows = make_rows(data_root, 10)
+    _push_stores(data_root, rows, s3_storage, tmp_path / "pushed.json")
+    keys = [r["key"] for r in rows]
+    seq = tmp_path / "seq" / "train"
+    write_split_shards(rows, seq, data_root, **ARGS, **args)
+    ran: list[str] = []
+
+    def mapper(fn, items):
+        items = list(items)
+        ran.extend(fn.__name__ for _ in items)
+        assert all(i.job.shared == s3_storage for i in items)  # tasks see shared storage only
+        yield from map_out_of_order(fn, items)
+
+    out = tmp_path / "data2" / "train"
+
+    def write():
+        return write_split_shards_mapped(
+            _table(rows),
+            keys,
+            out,
+            data_root,
+            **ARGS,
+            **args,
+            map_parts=mapper,
+            shared=s3_storage,
+            shared_split="release/shards/train",
+        )
+
+    write()
+    expected = _files(seq)
+    assert _files(out) == expected
+    assert not (out / WORK_DIR).exists() and not list(out.glob(".*"))
+    # The whole split is on shared storage too, and nothing else.
+    assert s3_storage.list("release/shards/train") == sorted(expected)
+    assert all(s3_storage.read_bytes(f"release/shards/train/{n}") == expected[n] for n in expected)
+    assert not s3_storage.exists(f"release/shards/train/{WORK_DIR}/{ROWS_FILE}")
+
+    # A rerun with the same inputs keeps every shard the first run left in the split folder.
+    ran.clear()
+    write()
+    assert "write_planned_shard" not in ran
+    assert _files(out) == expected
+
+
+def test_a_shard_that_changed_on_its_way_back_is_refused(tmp_path, data_root, s3_storage):
+    from treeoflife.errors import OutputError
+
+    rows = make_rows(data_root, 6)
+    _push_stores(data_root, rows, s3_storage, tmp_path / "pushed.json")
+
+    def corrupting(fn, items):
+        for item in items:
+            result = fn(item)
+            name = result["name"]
+            s3_storage.write_bytes(f"train/{name}", b"x" * result["bytes"])  # same size
+            yield result
+
+    out = tmp_path / "out" / "train"
+    with pytest.raises(OutputError, match="does not match the sha256"):
+        write_split_shards_mapped(
+            _table(rows),
+            [r["key"] for r in rows],
+            out,
+            data_root,
+            **ARGS,
+            samples_per_shard=4,
+            map_parts=corrupting,
+            shared=s3_storage,
+            shared_split="train",
+        )
+    assert not list(out.glob("shard-*.tar"))  # nothing unverified under a release name

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import logging
 import multiprocessing
+import tempfile
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,11 @@ from treeoflife.fanout import PartMapper
 from treeoflife.io import md5_hex, read_image_bytes
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import EVAL_HASHES, HASHES, INGEST_FAILED, INGEST_OK
+from treeoflife.storage import FsspecStorage
 
 log = logging.getLogger(__name__)
+
+SHARED_WORK = ".work/hashes"  # hash tasks' targets on shared storage, by run id
 
 EVAL_RANK_COLUMNS = {  # output column -> manifest column (Rare Species writes `cls` for class)
     "kingdom": "kingdom",
@@ -101,7 +106,8 @@ def hash_catalog(
             raise InputError(f"catalog row {key!r} has status ok but no image location")
     items: list[_Item] = list(zip(files, offsets, sizes, strict=True))
     spans = _batches(len(items), batch_size)
-    root = str(data_root)
+    # a folder, or a treeoflife.storage Storage (object storage, read by range)
+    root = str(data_root) if isinstance(data_root, (str, Path)) else data_root
 
     md5_out: list[str] = []
     phash_out: list[int | None] = []
@@ -250,12 +256,17 @@ def _hash_eval_file(
 
 @dataclass(frozen=True)
 class HashPart:
-    """One catalog part to hash (absolute paths, so any worker on shared storage can do it)."""
+    """One catalog part to hash (absolute paths, so any worker on shared storage can do it).
+
+    With `shared` (object storage, treeoflife.storage), `part` and `target` are paths relative
+    to it and the image stores are read from it; the driver pushed them there.
+    """
 
     part: str  # the source catalog part (parquet)
     target: str  # where its hashes go (parquet)
     data_root: str
     workers: int = 1  # processes this part may use where it runs (1 inside a Dask worker)
+    shared: FsspecStorage | None = None
 
 
 def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
@@ -270,14 +281,36 @@ def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
     from treeoflife.io import write_parquet_atomic
     from treeoflife.schemas import SOURCE_CATALOG
 
-    target = Path(item.target)
-    if target.exists():
-        return pq.read_metadata(target).num_rows
-    catalog = pq.read_table(item.part, schema=SOURCE_CATALOG)
     workers = local_processes(item.workers)
-    table = hash_catalog(catalog, Path(item.data_root), workers=workers, progress=progress)
-    write_parquet_atomic(table, target)
+    shared = item.shared
+    if shared is None:
+        target = Path(item.target)
+        if target.exists():
+            return pq.read_metadata(target).num_rows
+        catalog = pq.read_table(item.part, schema=SOURCE_CATALOG)
+        table = hash_catalog(catalog, Path(item.data_root), workers=workers, progress=progress)
+        write_parquet_atomic(table, target)
+        return table.num_rows
+    if shared.exists(item.target):
+        with shared.open(item.target) as fh:
+            return pq.read_metadata(fh).num_rows
+    with shared.open(item.part) as fh:
+        catalog = pq.read_table(fh, schema=SOURCE_CATALOG)
+    table = hash_catalog(catalog, shared, workers=workers, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
+        local = Path(scratch) / Path(item.target).name
+        write_parquet_atomic(table, local)
+        shared.put(local, item.target)
     return table.num_rows
+
+
+def _on_shared(item: HashPart, root: Path, shared: FsspecStorage, run_id: str) -> HashPart:
+    """`item` for a task on shared storage: its part pushed there, paths relative to it (the
+    target under the run id, so a target of other inputs or another algorithm is never kept)."""
+    part = Path(item.part).relative_to(root).as_posix()
+    shared.put(item.part, part)
+    target = f"{SHARED_WORK}/{run_id}/{Path(item.target).relative_to(root).as_posix()}"
+    return dataclasses.replace(item, part=part, target=target, shared=shared)
 
 
 def hash_catalog_parts(
@@ -289,6 +322,7 @@ def hash_catalog_parts(
     progress: Progress | None = None,
     run_marker: Path | None = None,
     map_parts: PartMapper | None = None,
+    shared: FsspecStorage | None = None,
 ) -> pa.Table:
     """hash_catalog over a source's catalog parts, resumable part by part; all rows, in order.
 
@@ -300,6 +334,9 @@ def hash_catalog_parts(
 
     `map_parts` (treeoflife.fanout) runs the unfinished parts, e.g. on a Dask cluster through
     Prefect; by default they run here one after another, each over `workers` processes.
+    With `shared` (object storage), the tasks read the parts and image stores from it (at
+    their data-root-relative names: the caller pushed the image stores; the parts are pushed
+    here) and leave their targets there, which are then pulled into `out_dir`.
     """
     import pyarrow.parquet as pq
 
@@ -325,6 +362,10 @@ def hash_catalog_parts(
         for part, target in zip(parts, targets, strict=True)
         if not target.exists()
     ]
+    local_targets = [Path(item.target) for item in todo]
+    if shared is not None:  # tasks read and write relative to shared storage
+        root = Path(data_root).resolve()
+        todo = [_on_shared(item, root, shared, run_id) for item in todo]
     if map_parts is None:
         for item in todo:
             hash_catalog_part(item, progress)
@@ -335,6 +376,10 @@ def hash_catalog_parts(
             p.advance(1)
         p.finish()
         remove_stale_temporaries(out_dir)  # a worker that died mid-part left its temporary
+    if shared is not None:  # pull the targets the tasks left on shared storage
+        for item, target in zip(todo, local_targets, strict=True):
+            shared.get(item.target, target)
+            shared.remove(item.target)
     tables = [pq.read_table(target, schema=HASHES) for target in targets]
     if not tables:
         return HASHES.empty_table()

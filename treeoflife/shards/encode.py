@@ -74,7 +74,8 @@ def encoded_images(
     most 2 chunks per worker in flight.
     """
     params = (image_size, quality, mode)
-    root = str(data_root)
+    # a folder, or a treeoflife.storage Storage (object storage, read by range)
+    root = str(data_root) if isinstance(data_root, (str, Path)) else data_root
     if workers <= 1:
         for row in rows:
             yield from _unpack([row], _encode_chunk(root, [_location(row)], params))

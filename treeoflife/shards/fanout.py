@@ -20,9 +20,12 @@ sequential writer (`writer.write_split_shards`) whatever the mapper or the numbe
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +35,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from treeoflife.errors import InputError
+from treeoflife.errors import InputError, OutputError
 from treeoflife.fanout import PartMapper, local_processes
 from treeoflife.io import (
     TMP_SUFFIX,
     atomic_path,
     remove_stale_temporaries,
-    write_parquet_atomic,
     write_text_atomic,
 )
 from treeoflife.progress import Progress, or_null
@@ -67,6 +69,7 @@ from treeoflife.shards.writer import (
     packed_size,
     scan_shard,
 )
+from treeoflife.storage import FsspecStorage, LocalStorage, Storage
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +79,20 @@ ROWS_FILE = "rows.parquet"
 
 @dataclass(frozen=True)
 class SplitJob:
-    """What every task of one split shares (absolute paths: workers may run elsewhere)."""
+    """What every task of one split shares (absolute paths: workers may run elsewhere).
+
+    With `shared` (object storage, treeoflife.storage), tasks read the row table and image
+    stores from it and write their outputs to `shared/shared_split/`; the driver pushes the
+    inputs there first and pulls the outputs into `split_dir` after. Without it, tasks use
+    `split_dir` and `data_root` themselves (one machine, or a POSIX folder all workers mount).
+    """
 
     split_dir: str
     data_root: str
     params: dict  # the writer's settings (as in the manifest)
     workers: int = 1  # encode processes a task may use where it runs
+    shared: FsspecStorage | None = None
+    shared_split: str = ""  # the split's folder on `shared`, e.g. shards/train
 
     @property
     def work(self) -> Path:
@@ -90,6 +101,18 @@ class SplitJob:
     @property
     def split(self) -> str:
         return Path(self.split_dir).name
+
+    @property
+    def files(self) -> Storage:
+        """Where tasks find the split's row table and leave shards and records."""
+        if self.shared is None:
+            return LocalStorage(self.split_dir)
+        return FsspecStorage(self.shared.url(self.shared_split), self.shared.options)
+
+    @property
+    def images(self) -> Storage | Path:
+        """Where tasks read image stores (image_file is relative to it)."""
+        return Path(self.data_root) if self.shared is None else self.shared
 
 
 @dataclass(frozen=True)
@@ -132,21 +155,44 @@ def _read_rows(job: SplitJob, start: int, stop: int) -> list[dict]:
     """Rows [start, stop) of the split, reading only the row groups they sit in."""
     group = job.params["samples_per_shard"]
     first, last = start // group, (stop - 1) // group
-    pf = pq.ParquetFile(job.work / ROWS_FILE)
-    table = pf.read_row_groups(list(range(first, last + 1)))
+    with job.files.open(f"{WORK_DIR}/{ROWS_FILE}") as fh:
+        table = pq.ParquetFile(fh).read_row_groups(list(range(first, last + 1)))
     return table.slice(start - first * group, stop - start).to_pylist()
+
+
+@contextlib.contextmanager
+def _output(files: Storage, rel: str) -> Iterator[Path]:
+    """A local path to write `rel` to; it is `rel` in `files` once the block ends (atomically:
+    renamed on a disk, uploaded whole to object storage)."""
+    local = files.local_path(rel)
+    if local is not None:
+        with atomic_path(local) as tmp:
+            yield tmp
+        return
+    with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
+        tmp = Path(scratch) / Path(rel).name
+        yield tmp
+        files.put(tmp, rel)
+
+
+def _read_record(files: Storage, rel: str) -> dict | None:
+    try:
+        return json.loads(files.read_bytes(rel))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_record(files: Storage, rel: str, record: dict) -> None:
+    files.write_bytes(rel, json.dumps(record, sort_keys=True).encode())
 
 
 # --------------------------------------------------------------------------- encode pass
 
 
-def _chunk_paths(job: SplitJob, chunk: int) -> tuple[Path, Path, Path]:
-    stem = job.work / f"chunk-{chunk:06d}"
-    return (
-        stem.with_suffix(".jpg"),
-        stem.with_suffix(".sizes.npy"),
-        stem.with_suffix(".json"),
-    )
+def _chunk_paths(chunk: int) -> tuple[str, str, str]:
+    """(encoded images, member sizes, done record) of an encode chunk, in the split's files."""
+    stem = f"{WORK_DIR}/chunk-{chunk:06d}"
+    return f"{stem}.jpg", f"{stem}.sizes.npy", f"{stem}.json"
 
 
 def _at_reference(job: SplitJob, rows: list[dict]) -> list[dict]:
@@ -157,53 +203,44 @@ def _at_reference(job: SplitJob, rows: list[dict]) -> list[dict]:
     return [{**r, "shard": name, "shard_position": 0} for r in rows]
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def encode_chunk(item: EncodeChunk) -> int:
     """Encode rows [start, stop) into `.work/chunk-N.jpg` + per-row member sizes (jpg, padded
     text members, json at shard 0 position 0); the `.json` record, written last, marks it done
     and names its inputs. A finished chunk with the same inputs is kept. Returns rows."""
     job = item.job
-    data_path, sizes_path, record_path = _chunk_paths(job, item.chunk)
+    files = job.files
+    data_path, sizes_path, record_path = _chunk_paths(item.chunk)
     rows = _at_reference(job, _read_rows(job, item.start, item.stop))
     fp = _fingerprint(f"chunk-{item.chunk:06d}", rows, job.params)
-    record = _read_json(record_path)
+    record = _read_record(files, record_path)
     if (
         record is not None
         and record.get("fingerprint") == fp
-        and data_path.exists()
-        and data_path.stat().st_size == record.get("bytes")
-        and sizes_path.exists()
+        and files.size(data_path) == record.get("bytes")
+        and files.exists(sizes_path)
     ):
         return len(rows)
-    record_path.unlink(missing_ok=True)  # the old record must not vouch for new bytes
+    files.remove(record_path)  # the old record must not vouch for new bytes
     p = job.params
     sizes = np.zeros((len(rows), 3), dtype=np.int64)
     total = 0
     images = encoded_images(
         rows,
-        Path(job.data_root),
+        job.images,
         p["image_size"],
         p["jpeg_quality"],
         p["resize_mode"],
         local_processes(job.workers),
     )
-    with atomic_path(data_path) as tmp, open(tmp, "wb") as fh:
+    with _output(files, data_path) as tmp, open(tmp, "wb") as fh:
         for i, (row, jpg) in enumerate(images):
             _, _, texts, (_, json_member) = _parts_of(row, _check_row(row), b"", p)
             fh.write(jpg)
             total += len(jpg)
             sizes[i] = (len(jpg), sum(padded(len(d)) for _, d in texts), len(json_member))
-    with atomic_path(sizes_path) as tmp, open(tmp, "wb") as fh:
+    with _output(files, sizes_path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, sizes)
-    write_text_atomic(
-        record_path, json.dumps({"fingerprint": fp, "rows": len(rows), "bytes": total})
-    )
+    _write_record(files, record_path, {"fingerprint": fp, "rows": len(rows), "bytes": total})
     return len(rows)
 
 
@@ -244,37 +281,99 @@ def plan_shards(sizes: Iterator[np.ndarray], params: dict) -> list[tuple[int, in
     return shards
 
 
+def _load_sizes(files: Storage, rel: str) -> np.ndarray:
+    with files.open(rel) as fh:
+        return np.load(fh)
+
+
 def _chunk_sizes(job: SplitJob, n_chunks: int) -> Iterator[np.ndarray]:
+    files = job.files
     for chunk in range(n_chunks):
-        yield np.load(_chunk_paths(job, chunk)[1])
+        yield _load_sizes(files, _chunk_paths(chunk)[1])
 
 
 def _chunk_images(job: SplitJob, start: int, stop: int) -> Iterator[bytes]:
     """The encoded images of rows [start, stop), read from the chunk stores in order."""
     group = job.params["samples_per_shard"]
+    files = job.files
     for chunk in range(start // group, (stop - 1) // group + 1):
-        data_path, sizes_path, _ = _chunk_paths(job, chunk)
-        lengths = np.load(sizes_path)[:, 0].tolist()
+        data_path, sizes_path, _ = _chunk_paths(chunk)
+        lengths = _load_sizes(files, sizes_path)[:, 0].tolist()
         lo = max(start, chunk * group) - chunk * group
         hi = min(stop, (chunk + 1) * group) - chunk * group
-        with open(data_path, "rb") as fh:
+        with files.open(data_path) as fh:
             fh.seek(sum(lengths[:lo]))
             for length in lengths[lo:hi]:
                 data = fh.read(length)
                 if len(data) != length:
-                    raise InputError(f"{data_path}: chunk store is shorter than its sizes")
+                    raise InputError(
+                        f"{files.url(data_path)}: chunk store is shorter than its sizes"
+                    )
                 yield data
 
 
 # --------------------------------------------------------------------------- shard tasks
 
 
-def _shard_paths(job: SplitJob, name: str) -> tuple[Path, Path, Path]:
-    return (
-        Path(job.split_dir) / name,
-        job.work / f"{name}.json",
-        job.work / f"{name}.index.parquet",
-    )
+def _record_files(name: str) -> tuple[str, str]:
+    """(done record, index rows) of a shard task, in the split's files."""
+    return f"{WORK_DIR}/{name}.json", f"{WORK_DIR}/{name}.index.parquet"
+
+
+def _stored_matches(files: Storage, name: str, entry: dict) -> bool:
+    """The stored shard is the one `entry` describes: size and sha256 on a disk; the size on
+    object storage, where a shard appears only whole and its record is written after it."""
+    local = files.local_path(name)
+    if local is not None:
+        return _file_matches(local, entry)
+    return files.size(name) == entry.get("bytes")
+
+
+def _write_index_rows(files: Storage, rel: str, rows: list[dict]) -> None:
+    with _output(files, rel) as tmp:
+        pq.write_table(_index_table(rows), tmp, compression="zstd")
+
+
+def _reuse_old_shard(item: ShardTask, name: str, located: list[dict], fp: str) -> dict | None:
+    """The entry of a shard an earlier run wrote into the split folder from the same inputs
+    (its record and index rows are left in the split folder's `.work/`), or None."""
+    old, split_dir = item.old_entry, Path(item.job.split_dir)
+    if (
+        old is None
+        or old.get("fingerprint") != fp
+        or old.get("samples") != len(located)
+        or not _file_matches(split_dir / name, old)
+    ):
+        return None
+    log.info("shard %s already written, skipping", split_dir / name)
+    entry = {k: old[k] for k in ("samples", "bytes", "sha256", "fingerprint")}
+    local = LocalStorage(split_dir)
+    record_rel, index_rel = _record_files(name)
+    _write_index_rows(local, index_rel, scan_shard(split_dir / name))
+    _write_record(local, record_rel, entry)
+    return {**entry, "name": name}
+
+
+def _task_rows(item: ShardTask) -> tuple[str, list[dict], list[dict], str]:
+    """(shard name, rows, rows with their shard location, fingerprint) of a shard task."""
+    job, p = item.job, item.job.params
+    name = SHARD_PATTERN.format(item.index)
+    rows = _read_rows(job, item.start, item.stop)
+    located = _locate(rows, job.split, item.index) if p["assign_location"] else rows
+    return name, rows, located, _fingerprint(name, located, p)
+
+
+@contextlib.contextmanager
+def _shard_target(files: Storage, name: str) -> Iterator[Path]:
+    """Where _ShardFile writes shard `name` (it renames into place itself on a disk); on
+    object storage a scratch file, uploaded whole when the block ends without error."""
+    local = files.local_path(name)
+    if local is not None:
+        yield local
+        return
+    with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
+        yield Path(scratch) / name
+        files.put(Path(scratch) / name, name)
 
 
 def write_planned_shard(item: ShardTask) -> dict:
@@ -283,56 +382,45 @@ def write_planned_shard(item: ShardTask) -> dict:
     an earlier run's manifest, is kept. Returns the manifest entry (plus `name`)."""
     job = item.job
     p = job.params
-    name = SHARD_PATTERN.format(item.index)
-    shard_path, record_path, index_path = _shard_paths(job, name)
-    rows = _read_rows(job, item.start, item.stop)
-    located = _locate(rows, job.split, item.index) if p["assign_location"] else rows
-    fp = _fingerprint(name, located, p)
+    files = job.files
+    name, rows, located, fp = _task_rows(item)
+    record_rel, index_rel = _record_files(name)
 
-    record = _read_json(record_path)
+    record = _read_record(files, record_rel)
     if (
         record is not None
         and record.get("fingerprint") == fp
-        and index_path.exists()
-        and _file_matches(shard_path, record)
+        and files.exists(index_rel)
+        and _stored_matches(files, name, record)
     ):
         return {**record, "name": name}
-    old = item.old_entry
-    if (
-        old is not None
-        and old.get("fingerprint") == fp
-        and old.get("samples") == len(rows)
-        and _file_matches(shard_path, old)
-    ):
-        log.info("shard %s already written, skipping", shard_path)
-        entry = {k: old[k] for k in ("samples", "bytes", "sha256", "fingerprint")}
-        write_parquet_atomic(_index_table(scan_shard(shard_path)), index_path)
-        write_text_atomic(record_path, json.dumps(entry, sort_keys=True))
-        return {**entry, "name": name}
+    if job.shared is None and (reused := _reuse_old_shard(item, name, located, fp)):
+        return reused  # (with shared storage the driver looks for reusable shards itself)
 
-    record_path.unlink(missing_ok=True)  # the old record must not vouch for new bytes
+    files.remove(record_rel)  # the old record must not vouch for new bytes
     if item.from_chunks:
         jpgs = _chunk_images(job, item.start, item.stop)
     else:
         images = encoded_images(
             rows,
-            Path(job.data_root),
+            job.images,
             p["image_size"],
             p["jpeg_quality"],
             p["resize_mode"],
             local_processes(job.workers),
         )
         jpgs = (jpg for _, jpg in images)
-    info, index_rows = _write_shard_file(shard_path, job.split, located, jpgs, p)
-    if item.planned_bytes is not None and info.bytes != item.planned_bytes:
-        shard_path.unlink(missing_ok=True)
-        raise RuntimeError(
-            f"{shard_path}: {info.bytes} bytes written, the boundary plan expected "
-            f"{item.planned_bytes} (the plan and the writer disagree: a bug)"
-        )
+    with _shard_target(files, name) as target:
+        info, index_rows = _write_shard_file(target, job.split, located, jpgs, p)
+        if item.planned_bytes is not None and info.bytes != item.planned_bytes:
+            target.unlink(missing_ok=True)
+            raise RuntimeError(
+                f"{files.url(name)}: {info.bytes} bytes written, the boundary plan expected "
+                f"{item.planned_bytes} (the plan and the writer disagree: a bug)"
+            )
     entry = {"samples": info.samples, "bytes": info.bytes, "sha256": info.sha256, "fingerprint": fp}
-    write_parquet_atomic(_index_table(index_rows), index_path)
-    write_text_atomic(record_path, json.dumps(entry, sort_keys=True))
+    _write_index_rows(files, index_rel, index_rows)
+    _write_record(files, record_rel, entry)
     return {**entry, "name": name}
 
 
@@ -373,9 +461,18 @@ def write_split_shards_mapped(
     workers: int = 1,
     assign_location: bool = True,
     progress: Progress | None = None,
+    shared: FsspecStorage | None = None,
+    shared_split: str = "",
 ) -> SplitShards:
     """write_split_shards for the rows of `table` listed in `keys` (in that order), with the
-    encoding and shard writing run by `map_parts`. Same files, same bytes."""
+    encoding and shard writing run by `map_parts`. Same files, same bytes.
+
+    With `shared` (object storage), the tasks work in `shared/shared_split/` and read image
+    stores from `shared` (the caller pushed them there, at their data-root-relative names);
+    the driver pushes the row table and pulls each finished shard into `split_dir`, checking
+    its sha256. The split's manifest, sizes and index are then copied there too, so the
+    shared folder holds the whole split for readers of object storage.
+    """
     if samples_per_shard <= 0:
         raise ValueError(f"samples_per_shard must be > 0, got {samples_per_shard}")
     split_dir = Path(split_dir).resolve()
@@ -392,7 +489,10 @@ def write_split_shards_mapped(
         "assign_location": assign_location,
     }
     text_for({"kingdom": "Animalia"}, text_type, "", seed)  # an unknown text_type fails here
-    job = SplitJob(str(split_dir), str(Path(data_root).resolve()), params, workers)
+    job = SplitJob(
+        str(split_dir), str(Path(data_root).resolve()), params, workers, shared, shared_split
+    )
+    local_job = SplitJob(str(split_dir), job.data_root, params, workers)
 
     split_dir.mkdir(parents=True, exist_ok=True)
     for tmp in sorted(split_dir.glob(f".*{TMP_SUFFIX}")):  # left by a killed run
@@ -402,6 +502,8 @@ def write_split_shards_mapped(
     remove_stale_temporaries(job.work)
     old = _load_manifest(split_dir / MANIFEST_FILE)
     _write_rows(table, keys, job.work / ROWS_FILE, samples_per_shard)
+    if shared is not None:
+        job.files.put(job.work / ROWS_FILE, f"{WORK_DIR}/{ROWS_FILE}")
     n = len(keys)
     spans = [(s, min(s + samples_per_shard, n)) for s in range(0, n, samples_per_shard)]
 
@@ -429,13 +531,27 @@ def write_split_shards_mapped(
 
     progress.start(f"shards {split}", n)
     entries: dict[str, dict] = {}
-    infos: list[ShardInfo] = []
+    if shared is not None:  # shards an earlier run left here: the tasks cannot see them
+        for task in tasks:
+            name, _, located, fp = _task_rows(dataclasses.replace(task, job=local_job))
+            if reused := _reuse_old_shard(task, name, located, fp):
+                entries[name] = reused
+                progress.advance(reused["samples"])
+        tasks = [t for t in tasks if SHARD_PATTERN.format(t.index) not in entries]
     for result in map_parts(write_planned_shard, tasks):
-        name = result.pop("name")
+        name = result["name"]
+        if shared is not None:
+            _pull_shard(job, name, result)
         entries[name] = result
-        infos.append(ShardInfo(name, result["samples"], result["bytes"], result["sha256"]))
         progress.advance(result["samples"])
     progress.finish()
+    names = [SHARD_PATTERN.format(i) for i in range(len(plan))]  # shard order
+    infos = [
+        ShardInfo(name, entries[name]["samples"], entries[name]["bytes"], entries[name]["sha256"])
+        for name in names
+    ]
+    for entry in entries.values():
+        entry.pop("name")
     # Every task has finished: a temporary left here is an orphan of a worker that died
     # mid-shard (its task ran again elsewhere).
     for tmp in sorted(split_dir.glob(f".*{TMP_SUFFIX}")):
@@ -448,7 +564,7 @@ def write_split_shards_mapped(
         pq.ParquetWriter(index_tmp, INDEX_SCHEMA, compression="zstd") as index_writer,
     ):
         for info in infos:
-            rows = pq.read_table(_shard_paths(job, info.name)[2], schema=INDEX_SCHEMA)
+            rows = pq.read_table(split_dir / _record_files(info.name)[1], schema=INDEX_SCHEMA)
             index_writer.write_table(rows)
     for stale in sorted(split_dir.glob("shard-*.tar")):
         if _SHARD_FILE.match(stale.name) and stale.name not in entries:
@@ -457,5 +573,39 @@ def write_split_shards_mapped(
     sizes = {info.name: info.samples for info in infos}
     write_text_atomic(split_dir / SIZES_FILE, json.dumps(sizes, indent=1, sort_keys=True) + "\n")
     _write_manifest(split_dir, entries, params)
+    if shared is not None:
+        _publish_split(job, set(entries))
     shutil.rmtree(job.work, ignore_errors=True)
     return SplitShards(infos, index_path)
+
+
+def _pull_shard(job: SplitJob, name: str, entry: dict) -> None:
+    """Copy a shard a task wrote to shared storage into the split folder, with its index rows;
+    a copy whose sha256 differs from the task's entry is an error, never a release file."""
+    files, split_dir = job.files, Path(job.split_dir)
+    index_rel = _record_files(name)[1]
+    files.get(index_rel, split_dir / index_rel)
+    if _file_matches(split_dir / name, entry):
+        return
+    files.get(name, split_dir / name)
+    if not _file_matches(split_dir / name, entry):
+        (split_dir / name).unlink(missing_ok=True)
+        raise OutputError(
+            f"{files.url(name)}: the copy pulled to {split_dir / name} does not match the "
+            "sha256 its task recorded"
+        )
+
+
+def _publish_split(job: SplitJob, names: set[str]) -> None:
+    """Leave the split whole on shared storage: shards reused from an earlier run, then the
+    index, sizes and manifest; drop shards no longer in the split and the work files."""
+    files, split_dir = job.files, Path(job.split_dir)
+    for name in sorted(names):
+        if files.size(name) != (split_dir / name).stat().st_size:
+            files.put(split_dir / name, name)
+    for name in files.list(""):
+        if _SHARD_FILE.match(name) and name not in names:
+            files.remove(name)
+    for name in (INDEX_FILE, SIZES_FILE, MANIFEST_FILE):
+        files.put(split_dir / name, name)
+    files.remove_tree(WORK_DIR)

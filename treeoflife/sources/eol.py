@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import logging
 import multiprocessing
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,10 +47,13 @@ from treeoflife.sources.ingest import (
     finish_stats,
     new_row,
     part_done,
+    part_parquet,
+    part_tar_relpath,
     prepare_source_dirs,
     write_part,
 )
 from treeoflife.sources.seen import SeenKeys
+from treeoflife.storage import FsspecStorage, shared_storage
 
 log = logging.getLogger(__name__)
 
@@ -382,20 +386,57 @@ class EolPart:
     batch: list
     settings: DownloadSettings
     resize: ResizePolicy
+    shared: FsspecStorage | None = None  # object storage the part goes to (download_eol_part)
 
 
-def download_eol_part(item: EolPart) -> int:
-    """Download, decode and write one part (a finished part is kept); returns its row count."""
-    _download_part(item.cfg, item.index, item.batch, item.settings, item.resize)
-    return len(item.batch)
+def download_eol_part(item: EolPart) -> tuple[int, int]:
+    """Download, decode and write one part (a finished part is kept); returns (part number,
+    rows).
+
+    With `item.shared` (object storage: this worker may not see the driver's disk) the part is
+    written in a scratch folder and its files are copied there, the catalog part last (its
+    presence marks the part done); the driver pulls them (`_pull_part`)."""
+    if item.shared is None:
+        _download_part(item.cfg, item.index, item.batch, item.settings, item.resize)
+        return item.index, len(item.batch)
+    rels = _part_files(item.cfg, item.index)
+    if item.shared.exists(rels[-1]):  # a retried task whose first attempt finished
+        return item.index, len(item.batch)
+    with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
+        cfg = dataclasses.replace(item.cfg, data_root=scratch)
+        _download_part(cfg, item.index, item.batch, item.settings, item.resize)
+        for rel in rels:
+            if (Path(scratch) / rel).exists():
+                item.shared.put(Path(scratch) / rel, rel)
+    return item.index, len(item.batch)
+
+
+def _part_files(cfg: BuildConfig, index: int) -> list[str]:
+    """A part's files relative to the data root: image store, download status, catalog part
+    (the one whose presence marks the part done: last)."""
+    files = [
+        cfg.root / part_tar_relpath(SOURCE, index),
+        status_parquet(cfg, index),
+        part_parquet(cfg, SOURCE, index),
+    ]
+    return [f.relative_to(cfg.root).as_posix() for f in files]
+
+
+def _pull_part(cfg: BuildConfig, shared: FsspecStorage, index: int) -> None:
+    """Copy a part a task left on shared storage into the data root, catalog part last."""
+    for rel in _part_files(cfg, index):
+        if shared.exists(rel):
+            shared.get(rel, cfg.root / rel)
 
 
 def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progress, map_parts):
     """Parts handed to an injected mapper as they are read from the manifests (it bounds how
-    many are in flight); each gets its share of the download limits."""
+    many are in flight); each gets its share of the download limits. With `storage.shared`,
+    the tasks leave their parts there and each is pulled into the data root as it finishes."""
     # The mapper's own width when it knows it (a cluster's threads), else the config's.
     share = _split_settings(settings, getattr(map_parts, "width", cfg.execution.parallelism))
     remote_cfg = dataclasses.replace(cfg, data_root=str(cfg.root.resolve()))
+    shared = shared_storage(cfg)
     n_parts = 0
 
     def items() -> Iterator[EolPart]:
@@ -407,9 +448,11 @@ def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progres
                 run.parts_skipped += 1
                 progress.advance(len(batch))
                 continue
-            yield EolPart(remote_cfg, index, batch, share, resize)
+            yield EolPart(remote_cfg, index, batch, share, resize, shared)
 
-    for n_rows in map_parts(download_eol_part, items()):
+    for index, n_rows in map_parts(download_eol_part, items()):
+        if shared is not None:
+            _pull_part(cfg, shared, index)
         progress.advance(n_rows)
         run.parts_written += 1
     prepare_source_dirs(cfg, SOURCE)  # drops what a worker that died mid-part left behind
