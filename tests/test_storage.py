@@ -7,10 +7,16 @@ import os
 
 import pytest
 
-from treeoflife.config import StorageConfig
+from treeoflife.config import StorageConfig, load_config
 from treeoflife.errors import ConfigError
 from treeoflife.io import read_image_bytes
-from treeoflife.storage import FsspecStorage, LocalStorage, open_storage, push_files
+from treeoflife.storage import (
+    FsspecStorage,
+    LocalStorage,
+    open_storage,
+    push_files,
+    shared_storage,
+)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -82,3 +88,16 @@ def test_locations_and_config(tmp_path):
         StorageConfig(shared="bucket/prefix")
     with pytest.raises(ConfigError, match="storage.shared: cannot open nosuchproto://x"):
         FsspecStorage("nosuchproto://x").exists("y")
+    # In a config file: checked before any work starts, the key named.
+    config = tmp_path / "c.yaml"
+    for text, match in [
+        ("storage: {shared: my-bucket/x}", "storage.shared"),
+        ("storage: {sharde: s3://b/x}", "sharde"),
+        ("storage: {shared: s3://b/x, options: [1]}", "storage.options"),
+    ]:
+        config.write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            load_config(config)
+    config.write_text("storage: {shared: s3://b/x, options: {anon: true}}")
+    cfg = load_config(config)
+    assert shared_storage(cfg) == FsspecStorage("s3://b/x") and shared_storage(cfg).options
