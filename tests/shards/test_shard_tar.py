@@ -188,3 +188,22 @@ def test_samples_as_parts_equal_named_members(tmp_path):
         stream.close()
     named = [(f"{k}.{s}", d) for k, f, x, j in samples for s, d in (f, *x, j)]
     assert (tmp_path / "p.tar").read_bytes() == _tarfile_bytes(named)
+
+
+def test_close_without_waiting_then_drain(tmp_path, monkeypatch):
+    """close(wait=False): every byte is in the file at once, the hash once drained."""
+    import treeoflife.shards.tar as tar_module
+
+    monkeypatch.setattr(tar_module, "FLUSH_BYTES", 4096)
+    members = [(f"s{i:03d}.bin", bytes([i]) * (i * 301)) for i in range(60)]
+    with open(tmp_path / "w.tar", "wb") as fh:
+        stream = TarStream(fh)
+        for m in members:
+            stream.add([m])
+        stream.close(wait=False)
+        fh.flush()
+        assert (tmp_path / "w.tar").stat().st_size == stream.size
+        stream.drain()
+    data = (tmp_path / "w.tar").read_bytes()
+    assert data == _tarfile_bytes(members)
+    assert stream.sha256.hexdigest() == hashlib.sha256(data).hexdigest()

@@ -350,3 +350,25 @@ def test_write_shards_error_keeps_finished_shards_and_no_partial(tmp_path):
     with pytest.raises(ValueError, match="bad.key"):
         write_shards([(tmp_path / "s0.tar", good), (tmp_path / "s1.tar", bad)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s0.tar"]
+
+
+def test_split_shards_are_final_when_yielded(tmp_path, data_root, monkeypatch):
+    """Shards close in the background while the next is written: each shard the writer
+    yields (and the manifest lists) is already under its final name with its sha256."""
+    import treeoflife.shards.writer as writer_module
+
+    seen = []
+    real = writer_module._write_shards
+
+    def spy(*args, **kwargs):
+        for info, entry, rows in real(*args, **kwargs):
+            path = args[1] / info.name
+            seen.append(info.name)
+            assert path.exists() and writer_module.file_sha256(path) == entry["sha256"]
+            yield info, entry, rows
+
+    monkeypatch.setattr(writer_module, "_write_shards", spy)
+    rows = make_rows(data_root, 10)
+    out = write_split_shards(rows, tmp_path / "train", data_root, **SHARD_ARGS)
+    assert seen == [s.name for s in out.shards] and len(seen) == 3
+    assert not list((tmp_path / "train").glob(".*"))

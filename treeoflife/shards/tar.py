@@ -244,34 +244,16 @@ _SYNC_FILE_RANGE = _kernel_writeback()
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-class _Hasher:
-    """sha256 updates on their own thread (hashlib releases the GIL for large buffers)."""
-
-    def __init__(self, sha):
-        self._sha = sha
-        self._queue: queue.Queue = queue.Queue(maxsize=8)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (buf := self._queue.get()) is not None:
-            self._sha.update(buf)
-
-    def put(self, buf: bytes) -> None:
-        self._queue.put(buf)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-
 class TarStream:
     """Appends packed members to an open binary file, counting bytes and hashing them.
 
-    Packed samples collect in a list and go to the file in ~1 MiB writes. With `threaded`
-    (the default), a background thread does the file writes, the kernel writeback hints and
-    the sha256 (all release the GIL) while the caller packs the next samples; a bounded queue
-    keeps memory flat. `close()` (or `drain()`) waits for it and re-raises any error it met.
+    Packed samples collect in a list and go to the file in ~1 MiB writes, made by the caller's
+    thread (a write releases the GIL, which is when the hashing thread picks up its next
+    buffer). With `threaded` (the default) the sha256 runs on a background thread (hashlib
+    releases the GIL for large buffers) while the caller packs the next samples; a bounded
+    queue keeps memory flat. Two threads, not three: a separate writer thread spent most of
+    its time waiting for the GIL held by the packing thread. `close()` (or `drain()`) waits for
+    the hashing; `close(wait=False)` lets it finish in the background.
     """
 
     def __init__(self, fh, threaded: bool = True, path: str | Path | None = None):
@@ -285,37 +267,27 @@ class TarStream:
         self.size = 0
         self._parts: list[bytes] = []
         self._buffered = 0
-        self._written = 0  # bytes handed to the file (by the writer thread when threaded)
+        self._written = 0  # bytes handed to the file
         self._synced = 0  # bytes whose writeback was started
-        self._queue: queue.Queue | None = None
-        self._error: BaseException | None = None
+        self._queue: queue.Queue | None = None  # buffers to hash, None ends the thread
+        self._ended = False  # the hashing thread was told that no more buffers come
         if threaded:
             self._queue = queue.Queue(maxsize=8)
-            self._thread = threading.Thread(target=self._drain_queue, daemon=True)
+            self._thread = threading.Thread(target=self._hash_queue, daemon=True)
             self._thread.start()
 
-    def _drain_queue(self) -> None:
-        hasher = _Hasher(self.sha256)
-        try:
-            while (buf := self._queue.get()) is not None:
-                if self._error is None:
-                    try:
-                        hasher.put(buf)
-                        self._write_out(buf, hash_it=False)
-                    except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
-                        self._error = exc
-        finally:
-            hasher.close()
+    def _hash_queue(self) -> None:
+        update = self.sha256.update
+        while (buf := self._queue.get()) is not None:
+            update(buf)
 
-    def _write_out(self, buf: bytes, hash_it: bool = True) -> None:
+    def _write_out(self, buf: bytes) -> None:
         try:
             self._fh.write(buf)
         except OSError as exc:  # disk full, read-only...: say which file
             if self.path is None or not (err := output_error(exc, self.path)):
                 raise
             raise err from exc
-        if hash_it:
-            self.sha256.update(buf)
         self._written += len(buf)
         if self._fd is not None and self._written - self._synced >= WRITEBACK_BYTES:
             self._fh.flush()
@@ -326,16 +298,15 @@ class TarStream:
             self._synced = self._written
 
     def _flush(self) -> None:
-        if self._error is not None:
-            raise self._error
         if not self._parts:
             return
         buf = b"".join(self._parts)
         self._parts, self._buffered = [], 0
         if self._queue is None:
-            self._write_out(buf)
+            self.sha256.update(buf)
         else:
-            self._queue.put(buf)
+            self._queue.put(buf)  # hashed while this thread writes it and packs what follows
+        self._write_out(buf)
 
     def write(self, buf: bytes) -> None:
         self._parts.append(buf)
@@ -370,23 +341,38 @@ class TarStream:
             self._flush()
         return offsets
 
+    def _end_hashing(self) -> None:
+        if self._queue is not None and not self._ended:
+            self._ended = True
+            self._queue.put(None)
+
     def drain(self) -> None:
-        """Wait until every byte is written and hashed (stops the writer thread)."""
+        """Write what is buffered and wait until every byte is hashed (stops the thread).
+
+        After an error (or on abort) it still stops the thread; the error propagates."""
+        try:
+            if not self._ended:
+                self._flush()
+        finally:
+            self._end_hashing()
+            if self._queue is not None:
+                self._thread.join()
+                self._queue = None
+
+    def close(self, wait: bool = True) -> None:
+        """Write the end-of-archive blocks and pad to a whole record, as tarfile does.
+
+        Every byte is in the file when it returns. With `wait=False` the hashing of the last
+        buffers goes on in the background: call `drain()` before reading `sha256`."""
+        end = self.size + 2 * BLOCK
+        self.write(b"\x00" * (2 * BLOCK + (-end % RECORD)))
+        if wait:
+            self.drain()
+            return
         try:
             self._flush()
         finally:
-            if self._queue is not None:
-                self._queue.put(None)
-                self._thread.join()
-                self._queue = None
-        if self._error is not None:
-            raise self._error
-
-    def close(self) -> None:
-        """Write the end-of-archive blocks and pad to a whole record, as tarfile does."""
-        end = self.size + 2 * BLOCK
-        self.write(b"\x00" * (2 * BLOCK + (-end % RECORD)))
-        self.drain()
+            self._end_hashing()
 
 
 def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> tuple[int, str]:

@@ -28,6 +28,7 @@ import logging
 import re
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -40,9 +41,7 @@ import pyarrow.parquet as pq
 from treeoflife.errors import InputError
 from treeoflife.io import (
     TMP_SUFFIX,
-    BackgroundFinisher,
     atomic_path,
-    temporary_name,
     write_text_atomic,
     writing,
 )
@@ -133,32 +132,64 @@ def write_shard(path: Path, samples: Iterable[dict]) -> ShardInfo:
 def write_shards(shards: Iterable[tuple[Path, Iterable[dict]]]) -> list[ShardInfo]:
     """Write shards from ready samples, one after another, each atomically.
 
-    Each shard is written under a temporary name; its fsync and rename run on a background
-    thread while the next shard is written, so the disk and the CPU work at the same time.
-    Every returned shard is under its final name; on an error none is left partial.
+    Each shard is written under a temporary name; the hashing of its last buffers, its fsync
+    and its rename run on a background thread while the next shard is written, so the disk and
+    the CPU work at the same time. Every returned shard is under its final name; on an error
+    none is left partial.
     """
     infos: list[ShardInfo] = []
-    with BackgroundFinisher() as finisher:
+    with _Closer() as closer:
         for path, samples in shards:
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temporary_name(path)
+            shard = _ShardFile(Path(path))
             try:
-                count = 0
-                with writing(path), open(tmp, "wb") as fh:
-                    stream = TarStream(fh, path=path)
-                    try:
-                        for sample in samples:
-                            stream.add_sample(*_sample_parts(sample))
-                            count += 1
-                    finally:
-                        stream.close()
+                for sample in samples:
+                    parts = _sample_parts(sample)
+                    shard.stream.add_sample(*parts)
+                    shard.count += 1
             except BaseException:
-                tmp.unlink(missing_ok=True)
+                shard.abort()
                 raise
-            finisher.submit(tmp, path)
-            infos.append(ShardInfo(path.name, count, stream.size, stream.sha256.hexdigest()))
+            infos += closer.close(shard, lambda info: info)
+        infos += closer.wait()
     return infos
+
+
+class _Closer:
+    """Closes finished shards (last hashing, fsync, rename) on one background thread, one at
+    a time and in order, while the caller writes the next shard. `close` and `ready` return
+    the results of closes that finished; `wait` returns the rest. On an error (the caller's or
+    a close's), every started close still runs to its end: a shard is then either under its
+    final name, complete, or gone."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-close")
+        self._pending: Future | None = None
+
+    def ready(self) -> list:
+        if self._pending is None or not self._pending.done():
+            return []
+        return self.wait()
+
+    def wait(self) -> list:
+        pending, self._pending = self._pending, None
+        return [] if pending is None else [pending.result()]
+
+    def close(self, shard: _ShardFile, then) -> list:
+        """Start closing `shard` (then `then(info)` on the closing thread); at most one close is
+        in flight, so this first waits for the previous one and returns its result."""
+        done = self.wait()
+        shard.end()  # every byte is in the file; the hashing may go on
+        self._pending = self._pool.submit(lambda: then(shard.close()))
+        return done
+
+    def __enter__(self) -> _Closer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self._pending is not None:
+            with contextlib.suppress(BaseException):
+                self._pending.result()
+        self._pool.shutdown(wait=True)
 
 
 def file_sha256(path: Path) -> str:
@@ -282,14 +313,18 @@ class _ShardFile:
 
     def __init__(self, path: Path):
         self.path = path
+        self.count = 0  # samples written (write_shards keeps no index rows)
         self._ctx = atomic_path(path)
         self._fh = open(self._ctx.__enter__(), "wb")  # noqa: SIM115 - closed in close()/abort()
         self.stream = TarStream(self._fh, path=path)
         self.index: list[dict] = []
+        self._ended = False  # end-of-archive written; the hashing may still go on
+        self._finished = False  # renamed into place, or aborted
 
     def add_sample(self, tid: str, key: str, parts: SampleParts, size: int) -> None:
         """Append one sample and its index row; `size` is its packed bytes."""
         offsets = self.stream.add_sample(*parts)
+        self.count += 1
         self.index.append(
             {
                 "treeoflife_id": tid,
@@ -307,19 +342,38 @@ class _ShardFile:
         end = self.stream.size + extra + 2 * BLOCK
         return end + (-end % RECORD)
 
+    def end(self) -> None:
+        """Write the end of the archive; the hashing of the last buffers goes on meanwhile."""
+        self.stream.close(wait=False)
+        self._ended = True
+
     def close(self) -> ShardInfo:
-        self.stream.close()
-        with writing(self.path):
-            self._fh.close()
-        self._ctx.__exit__(None, None, None)
+        """Finish the tar, wait for its hash, fsync it and rename it into place. After `end()`
+        this may run on another thread (the caller writes the next shard meanwhile)."""
+        try:
+            if not self._ended:
+                self.end()
+            self.stream.drain()
+            with writing(self.path):
+                self._fh.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._finished = True
+        self._ctx.__exit__(None, None, None)  # fsync, rename; on an error removes the file
         return ShardInfo(
-            self.path.name, len(self.index), self.stream.size, self.stream.sha256.hexdigest()
+            self.path.name, self.count, self.stream.size, self.stream.sha256.hexdigest()
         )
 
     def abort(self) -> None:
+        """Drop the temporary file (idempotent; a failed close has already called it)."""
+        if self._finished:
+            return
+        self._finished = True
         with contextlib.suppress(BaseException):
             self.stream.drain()
-        self._fh.close()
+        with contextlib.suppress(OSError):
+            self._fh.close()
         self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
@@ -459,44 +513,55 @@ def _write_shards(
         workers,
     )
 
-    def finish() -> tuple[ShardInfo, dict, list[dict]]:
-        info = current.close()
-        fp = fingerprint.hexdigest()
-        entry = {"samples": info.samples, "bytes": info.bytes, "sha256": info.sha256}
-        return info, {**entry, "fingerprint": fp}, current.index
+    def entry_of(fp: str, index_rows: list[dict]):
+        def then(info: ShardInfo) -> tuple[ShardInfo, dict, list[dict]]:
+            entry = {"samples": info.samples, "bytes": info.bytes, "sha256": info.sha256}
+            return info, {**entry, "fingerprint": fp}, index_rows
+
+        return then
+
+    def finish(closer: _Closer) -> list[tuple[ShardInfo, dict, list[dict]]]:
+        """Start closing the current shard in the background (its last hashing, fsync and
+        rename overlap the next shard's writing); the previous shard's result if it is done."""
+        return closer.close(current, entry_of(fingerprint.hexdigest(), current.index))
 
     index = first_index
-    try:
-        for row, jpg in images:
-            tid = _check_row(row)
-            for attempt in (0, 1):
-                if current is None:
-                    current = _ShardFile(split_dir / SHARD_PATTERN.format(index))
-                    fingerprint = _fingerprint_start(current.path.name, params)
-                if params["assign_location"]:
-                    row = {
-                        **row,
-                        "shard": f"{split}/{current.path.name}",
-                        "shard_position": len(current.index),
-                    }
-                parts = _parts_of(row, tid, jpg, params)
-                sample_bytes = packed_size(parts)
-                full = len(current.index) >= limit or (
-                    max_bytes and current.final_size(sample_bytes) > max_bytes
-                )
-                if not full or not current.index or attempt:
-                    break
-                yield finish()
-                current, index = None, index + 1
-            current.add_sample(tid, str(row["key"]), parts, sample_bytes)
-            _fingerprint_add(fingerprint, parts[3][1], row)
-            progress.advance(1)
-        if current is not None:
-            yield finish()
-            current = None
-    finally:
-        if current is not None:
-            current.abort()
+    with _Closer() as closer:
+        try:
+            for row, jpg in images:
+                tid = _check_row(row)
+                for attempt in (0, 1):
+                    if current is None:
+                        current = _ShardFile(split_dir / SHARD_PATTERN.format(index))
+                        fingerprint = _fingerprint_start(current.path.name, params)
+                    if params["assign_location"]:
+                        row = {
+                            **row,
+                            "shard": f"{split}/{current.path.name}",
+                            "shard_position": len(current.index),
+                        }
+                    parts = _parts_of(row, tid, jpg, params)
+                    sample_bytes = packed_size(parts)
+                    full = len(current.index) >= limit or (
+                        max_bytes and current.final_size(sample_bytes) > max_bytes
+                    )
+                    if not full or not current.index or attempt:
+                        break
+                    done = finish(closer)  # `current` is the closer's from here on
+                    current, index = None, index + 1
+                    yield from done
+                current.add_sample(tid, str(row["key"]), parts, sample_bytes)
+                _fingerprint_add(fingerprint, parts[3][1], row)
+                progress.advance(1)
+                yield from closer.ready()
+            if current is not None:
+                done = finish(closer)
+                current = None
+                yield from done
+            yield from closer.wait()
+        finally:
+            if current is not None:
+                current.abort()
 
 
 def _parts_of(row: dict, tid: str, jpg: bytes, params: dict) -> SampleParts:
