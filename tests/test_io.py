@@ -96,33 +96,3 @@ def test_stable_hash_is_stable_and_separates_parts():
     assert stable_hash64("a", "b") == stable_hash64("a", "b")
     assert stable_hash64("a", "b") != stable_hash64("ab")
     assert md5_hex(b"") == "d41d8cd98f00b204e9800998ecf8427e"
-
-
-def test_background_finisher_makes_files_final_in_order(tmp_path):
-    from treeoflife.io import BackgroundFinisher, temporary_name
-
-    finals = [tmp_path / f"f{i}.bin" for i in range(5)]
-    with BackgroundFinisher() as finisher:
-        for i, final in enumerate(finals):
-            tmp = temporary_name(final)
-            tmp.write_bytes(bytes([i]) * 1000)
-            finisher.submit(tmp, final)
-    assert [f.read_bytes()[:1] for f in finals] == [bytes([i]) for i in range(5)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f.name for f in finals]
-
-
-def test_background_finisher_error_names_the_path_and_leaves_nothing(tmp_path):
-    from treeoflife.io import BackgroundFinisher, temporary_name
-
-    good, bad = tmp_path / "good.bin", tmp_path / "missing-dir" / "bad.bin"
-    finisher = BackgroundFinisher()
-    tmp = temporary_name(good)
-    tmp.write_bytes(b"ok")
-    finisher.submit(tmp, good)
-    bad_tmp = tmp_path / ".bad.bin.tmp"
-    bad_tmp.write_bytes(b"x")
-    finisher.submit(bad_tmp, bad)  # the folder of `bad` does not exist: rename fails
-    with pytest.raises(OSError, match="bad.bin"):
-        finisher.wait()
-    assert good.read_bytes() == b"ok"
-    assert not bad.exists() and not bad_tmp.exists()

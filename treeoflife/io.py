@@ -11,11 +11,9 @@ import errno
 import hashlib
 import io
 import os
-import queue
 import re
 import shutil
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,60 +81,6 @@ def finish_temporary(tmp: Path, final: Path) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, final)
     _fsync_dir(final.parent)
-
-
-class BackgroundFinisher:
-    """Finishes written temporary files (fsync, rename, fsync folder) on a thread, in order.
-
-    A writer of many files hands each finished file here and starts the next one, so the
-    disk flushes file N while the CPU fills file N+1. `wait()` returns when every file handed
-    over is under its final name, and raises (naming the path) if one could not be finished;
-    a file that could not be finished never appears under its final name.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue = queue.Queue()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            tmp, final = item
-            try:
-                if self._error is not None:
-                    raise RuntimeError("an earlier file could not be finished")
-                finish_temporary(tmp, final)
-            except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
-                if self._error is None:
-                    self._error = output_error(exc, final) or OSError(
-                        f"could not finish {final}: {exc}"
-                    )
-                    self._error.__cause__ = exc
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-
-    def submit(self, tmp: Path, final: Path) -> None:
-        """Queue a fully written and closed `tmp` to become `final`."""
-        self._queue.put((Path(tmp), Path(final)))
-
-    def wait(self) -> None:
-        """Block until everything submitted is finished; stop the thread; raise any error."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def __enter__(self) -> BackgroundFinisher:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.wait()
-        else:
-            with contextlib.suppress(BaseException):
-                self.wait()
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -174,6 +174,13 @@ class _Closer:
         pending, self._pending = self._pending, None
         return [] if pending is None else [pending.result()]
 
+    def settle(self) -> list:
+        """After an error elsewhere: the close under way, waited for; [] if it failed too."""
+        try:
+            return self.wait()
+        except Exception:  # noqa: BLE001 - the caller is already failing with its own error
+            return []
+
     def close(self, shard: _ShardFile, then) -> list:
         """Start closing `shard` (then `then(info)` on the closing thread); at most one close is
         in flight, so this first waits for the previous one and returns its result."""
@@ -559,6 +566,17 @@ def _write_shards(
                 current = None
                 yield from done
             yield from closer.wait()
+        except GeneratorExit:
+            raise
+        except BaseException:
+            # An error or an interrupt here (bad input, a failed read, Ctrl-C): the shard whose
+            # close was under way is final now, so hand it over before failing, and the
+            # caller's manifest lists it (a rerun keeps it instead of writing it again).
+            if current is not None:
+                current.abort()
+                current = None
+            yield from closer.settle()
+            raise
         finally:
             if current is not None:
                 current.abort()
