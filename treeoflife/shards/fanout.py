@@ -533,6 +533,9 @@ def write_split_shards_mapped(
     entries: dict[str, dict] = {}
     if shared is not None:  # shards an earlier run left here: the tasks cannot see them
         for task in tasks:
+            earlier = split_dir / SHARD_PATTERN.format(task.index)
+            if task.old_entry is None or not earlier.exists():
+                continue
             name, _, located, fp = _task_rows(dataclasses.replace(task, job=local_job))
             if reused := _reuse_old_shard(task, name, located, fp):
                 entries[name] = reused
