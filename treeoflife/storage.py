@@ -18,7 +18,6 @@ small and picklable: the fsspec filesystem is opened lazily in each process that
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import threading
@@ -30,7 +29,6 @@ from typing import IO, Any
 from treeoflife.errors import ConfigError, OutputError
 from treeoflife.io import atomic_path, write_bytes_atomic
 
-COPY_CHUNK = 8 << 20
 LEDGER_EVERY = 64  # pushed files between two saves of the push ledger
 
 
@@ -236,15 +234,6 @@ def shared_storage(cfg) -> FsspecStorage | None:
     if cfg.storage.shared is None:
         return None
     return FsspecStorage(cfg.storage.shared, dict(cfg.storage.options))
-
-
-def file_sha256(storage: Storage, rel: str) -> str:
-    """sha256 of a stored file, read in chunks."""
-    digest = hashlib.sha256()
-    with storage.open(rel) as fh:
-        while chunk := fh.read(COPY_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def push_files(local_root: str | Path, rels: list[str], shared: Storage, ledger: Path) -> int:

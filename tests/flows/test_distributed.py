@@ -154,38 +154,49 @@ def test_a_temporary_local_cluster_runs_parts_in_worker_processes(prefect_harnes
     assert all(daemon and processes == 1 for _, _, daemon, processes in results)
 
 
-def test_dask_build_is_byte_identical_to_the_threads_build(sample_build, tmp_path):
+def _build_on_a_local_cluster(sample_build, root: Path, settings: dict) -> dict:
+    """The parent flow over the sample's inputs in `root`, on a 2-process Dask LocalCluster,
+    with `settings` added to the sample config; the scheduler's task counts per prefix."""
+    import yaml
     from distributed import Client, LocalCluster
 
     from flows.tree_of_life import tree_of_life
 
-    root = tmp_path / "dask"
     root.mkdir()
     shutil.copytree(sample_build["root"] / "sample", root / "sample")  # the same inputs
     with LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     ) as cluster:
-        config = tmp_path / "dask.yaml"
+        config = root.parent / f"{root.name}.yaml"
+        execution = {"task_runner": "dask", "dask_address": cluster.scheduler_address}
         config.write_text(
             (REPO / "configs" / "sample.yaml").read_text()
-            + f"execution:\n  task_runner: dask\n  dask_address: {cluster.scheduler_address}\n"
+            + yaml.safe_dump({"execution": execution, **settings})
         )
         tree_of_life(config_path=str(config), data_root=str(root))
         with Client(cluster) as client:
-            done = client.run_on_scheduler(
+            return client.run_on_scheduler(
                 lambda dask_scheduler: {
                     name: dict(prefix.state_counts)
                     for name, prefix in dask_scheduler.task_prefixes.items()
                 }
             )
-    # Every part ran there: EOL's download parts, every catalog part's hashes, every shard.
-    built = sample_build["root"]
-    expected = (
+
+
+def _parts_of(built: Path) -> int:
+    """Parts the build fans out: EOL's download parts, every catalog part's hashes, shards."""
+    return (
         len(list((built / "catalog" / "eol").glob("part-*[0-9].parquet")))
         + len(list((built / "catalog").glob("*/part-*[0-9].parquet")))
         + len(list((built / "release" / "shards").glob("*/shard-*.tar")))
     )
-    assert done["run_part"]["memory"] == expected, done
+
+
+def test_dask_build_is_byte_identical_to_the_threads_build(sample_build, tmp_path):
+    root = tmp_path / "dask"
+    done = _build_on_a_local_cluster(sample_build, root, {})
+    # Every part ran there: EOL's download parts, every catalog part's hashes, every shard.
+    assert done["run_part"]["memory"] == _parts_of(sample_build["root"]), done
     threads, dask = _digest(sample_build["root"]), _digest(root)
     assert any(k.endswith(".tar") and "/shards/" in k for k in threads)
     assert dask == threads
@@ -198,29 +209,17 @@ def test_dask_build_through_object_storage_is_byte_identical(sample_build, tmp_p
     through S3 (a loopback S3-compatible server, real HTTP), and the outputs do not change."""
     import uuid
 
-    import yaml
-    from distributed import LocalCluster
-
-    from flows.tree_of_life import tree_of_life
     from treeoflife.storage import FsspecStorage
 
     root = tmp_path / "s3"
-    root.mkdir()
-    shutil.copytree(sample_build["root"] / "sample", root / "sample")
     prefix = f"build-{uuid.uuid4().hex[:8]}"
     storage = {"shared": s3_server.url(prefix), "options": s3_server.options}
-    with LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
-    ) as cluster:
-        config = tmp_path / "s3.yaml"
-        config.write_text(
-            (REPO / "configs" / "sample.yaml").read_text()
-            + f"execution:\n  task_runner: dask\n  dask_address: {cluster.scheduler_address}\n"
-            + yaml.safe_dump({"storage": storage})
-        )
-        tree_of_life(config_path=str(config), data_root=str(root))
+    done = _build_on_a_local_cluster(sample_build, root, {"storage": storage})
+    assert done["run_part"]["memory"] == _parts_of(sample_build["root"]), done
     threads, through_s3 = _digest(sample_build["root"]), _digest(root)
     assert through_s3 == threads
+    leftovers = [p for p in root.rglob("*") if p.name == ".work" or p.name.endswith(".tmp")]
+    assert not leftovers
     shared = FsspecStorage(storage["shared"], storage["options"])
     # What the tasks wrote is there: EOL's parts, and the released splits, whole.
     built = sample_build["root"]
