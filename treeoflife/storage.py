@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -226,6 +227,21 @@ def open_storage(location: str | Path, options: dict | None = None) -> Storage:
     if is_url(location):
         return FsspecStorage(str(location), dict(options or {}))
     return LocalStorage(location)
+
+
+@contextlib.contextmanager
+def output_path(storage: Storage, rel: str) -> Iterator[Path]:
+    """A local path to write `rel` to; it is `rel` in `storage` once the block ends without
+    error (atomically: renamed on a disk, uploaded whole to object storage)."""
+    local = storage.local_path(rel)
+    if local is not None:
+        with atomic_path(local) as tmp:
+            yield tmp
+        return
+    with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
+        tmp = Path(scratch) / Path(rel).name
+        yield tmp
+        storage.put(tmp, rel)
 
 
 def shared_storage(cfg) -> FsspecStorage | None:

@@ -7,7 +7,6 @@ import csv
 import dataclasses
 import logging
 import multiprocessing
-import tempfile
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from treeoflife.fanout import PartMapper
 from treeoflife.io import md5_hex, read_image_bytes
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import EVAL_HASHES, HASHES, INGEST_FAILED, INGEST_OK
-from treeoflife.storage import FsspecStorage
+from treeoflife.storage import FsspecStorage, output_path
 
 log = logging.getLogger(__name__)
 
@@ -297,10 +296,8 @@ def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
     with shared.open(item.part) as fh:
         catalog = pq.read_table(fh, schema=SOURCE_CATALOG)
     table = hash_catalog(catalog, shared, workers=workers, progress=progress)
-    with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
-        local = Path(scratch) / Path(item.target).name
-        write_parquet_atomic(table, local)
-        shared.put(local, item.target)
+    with output_path(shared, item.target) as local:
+        pq.write_table(table, local, compression="zstd")  # as write_parquet_atomic does
     return table.num_rows
 
 

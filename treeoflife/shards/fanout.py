@@ -69,7 +69,7 @@ from treeoflife.shards.writer import (
     packed_size,
     scan_shard,
 )
-from treeoflife.storage import FsspecStorage, LocalStorage, Storage
+from treeoflife.storage import FsspecStorage, LocalStorage, Storage, output_path
 
 log = logging.getLogger(__name__)
 
@@ -160,21 +160,6 @@ def _read_rows(job: SplitJob, start: int, stop: int) -> list[dict]:
     return table.slice(start - first * group, stop - start).to_pylist()
 
 
-@contextlib.contextmanager
-def _output(files: Storage, rel: str) -> Iterator[Path]:
-    """A local path to write `rel` to; it is `rel` in `files` once the block ends (atomically:
-    renamed on a disk, uploaded whole to object storage)."""
-    local = files.local_path(rel)
-    if local is not None:
-        with atomic_path(local) as tmp:
-            yield tmp
-        return
-    with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
-        tmp = Path(scratch) / Path(rel).name
-        yield tmp
-        files.put(tmp, rel)
-
-
 def _read_record(files: Storage, rel: str) -> dict | None:
     try:
         return json.loads(files.read_bytes(rel))
@@ -232,13 +217,13 @@ def encode_chunk(item: EncodeChunk) -> int:
         p["resize_mode"],
         local_processes(job.workers),
     )
-    with _output(files, data_path) as tmp, open(tmp, "wb") as fh:
+    with output_path(files, data_path) as tmp, open(tmp, "wb") as fh:
         for i, (row, jpg) in enumerate(images):
             _, _, texts, (_, json_member) = _parts_of(row, _check_row(row), b"", p)
             fh.write(jpg)
             total += len(jpg)
             sizes[i] = (len(jpg), sum(padded(len(d)) for _, d in texts), len(json_member))
-    with _output(files, sizes_path) as tmp, open(tmp, "wb") as fh:
+    with output_path(files, sizes_path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, sizes)
     _write_record(files, record_path, {"fingerprint": fp, "rows": len(rows), "bytes": total})
     return len(rows)
@@ -330,7 +315,7 @@ def _stored_matches(files: Storage, name: str, entry: dict) -> bool:
 
 
 def _write_index_rows(files: Storage, rel: str, rows: list[dict]) -> None:
-    with _output(files, rel) as tmp:
+    with output_path(files, rel) as tmp:
         pq.write_table(_index_table(rows), tmp, compression="zstd")
 
 
