@@ -14,6 +14,7 @@ from treeoflife.storage import (
     FsspecStorage,
     LocalStorage,
     open_storage,
+    pull_files,
     push_files,
     shared_storage,
 )
@@ -63,7 +64,7 @@ def test_storage_objects_travel_to_workers(s3_storage):
 
 
 def test_push_copies_what_is_missing_and_resumes(s3_storage, tmp_path):
-    root, ledger = tmp_path / "data", tmp_path / "state" / "pushed.json"
+    root, ledger = tmp_path / "data", tmp_path / "state" / "pushed.jsonl"
     for name in ("a", "b", "c"):
         (root / "images").mkdir(parents=True, exist_ok=True)
         (root / "images" / f"{name}.tar").write_bytes(name.encode() * 1000)
@@ -78,6 +79,12 @@ def test_push_copies_what_is_missing_and_resumes(s3_storage, tmp_path):
     assert s3_storage.read_bytes("images/b.tar") == b"changed"
     s3_storage.remove("images/a.tar")  # gone there: copied again whatever the ledger says
     assert push_files(root, rels, s3_storage, ledger) == 1
+    # What a task left there and the driver pulled is never sent back.
+    s3_storage.write_bytes("images/d.tar", b"from a worker")
+    pull_files(s3_storage, ["images/d.tar", "images/absent.tar"], root, ledger)
+    assert (root / "images" / "d.tar").read_bytes() == b"from a worker"
+    assert not (root / "images" / "absent.tar").exists()
+    assert push_files(root, [*rels, "images/d.tar"], s3_storage, ledger) == 0
 
 
 def test_locations_and_config(tmp_path):

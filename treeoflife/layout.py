@@ -81,3 +81,8 @@ class Layout:
     def state_dir(self) -> Path:
         """Stage completion markers (`<stage>.done.json`)."""
         return self.root / "state"
+
+    @property
+    def shared_ledger(self) -> Path:
+        """What is already on shared storage (treeoflife.storage.push_files / pull_files)."""
+        return self.state_dir / "shared-push.jsonl"

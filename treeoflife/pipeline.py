@@ -49,8 +49,7 @@ def _push_image_stores(cfg: BuildConfig, shared, image_files) -> None:
 
     rels = sorted({f for f in image_files if f is not None})
     root = cfg.root.resolve()
-    ledger = Layout(cfg.root).state_dir / "shared-push.json"
-    copied = push_files(root, rels, shared, ledger)
+    copied = push_files(root, rels, shared, Layout(cfg.root).shared_ledger)
     log.info("shared storage %s: %d of %d image stores copied", shared.url(""), copied, len(rels))
 
 

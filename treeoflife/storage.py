@@ -30,8 +30,6 @@ from typing import IO, Any
 from treeoflife.errors import ConfigError, OutputError
 from treeoflife.io import atomic_path, write_bytes_atomic
 
-LEDGER_EVERY = 64  # pushed files between two saves of the push ledger
-
 
 def is_url(location: str | Path) -> bool:
     """True for `proto://...` (not for a plain or `file://`-less local path)."""
@@ -252,30 +250,57 @@ def shared_storage(cfg) -> FsspecStorage | None:
     return FsspecStorage(cfg.storage.shared, dict(cfg.storage.options))
 
 
+def _read_ledger(ledger: Path) -> dict[str, list]:
+    """rel -> [shared url, size, mtime_ns] from the JSON-lines ledger (the last line wins; a
+    line cut by a kill is skipped)."""
+    entries: dict[str, list] = {}
+    try:
+        lines = Path(ledger).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return entries
+    for line in lines:
+        try:
+            rel, *stamp = json.loads(line)
+        except ValueError:
+            continue
+        entries[rel] = stamp
+    return entries
+
+
+def _stamp(shared: Storage, local: Path) -> list:
+    st = local.stat()
+    return [shared.url(""), st.st_size, st.st_mtime_ns]
+
+
+def _append(ledger: Path, rel: str, stamp: list) -> None:
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with open(ledger, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps([rel, *stamp]) + "\n")
+
+
 def push_files(local_root: str | Path, rels: list[str], shared: Storage, ledger: Path) -> int:
     """Copy files (relative to `local_root`) to `shared` unless they are there already, as
-    rsync judges it: the same local size and mtime as when this driver last pushed them (kept in
-    the JSON `ledger`) and the same size there. Resumable: the ledger is saved every
-    64 files and at the end. Returns the number of files copied."""
-    local_root = Path(local_root)
-    try:
-        pushed = json.loads(Path(ledger).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pushed = {}
-    key_root = shared.url("")
+    rsync judges it: the same local size and mtime as when this driver last pushed (or pulled)
+    them, kept in the JSON-lines `ledger`, and the same size there. Resumable: each copied file
+    is noted as soon as it is there. Returns the number of files copied."""
+    local_root, ledger = Path(local_root), Path(ledger)
+    known = _read_ledger(ledger)
     copied = 0
-    try:
-        for rel in rels:
-            st = (local_root / rel).stat()
-            stamp = [key_root, st.st_size, st.st_mtime_ns]
-            if pushed.get(rel) == stamp and shared.size(rel) == st.st_size:
-                continue
-            shared.put(local_root / rel, rel)
-            pushed[rel] = stamp
-            copied += 1
-            if copied % LEDGER_EVERY == 0:
-                write_bytes_atomic(ledger, json.dumps(pushed, sort_keys=True).encode())
-    finally:
-        if copied:
-            write_bytes_atomic(ledger, json.dumps(pushed, sort_keys=True).encode())
+    for rel in rels:
+        stamp = _stamp(shared, local_root / rel)
+        if known.get(rel) == stamp and shared.size(rel) == stamp[1]:
+            continue
+        shared.put(local_root / rel, rel)
+        _append(ledger, rel, stamp)
+        copied += 1
     return copied
+
+
+def pull_files(shared: Storage, rels: list[str], local_root: str | Path, ledger: Path) -> None:
+    """Copy files from `shared` into `local_root` in the order given (those it holds), and
+    note them in the push ledger: a later push_files does not send them back."""
+    local_root = Path(local_root)
+    for rel in rels:
+        if shared.exists(rel):
+            shared.get(rel, local_root / rel)
+            _append(Path(ledger), rel, _stamp(shared, local_root / rel))

@@ -65,7 +65,7 @@ def test_parts_on_object_storage_give_the_local_files(tmp_path, make_jpeg, s3_st
     stores = sorted(
         {f for p in parts for f in pq.read_table(p, columns=["image_file"]).column(0).to_pylist()}
     )
-    push_files(root, stores, s3_storage, tmp_path / "pushed.json")
+    push_files(root, stores, s3_storage, tmp_path / "pushed.jsonl")
     seen: list[HashPart] = []
 
     def mapper(fn, items):

@@ -211,7 +211,7 @@ def _push_stores(data_root, rows, shared, ledger):
 )
 def test_tasks_on_object_storage_give_the_same_files(tmp_path, data_root, s3_storage, args):
     rows = make_rows(data_root, 10)
-    _push_stores(data_root, rows, s3_storage, tmp_path / "pushed.json")
+    _push_stores(data_root, rows, s3_storage, tmp_path / "pushed.jsonl")
     keys = [r["key"] for r in rows]
     seq = tmp_path / "seq" / "train"
     write_split_shards(rows, seq, data_root, **ARGS, **args)
@@ -258,7 +258,7 @@ def test_a_shard_that_changed_on_its_way_back_is_refused(tmp_path, data_root, s3
     from treeoflife.errors import OutputError
 
     rows = make_rows(data_root, 6)
-    _push_stores(data_root, rows, s3_storage, tmp_path / "pushed.json")
+    _push_stores(data_root, rows, s3_storage, tmp_path / "pushed.jsonl")
 
     def corrupting(fn, items):
         for item in items:

@@ -31,6 +31,7 @@ from treeoflife.errors import InputError
 from treeoflife.fanout import PartMapper
 from treeoflife.images import NormalizedImage, ResizePolicy
 from treeoflife.io import write_parquet_atomic
+from treeoflife.layout import Layout
 from treeoflife.progress import Progress, or_null
 from treeoflife.records import eol_key
 from treeoflife.schemas import EOL_FETCH_STATUS
@@ -53,7 +54,7 @@ from treeoflife.sources.ingest import (
     write_part,
 )
 from treeoflife.sources.seen import SeenKeys
-from treeoflife.storage import FsspecStorage, shared_storage
+from treeoflife.storage import FsspecStorage, pull_files, shared_storage
 
 log = logging.getLogger(__name__)
 
@@ -423,10 +424,9 @@ def _part_files(cfg: BuildConfig, index: int) -> list[str]:
 
 
 def _pull_part(cfg: BuildConfig, shared: FsspecStorage, index: int) -> None:
-    """Copy a part a task left on shared storage into the data root, catalog part last."""
-    for rel in _part_files(cfg, index):
-        if shared.exists(rel):
-            shared.get(rel, cfg.root / rel)
+    """Copy a part a task left on shared storage into the data root, catalog part last (its
+    image store is then known to be there: the hash and shard stages do not push it again)."""
+    pull_files(shared, _part_files(cfg, index), cfg.root, Layout(cfg.root).shared_ledger)
 
 
 def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progress, map_parts):
