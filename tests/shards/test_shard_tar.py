@@ -207,3 +207,38 @@ def test_close_without_waiting_then_drain(tmp_path, monkeypatch):
     data = (tmp_path / "w.tar").read_bytes()
     assert data == _tarfile_bytes(members)
     assert stream.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def _random_samples(rng, n):
+    samples = []
+    for i in range(n):
+        key = "k" * rng.randint(1, 40) + f"-{i}"
+        first = ("jpg", rng.randbytes(rng.choice([0, 1, 511, 512, 513, rng.randint(0, 9000)])))
+        fixed = tuple(
+            (s, rng.randbytes(rng.randint(0, 700)))
+            for s in rng.sample(["sci.txt", "com.txt", "taxon.txt", "sci_com.txt", "txt"], 3)
+        )
+        samples.append((key, first, fixed, ("json", b"{%d}" * rng.randint(0, 200))))
+    return samples
+
+
+def test_stream_of_random_samples_equals_tarfile(tmp_path, monkeypatch):
+    """Samples of every size (empty, one block, around block edges) crossing many small
+    buffers: tarfile's bytes, the right offsets and the sha256 of what is on disk."""
+    import random
+
+    import treeoflife.shards.tar as tar_module
+
+    monkeypatch.setattr(tar_module, "FLUSH_BYTES", 5000)
+    samples = _random_samples(random.Random(7), 300)
+    with open(tmp_path / "r.tar", "wb") as fh:
+        stream = TarStream(fh)
+        offsets = [stream.add_sample(*s) for s in samples]
+        stream.close()
+    data = (tmp_path / "r.tar").read_bytes()
+    named = [(f"{k}.{s}", d) for k, f, x, j in samples for s, d in (f, *x, j)]
+    assert data == _tarfile_bytes(named)
+    assert stream.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+    for (_, first, fixed, last), offs in zip(samples, offsets, strict=True):
+        for (_, payload), off in zip((first, *fixed, last), offs, strict=True):
+            assert data[off : off + len(payload)] == payload
