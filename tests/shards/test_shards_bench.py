@@ -24,4 +24,5 @@ def test_shards_bench_prints_every_row(tmp_path):
         assert float(value) > 0, (label, out)
     assert "3 shards" in out  # 40 samples, 15 per shard
     assert re.search(r"median of 9 interleaved pairs \d\.\d\d", out)
+    assert re.search(r"ours / that \d+\.\d\d", out)
     assert not list(tmp_path.iterdir())  # its scratch folder is gone
