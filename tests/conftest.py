@@ -16,7 +16,7 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_REAL = REPO.parent / "shared" / "fixtures" / "real"
+REAL_FIXTURES = REPO / "tests" / "fixtures" / "real"  # third-party data, see its SOURCES.md
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_REAL
+from tests.conftest import REAL_FIXTURES
 from treeoflife.dedup import hash_evalset_rows
 from treeoflife.dedup.evalset_layouts import label_row, read_evalset_layout
 from treeoflife.errors import InputError
 
-REAL_EVALSETS = SHARED_REAL / "bioclip-evalsets"
+REAL_EVALSETS = REAL_FIXTURES / "bioclip-evalsets"
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:

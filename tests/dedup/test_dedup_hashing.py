@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED_REAL
+from tests.conftest import REAL_FIXTURES
 from treeoflife.dedup import (
     EVAL_HASHES,
     PHASH_ALGO,
@@ -21,7 +21,7 @@ from treeoflife.errors import InputError
 from treeoflife.io import ImageStoreWriter, store_member_name
 from treeoflife.schemas import HASHES, SOURCE_CATALOG
 
-REAL_EVALSETS = SHARED_REAL / "bioclip-evalsets"
+REAL_EVALSETS = REAL_FIXTURES / "bioclip-evalsets"
 
 
 class RecordingProgress:

@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import pytest
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from tests.conftest import SHARED_REAL
+from tests.conftest import REAL_FIXTURES
 from treeoflife import schemas
 from treeoflife.sample import SAMPLE_VERSION, generate_sample
 from treeoflife.sample.generate import (
@@ -29,7 +29,7 @@ from treeoflife.sample.generate import (
     TAXON_COLUMNS,
 )
 
-REAL_BACKBONE = SHARED_REAL / "gbif-backbone-archaea"
+REAL_BACKBONE = REAL_FIXTURES / "gbif-backbone-archaea"
 EVAL_HEADER = "kingdom,phylum,cls,order,family,genus,species,common_name,filepath"
 MANIFEST_HEADER = (
     "EOL content ID,EOL page ID,Medium Source URL,EOL Full-Size Copy URL,License Name,"

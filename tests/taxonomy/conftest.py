@@ -7,13 +7,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.conftest import REAL_FIXTURES
 from treeoflife.records import query_id
 from treeoflife.taxonomy import load_backbone
 from treeoflife.taxonomy.resolve import QUERY_COLUMNS
 
-REAL_ARCHAEA = (
-    Path(__file__).resolve().parents[2].parent / "shared/fixtures/real/gbif-backbone-archaea"
-)
+REAL_ARCHAEA = REAL_FIXTURES / "gbif-backbone-archaea"
 
 TAXON_HEADER = (
     "taxonID",

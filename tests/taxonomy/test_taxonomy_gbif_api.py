@@ -4,10 +4,10 @@ bounded concurrency, rate limit, the kingdom guard, v2 string keys, and refining
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import REAL_FIXTURES
 from treeoflife.schemas import RANKS
 from treeoflife.taxonomy import resolve_taxa
 from treeoflife.taxonomy.api_client import ApiSettings, ResponseCache, fetch_json
@@ -16,7 +16,7 @@ from treeoflife.testing.api_replay import ApiReplayServer, FailFirst
 
 from .conftest import make_queries
 
-GBIF_CASSETTES = Path(__file__).resolve().parents[2].parent / "shared/fixtures/real/gbif-api"
+GBIF_CASSETTES = REAL_FIXTURES / "gbif-api"
 MATCH_CASSETTES = [
     GBIF_CASSETTES / "pygbif-test_name_backbone.yaml",
     GBIF_CASSETTES / "pygbif-test_name_backbone_multiple_matches.yaml",

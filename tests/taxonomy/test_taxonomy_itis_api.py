@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from tests.conftest import REAL_FIXTURES
 from treeoflife.taxonomy.api_client import ApiSettings, fetch_json
 from treeoflife.taxonomy.itis_api import (
     SERVICE,
@@ -14,7 +13,7 @@ from treeoflife.taxonomy.itis_api import (
 )
 from treeoflife.testing.api_replay import ApiReplayServer
 
-ITIS = Path(__file__).resolve().parents[2].parent / "shared/fixtures/real/itis-api"
+ITIS = REAL_FIXTURES / "itis-api"
 CASSETTES = sorted(ITIS.glob("*.yml"))
 
 

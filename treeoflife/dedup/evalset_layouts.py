@@ -10,7 +10,7 @@ a deterministic order. `filepath` is relative to the set's root folder. Layouts:
   (its images are what the evaluation uses). Without birds.csv the `test/<LABEL>/` folders are
   listed. Every bird is Animalia / Chordata / Aves.
 - `meta_album`: BioCLIP's Meta-Album lists (`,filepath,class`, as in
-  ../shared/fixtures/real/bioclip-evalsets/) or Meta-Album's own `labels.csv`
+  tests/fixtures/real/bioclip-evalsets/) or Meta-Album's own `labels.csv`
   (`FILE_NAME, CATEGORY, ...`, images under `images/`).
 - `folder`: any `<root>/<class>/<image>` tree (torchvision ImageFolder layout).
 - `manifest`: a CSV with a `filepath` column and optionally `class` and the rank columns.
