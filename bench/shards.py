@@ -58,12 +58,12 @@ from treeoflife.io import ImageStoreWriter, read_image_bytes, store_member_name 
 from treeoflife.records import treeoflife_id  # noqa: E402
 from treeoflife.schemas import CATALOG  # noqa: E402
 from treeoflife.shards.resize import resize_for_shard  # noqa: E402
+from treeoflife.shards.sample_json import sample_json  # noqa: E402
 from treeoflife.shards.text import caption_members, text_for  # noqa: E402
 from treeoflife.shards.writer import (  # noqa: E402
     _Closer,
     _sample_parts,
     _ShardFile,
-    catalog_json,
     packed_size,
     write_shards,
     write_split_shards,
@@ -169,7 +169,7 @@ def bench_tar(rows, data_root: Path, work: Path, per_shard: int, reps: int) -> d
                 "jpg": resize_for_shard(data, 224, 95),
                 **caption_members(row),
                 "txt": text_for(row, "taxon_com", row["key"], 0),
-                "json": catalog_json(row),
+                "json": sample_json(row),
             }
         )
     chunks = [samples[i : i + per_shard] for i in range(0, len(samples), per_shard)]

@@ -20,12 +20,12 @@ import pyarrow.parquet as pq
 from treeoflife.errors import InputError
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import CATALOG
+from treeoflife.shards.sample_json import sample_json
 from treeoflife.shards.writer import (
     INDEX_FILE,
     INDEX_SCHEMA,
     MANIFEST_FILE,
     SIZES_FILE,
-    catalog_json,
     file_sha256,
     read_shard_layout,
 )
@@ -163,7 +163,7 @@ def _check_samples(report, path, samples, metas, index_rows, expected, seen) -> 
 
 
 def _comparable(row: dict) -> dict:
-    return json.loads(json.dumps(catalog_json(row), default=str))
+    return json.loads(json.dumps(sample_json(row), default=str))
 
 
 def verify_release(

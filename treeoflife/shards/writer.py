@@ -46,9 +46,10 @@ from treeoflife.io import (
     writing,
 )
 from treeoflife.progress import Progress, or_null
-from treeoflife.schemas import CATALOG, SHARD_INDEX
+from treeoflife.schemas import SHARD_INDEX
 from treeoflife.shards.encode import encoded_images
 from treeoflife.shards.resize import SHORTER_SIDE
+from treeoflife.shards.sample_json import sample_json
 from treeoflife.shards.tar import BLOCK, RECORD, TarStream, padded
 from treeoflife.shards.text import CAPTION_MEMBERS, caption_members, text_for
 
@@ -60,7 +61,6 @@ MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "index.parquet"
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _SHARD_FILE = re.compile(r"^shard-\d{6}\.tar$")
-CATALOG_COLUMNS = tuple(CATALOG.names)
 SAMPLE_MEMBERS = ("jpg", *CAPTION_MEMBERS, "txt", "json")
 """Member suffixes of a sample, in the order they are written."""
 
@@ -94,11 +94,6 @@ def _dump_json(value) -> bytes:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def catalog_json(row: Mapping) -> dict:
-    """The `json` member: the row's CATALOG columns (not the image-store location)."""
-    return {c: row.get(c) for c in CATALOG_COLUMNS}
 
 
 SampleParts = tuple[str, tuple[str, bytes], tuple[tuple[str, bytes], ...], tuple[str, bytes]]
@@ -220,7 +215,7 @@ def _fingerprint(name: str, rows: list[dict], params: dict) -> str:
     """What a shard's bytes depend on: its name, rows (md5 included) and the shard settings."""
     h = _fingerprint_start(name, params)
     for row in rows:
-        _fingerprint_add(h, _dump_json(catalog_json(row)), row)
+        _fingerprint_add(h, _dump_json(sample_json(row)), row)
     return h.hexdigest()
 
 
@@ -590,7 +585,7 @@ def _parts_of(row: dict, tid: str, jpg: bytes, params: dict) -> SampleParts:
     except ValueError as exc:
         raise InputError(f"row {row.get('key')!r}: {exc}") from exc
     return _sample_parts(
-        {"__key__": tid, "jpg": jpg, **captions, "txt": txt, "json": catalog_json(row)}
+        {"__key__": tid, "jpg": jpg, **captions, "txt": txt, "json": sample_json(row)}
     )
 
 
