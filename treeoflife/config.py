@@ -62,8 +62,14 @@ class EOLConfig:
     # A value that is not an http(s)/file URL is a local directory relative to the data root.
     mirror: dict[str, str] = field(default_factory=dict)
     rows_per_part: int = 2000
-    concurrency: int = 32  # requests in flight, all hosts together
-    per_host_concurrency: int = 8  # connections per host
+    # Requests in flight, all hosts together (a ceiling: >= 1).
+    concurrency: int = 256
+    # Ceiling per host (>= 1). With adaptive_concurrency each host starts at
+    # host_start_concurrency and grows while its latency stays flat, backing off on 429 / 503 /
+    # timeouts / rising latency (honouring Retry-After); without it, every host gets this.
+    per_host_concurrency: int = 64
+    adaptive_concurrency: bool = True
+    host_start_concurrency: int = 4  # >= 1 (capped by per_host_concurrency)
     per_host_rps: float = 0.0  # requests started per second per host; 0 = no pacing
     timeout_s: float = 30.0  # one whole attempt (connect + headers + body)
     connect_timeout_s: float = 15.0
@@ -72,6 +78,14 @@ class EOLConfig:
     max_bytes: int = 50_000_000
     max_redirects: int = 5
     user_agent: str = "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"
+    # Non-public hosts the downloader may reach: "127.0.0.1:8080", "10.0.0.0/8", "[::1]:80",
+    # "mirror.internal". Every other loopback, private, link-local or metadata address is
+    # refused, for manifest URLs and redirects alike (the row fails as non_public_address).
+    # file:// URLs are read only under the mirror's local folders.
+    allow_hosts: list[str] = field(default_factory=list)
+    # Rows that failed transiently (timeout, connection error, 5xx, 429) are fetched again by
+    # the next run, for at most this many later runs (>= 0; 0: never).
+    rerun_transient: int = 3
     # Stored images: "none" keeps originals (the shard stage resizes; exact-md5 dedup against
     # evaluation sets, which are EOL images too, needs the served bytes), "max_side" or
     # "shorter_side" shrink to `image_size` (aspect kept, never enlarged, JPEG draft decode).

@@ -176,6 +176,7 @@ def config_dict(root: Path, world: World, server_url: str, rows_per_part: int) -
             "eol": {
                 "manifests": [str(world.manifest)],
                 "mirror": {EOL_PREFIX: server_url + "/"},
+                "allow_hosts": [server_url.split("//", 1)[1]],  # the loopback mirror only
                 "rows_per_part": rows_per_part,
                 "parts_in_flight": 3,
                 "retries": RETRIES,

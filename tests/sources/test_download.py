@@ -6,9 +6,12 @@ import asyncio
 import email.utils
 
 from treeoflife.sources.download import Downloader, DownloadSettings, parse_retry_after
+from treeoflife.sources.fetch_policy import FetchPolicy
 from treeoflife.testing.mirror_server import Fault, MirrorServer
 
 from .builders import jpeg
+
+LOOPBACK = FetchPolicy(allow=("127.0.0.1",))  # our test servers; nothing else non-public
 
 
 def fetch_all(settings: DownloadSettings, urls: list[str]):
@@ -23,7 +26,10 @@ def test_size_cap_scheme_and_file_urls(tmp_path):
     big = jpeg(1, 200, 200)
     (tmp_path / "big.jpg").write_bytes(big)
     (tmp_path / "small.jpg").write_bytes(b"x" * 10)
-    settings = DownloadSettings(max_bytes=len(big) - 1, retries=2, backoff_base_s=0.01)
+    policy = FetchPolicy(file_roots=(str(tmp_path),), allow=("127.0.0.1",))
+    settings = DownloadSettings(
+        max_bytes=len(big) - 1, retries=2, backoff_base_s=0.01, policy=policy
+    )
     with MirrorServer(tmp_path, {"/chunky.jpg": Fault(body=big)}) as server:
         results = fetch_all(
             settings,
@@ -59,7 +65,7 @@ def test_connection_refused_is_retried_then_recorded(tmp_path):
     with MirrorServer(tmp_path) as server:
         url = server.url + "/a.jpg"
     # the server is gone: nothing listens on that port any more
-    (result,) = fetch_all(DownloadSettings(retries=1, backoff_base_s=0.01), [url])
+    (result,) = fetch_all(DownloadSettings(retries=1, backoff_base_s=0.01, policy=LOOPBACK), [url])
     assert result.reason == "connection_error" and result.attempts == 2
 
 
@@ -88,7 +94,12 @@ def test_each_fault_gives_its_exact_outcome(tmp_path):
         (tmp_path / name).write_bytes(body)
     # generous deadlines: the machine may be busy; the faults overshoot them by far
     settings = DownloadSettings(
-        retries=1, backoff_base_s=0.01, backoff_max_s=0.02, timeout_s=1.5, read_timeout_s=0.4
+        retries=1,
+        backoff_base_s=0.01,
+        backoff_max_s=0.02,
+        timeout_s=1.5,
+        read_timeout_s=0.4,
+        policy=LOOPBACK,
     )
     with MirrorServer(tmp_path, faults) as server:
         results = fetch_all(settings, [f"{server.url}/{n}" for n in names])
@@ -116,7 +127,9 @@ def test_fraction_faults_are_stable_and_reported(tmp_path):
     with MirrorServer(tmp_path, fractions=fractions, seed=3) as server:
         paths = [f"/{i}.jpg" for i in range(200)]
         kinds = [server.fault_for(p) for p in paths]
-        results = fetch_all(DownloadSettings(retries=0), [server.url + p for p in paths])
+        results = fetch_all(
+            DownloadSettings(retries=0, policy=LOOPBACK), [server.url + p for p in paths]
+        )
     n503 = sum(1 for k in kinds if k is not None and k.status == 503)
     n404 = sum(1 for k in kinds if k is not None and k.status == 404)
     assert 25 <= n503 <= 75 and 25 <= n404 <= 75  # ~50 each
@@ -130,7 +143,9 @@ def test_fraction_faults_are_stable_and_reported(tmp_path):
 def test_per_host_pacing_spaces_requests(tmp_path):
     for i in range(6):
         (tmp_path / f"{i}.jpg").write_bytes(b"x")
-    settings = DownloadSettings(per_host_rps=10.0, concurrency=8, per_host_concurrency=8)
+    settings = DownloadSettings(
+        per_host_rps=10.0, concurrency=8, per_host_concurrency=8, policy=LOOPBACK
+    )
     with MirrorServer(tmp_path) as server:
         fetch_all(settings, [f"{server.url}/{i}.jpg" for i in range(6)])
         times = sorted(t for ts in server.hit_times.values() for t in ts)

@@ -25,7 +25,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def eol_cfg(tmp_path: Path, manifest: Path, **eol) -> object:
-    section = {"manifests": [str(manifest)], "rows_per_part": 4, "retries": 1, **eol}
+    section = {
+        "manifests": [str(manifest)],
+        "rows_per_part": 4,
+        "retries": 1,
+        "allow_hosts": ["127.0.0.1"],  # the test's loopback mirror
+        **eol,
+    }
     return config_from_dict({"data_root": str(tmp_path / "data"), "sources": {"eol": section}})
 
 
@@ -143,6 +149,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
             "parts_in_flight": 1,
             "concurrency": 2,
             "retries": 0,
+            "allow_hosts": ["127.0.0.1"],
         }
         killed = {"data_root": str(tmp_path / "killed"), "sources": {"eol": section}}
         proc = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(killed)], cwd=REPO)

@@ -1,30 +1,47 @@
-"""The EOL image downloader: polite, bounded, retrying HTTP(S) and file:// fetches.
+"""The EOL image downloader: adaptive per host, polite, bounded, retrying, default deny.
 
-One aiohttp session (keep-alive, DNS cache) with a global request limit, a per-host connection
-limit and optional per-host pacing (requests started per second), connect / read / whole-attempt
-timeouts, a response size cap and a redirect limit; only http, https and file URLs. Transient
-failures (connection errors, timeouts, cut bodies, 5xx, 429) are retried with exponential
-backoff and jitter (429 honours Retry-After); 4xx are final (`http_<code>`). Outcomes depend
-only on what the servers answer, never on timing luck beyond the configured retries.
+One aiohttp session (keep-alive, DNS cache) and a scheduler with one FIFO queue per host
+(`host:port`): a request starts when its host is below its adaptive limit (host_limit.py),
+all hosts together are below `concurrency`, and the bodies fetched but not yet handed back by
+the caller are below `hold_limit`; hosts with work take turns, so a slow host never holds up
+the others (no head-of-line blocking) and a host told to wait (Retry-After, pacing) waits
+alone. Connect / read / whole-attempt timeouts, a response size cap, redirects followed one
+hop at a time through the fetch policy (fetch_policy.py: no local files outside the mirrors,
+no private addresses, no redirect to another scheme). Transient failures (connection errors,
+timeouts, cut bodies, 5xx, 429) are retried with exponential backoff and jitter (429 / 503
+honour Retry-After, for the whole host); 4xx are final (`http_<code>`). Per-host figures go to
+`hosts.status.parquet` (host_stats.py). Outcomes depend only on what the servers answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import email.utils
 import logging
 import os
 import random
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from treeoflife.config import EOLConfig
+from treeoflife.sources.fetch_policy import (
+    REASON_NON_PUBLIC_ADDRESS,
+    REASON_REDIRECT_SCHEME,
+    AddressRefused,
+    FetchPolicy,
+    public_url,
+)
+from treeoflife.sources.host_limit import HostLimit
+from treeoflife.sources.host_stats import HostStats, describe, report_row, write_host_report
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +56,29 @@ REASON_TOO_LARGE = "too_large"
 REASON_TOO_MANY_REDIRECTS = "too_many_redirects"
 REASON_HTTP_ERROR = "http_error"
 
+_TRANSIENT = frozenset(
+    {REASON_TIMEOUT, REASON_CONNECTION, REASON_TRUNCATED_BODY, REASON_HTTP_ERROR, "http_429"}
+)
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+FILE_HOST = "file://"  # the scheduler's queue for local reads
+FILE_READS_IN_FLIGHT = 16
+LOG_EVERY_S = 60.0
+
+
+def is_transient(reason: str | None) -> bool:
+    """Whether a failure may succeed later (a next run fetches such rows again)."""
+    if reason is None:
+        return False
+    return reason in _TRANSIENT or (reason.startswith("http_5") and reason[5:].isdigit())
+
 
 @dataclass(frozen=True)
 class DownloadSettings:
-    concurrency: int = 32
-    per_host_concurrency: int = 8
+    concurrency: int = 256  # ceiling: requests in flight, all hosts together
+    per_host_concurrency: int = 64  # ceiling per host (the adaptive limit never exceeds it)
+    adaptive: bool = True  # False: every host gets per_host_concurrency from the start
+    host_start_concurrency: int = 4  # adaptive: requests in flight to a new host
+    probe_after_s: float = 30.0  # adaptive: a rate-limited host is probed higher this often
     per_host_rps: float = 0.0  # 0: no pacing
     timeout_s: float = 30.0  # whole attempt
     connect_timeout_s: float = 15.0
@@ -55,12 +90,15 @@ class DownloadSettings:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     max_retry_after_s: float = 300.0  # a longer Retry-After is capped to this
+    policy: FetchPolicy = field(default_factory=FetchPolicy)
 
     @classmethod
     def from_config(cls, ecfg: EOLConfig, **overrides) -> DownloadSettings:
         values = dict(
             concurrency=ecfg.concurrency,
             per_host_concurrency=ecfg.per_host_concurrency,
+            adaptive=ecfg.adaptive_concurrency,
+            host_start_concurrency=ecfg.host_start_concurrency,
             per_host_rps=ecfg.per_host_rps,
             timeout_s=ecfg.timeout_s,
             connect_timeout_s=ecfg.connect_timeout_s,
@@ -69,6 +107,7 @@ class DownloadSettings:
             max_bytes=ecfg.max_bytes,
             max_redirects=ecfg.max_redirects,
             user_agent=ecfg.user_agent,
+            policy=FetchPolicy(allow=tuple(ecfg.allow_hosts)),
         )
         values.update(overrides)
         return cls(**values)
@@ -76,7 +115,7 @@ class DownloadSettings:
 
 @dataclass
 class FetchResult:
-    url: str | None
+    url: str | None  # as fetched, credentials removed
     data: bytes | None  # the body when the fetch succeeded
     reason: str | None  # why it failed (None when data is set)
     http_status: int | None  # last HTTP status seen
@@ -117,41 +156,49 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, (when - now_dt).total_seconds())
 
 
-class HostPacer:
-    """Spaces request starts to each host at least 1/rps seconds apart (0 rps: no pacing).
+class _Host:
+    """One host's queue of waiting attempts, its limit, its figures."""
 
-    Reservations are taken in call order, so concurrent callers queue fairly instead of bursting
-    when a slot frees; the map holds one float per host seen.
-    """
+    __slots__ = ("name", "queue", "in_flight", "limit", "not_before", "stats", "ready", "wake")
 
-    def __init__(self, rps: float):
-        self.interval = 1.0 / rps if rps > 0 else 0.0
-        self._next: dict[str, float] = {}
-
-    async def wait(self, host: str) -> None:
-        if not self.interval:
-            return
-        now = time.monotonic()
-        slot = max(now, self._next.get(host, now))
-        self._next[host] = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
-def file_url_path(url: str) -> Path:
-    parts = urlsplit(url)
-    return Path(unquote(parts.path))
+    def __init__(self, name: str, limit: HostLimit):
+        self.name = name
+        self.queue: collections.deque[asyncio.Future] = collections.deque()
+        self.in_flight = 0
+        self.limit = limit
+        self.not_before = 0.0  # monotonic time before which nothing starts (Retry-After, pacing)
+        self.stats = HostStats()
+        self.ready = False  # in the scheduler's round-robin
+        self.wake: asyncio.TimerHandle | None = None
 
 
 class Downloader:
-    """Owns the HTTP session; `fetch` one URL at a time from many tasks."""
+    """Owns the HTTP session and the per-host scheduler; `fetch` / `fetching` from many tasks.
 
-    def __init__(self, settings: DownloadSettings):
+    `hold_limit`: at most this many bodies between "request started" and "released by the
+    caller" (`fetching` releases when its block ends): back-pressure when the network outruns
+    the decoders, without blocking any host's queue. `report_to`: where the per-host figures
+    are written (on exit, and every minute while running).
+    """
+
+    def __init__(
+        self,
+        settings: DownloadSettings,
+        hold_limit: int | None = None,
+        report_to: Path | None = None,
+    ):
         self.settings = settings
+        self.policy = settings.policy
+        self.hold_limit = hold_limit
+        self.report_to = report_to
         self._session: aiohttp.ClientSession | None = None
-        self._slots: asyncio.Semaphore | None = None
-        self._pacer = HostPacer(settings.per_host_rps)
         self._rng = random.Random()
+        self._hosts: dict[str, _Host] = {}
+        self._ready: collections.deque[_Host] = collections.deque()
+        self._total = 0  # requests in flight
+        self._held = 0  # requests in flight + bodies not yet released
+        self._interval = 1.0 / settings.per_host_rps if settings.per_host_rps > 0 else 0.0
+        self._ticker: asyncio.Task | None = None
 
     async def __aenter__(self) -> Downloader:
         s = self.settings
@@ -160,6 +207,7 @@ class Downloader:
             limit_per_host=s.per_host_concurrency,
             ttl_dns_cache=300,
             keepalive_timeout=30,
+            resolver=self.policy.resolver(),
         )
         timeout = aiohttp.ClientTimeout(
             total=s.timeout_s,
@@ -172,13 +220,131 @@ class Downloader:
             headers={"User-Agent": s.user_agent},
             trust_env=False,
         )
-        self._slots = asyncio.Semaphore(s.concurrency)
+        self._ticker = asyncio.create_task(self._tick())
         return self
 
     async def __aexit__(self, *exc) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for host in self._hosts.values():
+            if host.wake is not None:
+                host.wake.cancel()
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self.log_hosts(logging.INFO)
+        self.write_report()
+
+    # ------------------------------------------------------------------ figures
+
+    def host_report(self) -> list[dict]:
+        """One row per host seen: requests, ok, bytes, errors by kind, latency, concurrency."""
+        return [report_row(h.name, h.stats, h.limit) for h in self._hosts.values()]
+
+    def write_report(self) -> None:
+        if self.report_to is not None and self._hosts:
+            write_host_report(self.report_to, self.host_report())
+
+    def log_hosts(self, level: int, top: int = 20) -> None:
+        rows = sorted(self.host_report(), key=lambda r: -r["requests"])
+        for row in rows[:top]:
+            log.log(level, "download %s", describe(row))
+        if len(rows) > top:
+            log.log(level, "download: %d more hosts", len(rows) - top)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_EVERY_S)
+            self.log_hosts(logging.INFO, top=5)
+            await asyncio.to_thread(self.write_report)
+
+    # ------------------------------------------------------------------ scheduler
+
+    def _host(self, name: str) -> _Host:
+        host = self._hosts.get(name)
+        if host is None:
+            s = self.settings
+            if name == FILE_HOST:
+                limit = HostLimit(0, min(s.concurrency, FILE_READS_IN_FLIGHT), adaptive=False)
+            else:
+                limit = HostLimit(
+                    s.host_start_concurrency, s.per_host_concurrency, s.probe_after_s, s.adaptive
+                )
+            host = self._hosts[name] = _Host(name, limit)
+        return host
+
+    def _mark_ready(self, host: _Host) -> None:
+        if not host.ready and host.queue:
+            host.ready = True
+            self._ready.append(host)
+
+    def _pump(self) -> None:
+        """Start what may start: hosts take turns, each within its own limit."""
+        now = time.monotonic()
+        ceiling = self.settings.concurrency
+        while self._ready and self._total < ceiling:
+            if self.hold_limit is not None and self._held >= self.hold_limit:
+                return
+            host = self._ready.popleft()
+            host.ready = False
+            while host.queue and host.queue[0].done():  # cancelled while waiting
+                host.queue.popleft()
+            if not host.queue or host.in_flight >= host.limit.slots:
+                continue  # back in turn when one of its requests ends
+            if host.not_before > now:
+                self._sleep_until(host, host.not_before)
+                continue
+            waiter = host.queue.popleft()
+            host.in_flight += 1
+            self._total += 1
+            self._held += 1
+            if self._interval:
+                host.not_before = max(now, host.not_before) + self._interval
+            waiter.set_result(host.in_flight)
+            self._mark_ready(host)
+
+    def _sleep_until(self, host: _Host, when: float) -> None:
+        if host.wake is None:
+            loop = asyncio.get_running_loop()
+            host.wake = loop.call_at(loop.time() + (when - time.monotonic()), self._wake, host)
+
+    def _wake(self, host: _Host) -> None:
+        host.wake = None
+        self._mark_ready(host)
+        self._pump()
+
+    async def _acquire(self, host: _Host) -> int:
+        """Wait for the host's turn; returns its requests in flight (this one included)."""
+        waiter = asyncio.get_running_loop().create_future()
+        host.queue.append(waiter)
+        self._mark_ready(host)
+        self._pump()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # granted, then cancelled
+                self._end_request(host, keep_body=False)
+            raise
+
+    def _end_request(self, host: _Host, keep_body: bool) -> None:
+        host.in_flight -= 1
+        self._total -= 1
+        if not keep_body:
+            self._held -= 1
+        self._mark_ready(host)
+        self._pump()
+
+    def _release_body(self) -> None:
+        self._held -= 1
+        self._pump()
+
+    def _pause(self, host: _Host, seconds: float) -> None:
+        """Nothing new starts to `host` for `seconds` (Retry-After)."""
+        host.not_before = max(host.not_before, time.monotonic() + seconds)
+
+    # ------------------------------------------------------------------ fetching
 
     def _backoff(self, attempt: int) -> float:
         s = self.settings
@@ -186,80 +352,134 @@ class Downloader:
         return ceiling * self._rng.uniform(0.5, 1.0)
 
     async def fetch(self, url: str | None) -> FetchResult:
+        """Fetch one URL; the body is the caller's at once (no hold)."""
+        async with self.fetching(url) as result:
+            return result
+
+    @contextlib.asynccontextmanager
+    async def fetching(self, url: str | None):
+        """Fetch one URL; its body counts against `hold_limit` until the block ends."""
+        result, held = await self._fetch(url)
+        try:
+            yield result
+        finally:
+            if held:
+                self._release_body()
+
+    async def _fetch(self, url: str | None) -> tuple[FetchResult, bool]:
         start = time.monotonic()
+        shown = public_url(url)
         if not url:
-            return FetchResult(url, None, REASON_INVALID_URL, None, 0, 0.0)
+            return FetchResult(shown, None, REASON_INVALID_URL, None, 0, 0.0), False
         try:
             parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            hostname = parts.hostname
+            port = parts.port
         except ValueError:
-            return FetchResult(url, None, REASON_INVALID_URL, None, 0, 0.0)
-        scheme = parts.scheme.lower()
+            return FetchResult(shown, None, REASON_INVALID_URL, None, 0, 0.0), False
         if scheme == "file":
-            return await self._fetch_file(url, start)
+            return await self._fetch_file(url, shown, start)
         if scheme not in ("http", "https"):
-            return FetchResult(url, None, REASON_UNSUPPORTED_SCHEME, None, 0, 0.0)
-        if not parts.hostname:
-            return FetchResult(url, None, REASON_INVALID_URL, None, 0, 0.0)
-        host = parts.hostname.lower()
+            return FetchResult(shown, None, REASON_UNSUPPORTED_SCHEME, None, 0, 0.0), False
+        if not hostname:
+            return FetchResult(shown, None, REASON_INVALID_URL, None, 0, 0.0), False
+        refusal = self.policy.url_refusal(url)
+        if refusal is not None:
+            return FetchResult(shown, None, refusal, None, 0, 0.0), False
+        host = self._host(f"{hostname.lower()}:{port or (443 if scheme == 'https' else 80)}")
         attempts = 0
-        status: int | None = None
         while True:
             attempts += 1
+            in_flight = await self._acquire(host)
+            began = time.monotonic()
             try:
-                assert self._slots is not None, "use Downloader as an async context manager"
-                await self._pacer.wait(host)  # before taking a slot: other hosts go on
-                async with self._slots:
-                    data, status = await self._get(url)
-                return FetchResult(
-                    url, data, None, status, attempts, time.monotonic() - start, len(data)
-                )
+                data, status = await self._get(url, host, began, in_flight)
             except _Final as exc:
+                self._end_request(host, keep_body=False)
                 return FetchResult(
-                    url, None, exc.reason, exc.status, attempts, time.monotonic() - start
-                )
+                    shown, None, exc.reason, exc.status, attempts, time.monotonic() - start
+                ), False
             except _Transient as exc:
-                status = exc.status
+                self._end_request(host, keep_body=False)
                 if attempts > self.settings.retries:
                     return FetchResult(
-                        url, None, exc.reason, exc.status, attempts, time.monotonic() - start
-                    )
+                        shown, None, exc.reason, exc.status, attempts, time.monotonic() - start
+                    ), False
                 delay = exc.delay if exc.delay is not None else self._backoff(attempts)
-                log.debug("retry %s in %.2fs after %s", url, delay, exc.reason)
+                log.debug("retry %s in %.2fs after %s", shown, delay, exc.reason)
                 await asyncio.sleep(delay)
+                continue
+            except BaseException:
+                self._end_request(host, keep_body=False)
+                raise
+            self._end_request(host, keep_body=True)
+            return FetchResult(
+                shown, data, None, status, attempts, time.monotonic() - start, len(data)
+            ), True
 
-    async def _get(self, url: str) -> tuple[bytes, int]:
-        s = self.settings
-        assert self._session is not None
+    async def _get(self, url: str, host: _Host, began: float, in_flight: int) -> tuple[bytes, int]:
+        """One attempt (redirects followed hop by hop); records the host's figures."""
+        stats, limit = host.stats, host.limit
+        stats.requests += 1
         try:
-            async with self._session.get(
-                url, allow_redirects=True, max_redirects=s.max_redirects
-            ) as resp:
-                status = resp.status
-                if status == 429:
-                    wait = parse_retry_after(resp.headers.get("Retry-After"))
-                    if wait is not None:
-                        wait = min(wait, s.max_retry_after_s)
-                    raise _Transient("http_429", status, wait)
-                if status >= 500:
-                    raise _Transient(f"http_{status}", status)
-                if status >= 300:
-                    raise _Final(f"http_{status}", status)
-                length = resp.content_length
-                if length is not None and length > s.max_bytes:
-                    raise _Final(REASON_TOO_LARGE, status)
-                chunks: list[bytes] = []
-                total = 0
-                async for chunk in resp.content.iter_chunked(1 << 16):
-                    total += len(chunk)
-                    if total > s.max_bytes:
+            data, status = await self._request(url, host, began, in_flight)
+        except (_Final, _Transient) as exc:
+            stats.error(exc.reason)
+            if isinstance(exc, _Transient) and not exc.reason.startswith(("http_429", "http_503")):
+                limit.on_failure(began, time.monotonic())
+            raise
+        stats.ok += 1
+        stats.bytes += len(data)
+        limit.on_success(began, time.monotonic())
+        return data, status
+
+    async def _request(
+        self, url: str, host: _Host, began: float, in_flight: int
+    ) -> tuple[bytes, int]:
+        s = self.settings
+        assert self._session is not None, "use Downloader as an async context manager"
+        current = URL(url, encoded=False)
+        try:
+            for _hop in range(s.max_redirects + 1):
+                async with self._session.get(current, allow_redirects=False) as resp:
+                    status = resp.status
+                    ttfb = time.monotonic() - began
+                    host.stats.answered(ttfb)
+                    host.limit.on_latency(ttfb)
+                    if status in _REDIRECTS:
+                        current = self._redirect_target(resp, status)
+                        continue
+                    if status in (429, 503):
+                        wait = parse_retry_after(resp.headers.get("Retry-After"))
+                        host.limit.on_rate_limited(began, time.monotonic(), in_flight)
+                        if wait is not None:
+                            wait = min(wait, s.max_retry_after_s)
+                            self._pause(host, wait)
+                        raise _Transient(f"http_{status}", status, wait)
+                    if status >= 500:
+                        raise _Transient(f"http_{status}", status)
+                    if status >= 300:
+                        raise _Final(f"http_{status}", status)
+                    length = resp.content_length
+                    if length is not None and length > s.max_bytes:
                         raise _Final(REASON_TOO_LARGE, status)
-                    chunks.append(chunk)
-                return b"".join(chunks), status
+                    chunks: list[bytes] = []
+                    total = 0
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        total += len(chunk)
+                        if total > s.max_bytes:
+                            raise _Final(REASON_TOO_LARGE, status)
+                        chunks.append(chunk)
+                    return b"".join(chunks), status
+            raise _Final(REASON_TOO_MANY_REDIRECTS, status)
         except (_Final, _Transient):
             raise
-        except aiohttp.TooManyRedirects as exc:
-            raise _Final(REASON_TOO_MANY_REDIRECTS, exc.status or None) from None
-        except (aiohttp.InvalidURL, ValueError) as exc:
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, AddressRefused):
+                raise _Final(REASON_NON_PUBLIC_ADDRESS) from None
+            raise _Transient(REASON_CONNECTION) from None
+        except (aiohttp.InvalidURL, aiohttp.RedirectClientError, ValueError) as exc:
             raise _Final(REASON_INVALID_URL) from exc
         except TimeoutError:
             raise _Transient(REASON_TIMEOUT) from None
@@ -270,15 +490,34 @@ class Downloader:
         except aiohttp.ClientResponseError as exc:
             raise _Transient(REASON_HTTP_ERROR, exc.status or None) from None
 
-    async def _fetch_file(self, url: str, start: float) -> FetchResult:
-        path = file_url_path(url)
+    def _redirect_target(self, resp: aiohttp.ClientResponse, status: int) -> URL:
+        """The next hop, if the policy lets us go there."""
+        location = resp.headers.get("Location")
+        if not location:
+            raise _Final(f"http_{status}", status)
+        try:
+            target = resp.url.join(URL(location))
+        except ValueError:
+            raise _Final(REASON_INVALID_URL, status) from None
+        if target.scheme not in ("http", "https") or not target.host:
+            raise _Final(REASON_REDIRECT_SCHEME, status)
+        refusal = self.policy.url_refusal(str(target))
+        if refusal is not None:
+            raise _Final(refusal, status)
+        return target
+
+    async def _fetch_file(self, url: str, shown: str | None, start: float):
+        path, refusal = self.policy.local_path(url)
+        if path is None:
+            return FetchResult(shown, None, refusal, None, 0, 0.0), False
         max_bytes = self.settings.max_bytes
 
         def read() -> tuple[bytes | None, str | None]:
             try:
+                # O_NOFOLLOW: the checked real path, not a symlink swapped in since;
                 # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files
                 # are read, and never more than max_bytes + 1 (a file may grow meanwhile)
-                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
                 with os.fdopen(fd, "rb") as fh:
                     info = os.fstat(fh.fileno())
                     if not stat.S_ISREG(info.st_mode):
@@ -289,16 +528,20 @@ class Downloader:
                 if len(data) > max_bytes:
                     return None, REASON_TOO_LARGE
                 return data, None
-            except FileNotFoundError:
-                return None, REASON_NOT_FOUND
-            except IsADirectoryError:
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 return None, REASON_NOT_FOUND
             except OSError as exc:
                 log.warning("cannot read %s: %s", path, exc)
                 return None, REASON_CONNECTION
 
-        assert self._slots is not None
-        async with self._slots:
+        host = self._host(FILE_HOST)
+        await self._acquire(host)
+        try:
             data, reason = await asyncio.to_thread(read)
+        except BaseException:
+            self._end_request(host, keep_body=False)
+            raise
+        self._end_request(host, keep_body=data is not None)
         elapsed = time.monotonic() - start
-        return FetchResult(url, data, reason, None, 1, elapsed, len(data) if data else 0)
+        result = FetchResult(shown, data, reason, None, 1, elapsed, len(data) if data else 0)
+        return result, data is not None

@@ -36,6 +36,7 @@ from treeoflife.progress import Progress, or_null
 from treeoflife.records import eol_key
 from treeoflife.schemas import EOL_FETCH_STATUS
 from treeoflife.sources.download import Downloader, DownloadSettings, FetchResult
+from treeoflife.sources.fetch_policy import FetchPolicy, public_url
 from treeoflife.sources.ingest import (
     PART_NAME,
     REASON_DUPLICATE_KEY,
@@ -94,6 +95,12 @@ csv.field_size_limit(1 << 24)
 
 def status_parquet(cfg: BuildConfig, index: int) -> Path:
     return catalog_dir(cfg, SOURCE) / (PART_NAME.format(index) + ".status.parquet")
+
+
+def hosts_report(cfg: BuildConfig, index: int | None = None) -> Path:
+    """The run's per-host download figures (one per download process: per part there)."""
+    name = "hosts" if index is None else PART_NAME.format(index) + ".hosts"
+    return catalog_dir(cfg, SOURCE) / (name + ".status.parquet")
 
 
 def rewrite_url(url: str, mirror: dict[str, str], cfg: BuildConfig) -> str:
@@ -257,7 +264,7 @@ def _manifest_row(fields, header, col, manifest_no, line, pages, seen, cfg):
     row["eol_page_id"] = page_id
     row["license"] = get(COL_LICENSE)
     row["rights_holder"] = get(COL_OWNER)
-    row["source_url"] = get(COL_SOURCE_URL)
+    row["source_url"] = public_url(get(COL_SOURCE_URL))  # never publish user:pass@
     names = pages.get(page_id)
     if names is not None:
         sci, kingdom, phylum, cls, order, family, genus, common = names
@@ -309,6 +316,8 @@ def ingest_eol(
         raise InputError("sources.eol.rows_per_part must be positive")
     resize = resize_policy(cfg)
     settings = settings or DownloadSettings.from_config(ecfg)
+    # the fetch policy always comes from the config (mirror folders, allowed hosts)
+    settings = dataclasses.replace(settings, policy=FetchPolicy.for_eol(cfg))
     if decode_workers is None:
         decode_workers = ecfg.decode_workers
     progress = or_null(progress)
@@ -465,9 +474,9 @@ def _download_part(cfg, index: int, batch: list, settings, resize) -> None:
         return
 
     async def run() -> None:
-        budget = asyncio.Semaphore(2 * settings.concurrency + 4 * DECODE_THREADS_PER_PROCESS)
-        async with Downloader(settings) as downloader:
-            await _part(cfg, index, batch, downloader, pool, budget, IngestStats(source=SOURCE))
+        hold = 2 * settings.concurrency + 4 * DECODE_THREADS_PER_PROCESS
+        async with Downloader(settings, hold, hosts_report(cfg, index)) as downloader:
+            await _part(cfg, index, batch, downloader, pool, IngestStats(source=SOURCE))
 
     with DecodePool(DECODE_THREADS_PER_PROCESS, resize=resize, threads=True) as pool:
         asyncio.run(run())
@@ -490,18 +499,18 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
     window = asyncio.Semaphore(max(1, ecfg.parts_in_flight))
     # Rows between "fetch starts" and "decoded": bounds the raw bodies held in memory when the
     # network outruns the decoders (back-pressure instead of an unbounded decode queue).
-    budget = asyncio.Semaphore(2 * settings.concurrency + 4 * max(1, pool.workers))
+    hold = 2 * settings.concurrency + 4 * max(1, pool.workers)
     running: set[asyncio.Task] = set()
     n_parts = 0
 
     async def one(index: int, batch: list) -> None:
         try:
-            await _part(cfg, index, batch, downloader, pool, budget, run)
+            await _part(cfg, index, batch, downloader, pool, run)
             progress.advance(len(batch))
         finally:
             window.release()
 
-    async with Downloader(settings) as downloader:
+    async with Downloader(settings, hold, hosts_report(cfg)) as downloader:
         try:
             for index, batch in enumerate(
                 _batches(iter_manifest_rows(cfg, pages), ecfg.rows_per_part)
@@ -528,12 +537,11 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
 
 
 async def _fetch_and_decode(
-    url: str | None, downloader: Downloader, pool: DecodePool, budget: asyncio.Semaphore
+    url: str | None, downloader: Downloader, pool: DecodePool
 ) -> tuple[FetchResult | None, NormalizedImage | str | None]:
     if url is None:
         return None, None
-    async with budget:
-        result = await downloader.fetch(url)
+    async with downloader.fetching(url) as result:  # the body counts until decoded
         if result.data is None:
             return result, result.reason
         data, result.data = result.data, None
@@ -553,7 +561,7 @@ def status_row(row: dict, url: str | None, fetch: FetchResult | None, outcome) -
         status = STATUS_FAILED
     return {
         "key": row["key"],
-        "url": url,
+        "url": public_url(url),
         "status": status,
         "reason": reason,
         "http_status": fetch.http_status if fetch else None,
@@ -566,10 +574,8 @@ def status_row(row: dict, url: str | None, fetch: FetchResult | None, outcome) -
     }
 
 
-async def _part(cfg, index, batch, downloader, pool, budget, run: IngestStats) -> None:
-    results = await asyncio.gather(
-        *(_fetch_and_decode(url, downloader, pool, budget) for _, url in batch)
-    )
+async def _part(cfg, index, batch, downloader, pool, run: IngestStats) -> None:
+    results = await asyncio.gather(*(_fetch_and_decode(url, downloader, pool) for _, url in batch))
     rows = [row for row, _ in batch]
     images = [outcome for _, outcome in results]
     status_rows = [
