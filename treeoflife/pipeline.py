@@ -119,6 +119,8 @@ def stage_ingest(
     section = dataclasses.asdict(getattr(cfg.sources, source))
     fp = _fp(cfg, stage, section, fingerprint_paths(_source_inputs(cfg, source)))
     done = completed(layout.state_dir, stage, fp, [layout.catalog_dir(source)])
+    if done is not None and source == "eol" and src.eol.transient_reruns_pending(cfg):
+        done = None  # rows that failed transiently are fetched again (sources/rerun.py)
     if done is not None:
         log.info("%s: up to date, skipped", stage)
         return {**done, "up_to_date": True}

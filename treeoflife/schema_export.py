@@ -106,6 +106,9 @@ TABLE_DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("eol_fetch_status", "attempts"): "Requests made, retries included (0: never fetched).",
     ("eol_fetch_status", "elapsed"): "Seconds from the first attempt to the outcome, waits "
     "included (not reproducible).",
+    ("eol_fetch_status", "runs"): "Runs that fetched this row: a transient failure "
+    "(timeout, connection error, 5xx, 429) is fetched again by the next run, up to "
+    "sources.eol.rerun_transient more runs (0: never fetched).",
     ("source_catalog", "status"): "Ingest status: ok or failed.",
     ("source_catalog", "reason"): "Why the ingest failed (null when ok).",
     ("taxa", "reason"): "Why the query stayed unresolved (null when resolved).",

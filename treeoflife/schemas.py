@@ -242,10 +242,11 @@ EOL_FETCH_STATUS = _with_meta(
             pa.field("height", pa.int32()),
             pa.field("attempts", pa.int32()),
             pa.field("elapsed", pa.float64()),  # seconds, retries and waits included
+            pa.field("runs", pa.int32()),  # runs that fetched the row (transient reruns)
         ]
     ),
     "eol_fetch_status",
-    "1",
+    "2",
 )
 """One row per EOL manifest row, beside each part: `catalog/eol/part-%05d.status.parquet`.
 

@@ -1,11 +1,11 @@
 """The EOL image downloader: adaptive per host, polite, bounded, retrying, default deny.
 
-One aiohttp session (keep-alive, DNS cache) and a scheduler with one FIFO queue per host
-(`host:port`): a request starts when its host is below its adaptive limit (host_limit.py),
-all hosts together are below `concurrency`, and the bodies fetched but not yet handed back by
-the caller are below `hold_limit`; hosts with work take turns, so a slow host never holds up
-the others (no head-of-line blocking) and a host told to wait (Retry-After, pacing) waits
-alone. Connect / read / whole-attempt timeouts, a response size cap, redirects followed one
+One aiohttp session (keep-alive, DNS cache) and a scheduler with one queue per host
+(host_queues.py, `host:port`): a request starts when its host is below its adaptive limit
+(host_limit.py), all hosts together are below `concurrency`, and the bodies fetched but not
+yet handed back by the caller are below `hold_limit`; hosts with work take turns, so a slow
+host never holds up the others and a host told to wait (Retry-After, pacing) waits alone.
+Connect / read / whole-attempt timeouts, a response size cap, redirects followed one
 hop at a time through the fetch policy (fetch_policy.py: no local files outside the mirrors,
 no private addresses, no redirect to another scheme). Transient failures (connection errors,
 timeouts, cut bodies, 5xx, 429) are retried with exponential backoff and jitter (429 / 503
@@ -16,7 +16,6 @@ honour Retry-After, for the whole host); 4xx are final (`http_<code>`). Per-host
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import email.utils
 import logging
@@ -40,8 +39,8 @@ from treeoflife.sources.fetch_policy import (
     FetchPolicy,
     public_url,
 )
-from treeoflife.sources.host_limit import HostLimit
-from treeoflife.sources.host_stats import HostStats, describe, report_row, write_host_report
+from treeoflife.sources.host_queues import FILE_HOST, Host, HostQueues
+from treeoflife.sources.host_stats import describe, report_row, write_host_report
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +59,6 @@ _TRANSIENT = frozenset(
     {REASON_TIMEOUT, REASON_CONNECTION, REASON_TRUNCATED_BODY, REASON_HTTP_ERROR, "http_429"}
 )
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-FILE_HOST = "file://"  # the scheduler's queue for local reads
-FILE_READS_IN_FLIGHT = 16
 LOG_EVERY_S = 60.0
 
 
@@ -156,22 +153,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, (when - now_dt).total_seconds())
 
 
-class _Host:
-    """One host's queue of waiting attempts, its limit, its figures."""
-
-    __slots__ = ("name", "queue", "in_flight", "limit", "not_before", "stats", "ready", "wake")
-
-    def __init__(self, name: str, limit: HostLimit):
-        self.name = name
-        self.queue: collections.deque[asyncio.Future] = collections.deque()
-        self.in_flight = 0
-        self.limit = limit
-        self.not_before = 0.0  # monotonic time before which nothing starts (Retry-After, pacing)
-        self.stats = HostStats()
-        self.ready = False  # in the scheduler's round-robin
-        self.wake: asyncio.TimerHandle | None = None
-
-
 class Downloader:
     """Owns the HTTP session and the per-host scheduler; `fetch` / `fetching` from many tasks.
 
@@ -193,11 +174,7 @@ class Downloader:
         self.report_to = report_to
         self._session: aiohttp.ClientSession | None = None
         self._rng = random.Random()
-        self._hosts: dict[str, _Host] = {}
-        self._ready: collections.deque[_Host] = collections.deque()
-        self._total = 0  # requests in flight
-        self._held = 0  # requests in flight + bodies not yet released
-        self._interval = 1.0 / settings.per_host_rps if settings.per_host_rps > 0 else 0.0
+        self._queues = HostQueues(settings, hold_limit)
         self._ticker: asyncio.Task | None = None
 
     async def __aenter__(self) -> Downloader:
@@ -228,9 +205,7 @@ class Downloader:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        for host in self._hosts.values():
-            if host.wake is not None:
-                host.wake.cancel()
+        self._queues.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -241,10 +216,10 @@ class Downloader:
 
     def host_report(self) -> list[dict]:
         """One row per host seen: requests, ok, bytes, errors by kind, latency, concurrency."""
-        return [report_row(h.name, h.stats, h.limit) for h in self._hosts.values()]
+        return [report_row(h.name, h.stats, h.limit) for h in self._queues.hosts.values()]
 
     def write_report(self) -> None:
-        if self.report_to is not None and self._hosts:
+        if self.report_to is not None and self._queues.hosts:
             write_host_report(self.report_to, self.host_report())
 
     def log_hosts(self, level: int, top: int = 20) -> None:
@@ -259,90 +234,6 @@ class Downloader:
             await asyncio.sleep(LOG_EVERY_S)
             self.log_hosts(logging.INFO, top=5)
             await asyncio.to_thread(self.write_report)
-
-    # ------------------------------------------------------------------ scheduler
-
-    def _host(self, name: str) -> _Host:
-        host = self._hosts.get(name)
-        if host is None:
-            s = self.settings
-            if name == FILE_HOST:
-                limit = HostLimit(0, min(s.concurrency, FILE_READS_IN_FLIGHT), adaptive=False)
-            else:
-                limit = HostLimit(
-                    s.host_start_concurrency, s.per_host_concurrency, s.probe_after_s, s.adaptive
-                )
-            host = self._hosts[name] = _Host(name, limit)
-        return host
-
-    def _mark_ready(self, host: _Host) -> None:
-        if not host.ready and host.queue:
-            host.ready = True
-            self._ready.append(host)
-
-    def _pump(self) -> None:
-        """Start what may start: hosts take turns, each within its own limit."""
-        now = time.monotonic()
-        ceiling = self.settings.concurrency
-        while self._ready and self._total < ceiling:
-            if self.hold_limit is not None and self._held >= self.hold_limit:
-                return
-            host = self._ready.popleft()
-            host.ready = False
-            while host.queue and host.queue[0].done():  # cancelled while waiting
-                host.queue.popleft()
-            if not host.queue or host.in_flight >= host.limit.slots:
-                continue  # back in turn when one of its requests ends
-            if host.not_before > now:
-                self._sleep_until(host, host.not_before)
-                continue
-            waiter = host.queue.popleft()
-            host.in_flight += 1
-            self._total += 1
-            self._held += 1
-            if self._interval:
-                host.not_before = max(now, host.not_before) + self._interval
-            waiter.set_result(host.in_flight)
-            self._mark_ready(host)
-
-    def _sleep_until(self, host: _Host, when: float) -> None:
-        if host.wake is None:
-            loop = asyncio.get_running_loop()
-            host.wake = loop.call_at(loop.time() + (when - time.monotonic()), self._wake, host)
-
-    def _wake(self, host: _Host) -> None:
-        host.wake = None
-        self._mark_ready(host)
-        self._pump()
-
-    async def _acquire(self, host: _Host) -> int:
-        """Wait for the host's turn; returns its requests in flight (this one included)."""
-        waiter = asyncio.get_running_loop().create_future()
-        host.queue.append(waiter)
-        self._mark_ready(host)
-        self._pump()
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():  # granted, then cancelled
-                self._end_request(host, keep_body=False)
-            raise
-
-    def _end_request(self, host: _Host, keep_body: bool) -> None:
-        host.in_flight -= 1
-        self._total -= 1
-        if not keep_body:
-            self._held -= 1
-        self._mark_ready(host)
-        self._pump()
-
-    def _release_body(self) -> None:
-        self._held -= 1
-        self._pump()
-
-    def _pause(self, host: _Host, seconds: float) -> None:
-        """Nothing new starts to `host` for `seconds` (Retry-After)."""
-        host.not_before = max(host.not_before, time.monotonic() + seconds)
 
     # ------------------------------------------------------------------ fetching
 
@@ -364,7 +255,7 @@ class Downloader:
             yield result
         finally:
             if held:
-                self._release_body()
+                self._queues.release_body()
 
     async def _fetch(self, url: str | None) -> tuple[FetchResult, bool]:
         start = time.monotonic()
@@ -387,21 +278,21 @@ class Downloader:
         refusal = self.policy.url_refusal(url)
         if refusal is not None:
             return FetchResult(shown, None, refusal, None, 0, 0.0), False
-        host = self._host(f"{hostname.lower()}:{port or (443 if scheme == 'https' else 80)}")
+        host = self._queues.host(f"{hostname.lower()}:{port or (443 if scheme == 'https' else 80)}")
         attempts = 0
         while True:
             attempts += 1
-            in_flight = await self._acquire(host)
+            in_flight = await self._queues.acquire(host)
             began = time.monotonic()
             try:
                 data, status = await self._get(url, host, began, in_flight)
             except _Final as exc:
-                self._end_request(host, keep_body=False)
+                self._queues.end_request(host, keep_body=False)
                 return FetchResult(
                     shown, None, exc.reason, exc.status, attempts, time.monotonic() - start
                 ), False
             except _Transient as exc:
-                self._end_request(host, keep_body=False)
+                self._queues.end_request(host, keep_body=False)
                 if attempts > self.settings.retries:
                     return FetchResult(
                         shown, None, exc.reason, exc.status, attempts, time.monotonic() - start
@@ -411,14 +302,14 @@ class Downloader:
                 await asyncio.sleep(delay)
                 continue
             except BaseException:
-                self._end_request(host, keep_body=False)
+                self._queues.end_request(host, keep_body=False)
                 raise
-            self._end_request(host, keep_body=True)
+            self._queues.end_request(host, keep_body=True)
             return FetchResult(
                 shown, data, None, status, attempts, time.monotonic() - start, len(data)
             ), True
 
-    async def _get(self, url: str, host: _Host, began: float, in_flight: int) -> tuple[bytes, int]:
+    async def _get(self, url: str, host: Host, began: float, in_flight: int) -> tuple[bytes, int]:
         """One attempt (redirects followed hop by hop); records the host's figures."""
         stats, limit = host.stats, host.limit
         stats.requests += 1
@@ -435,7 +326,7 @@ class Downloader:
         return data, status
 
     async def _request(
-        self, url: str, host: _Host, began: float, in_flight: int
+        self, url: str, host: Host, began: float, in_flight: int
     ) -> tuple[bytes, int]:
         s = self.settings
         assert self._session is not None, "use Downloader as an async context manager"
@@ -455,7 +346,7 @@ class Downloader:
                         host.limit.on_rate_limited(began, time.monotonic(), in_flight)
                         if wait is not None:
                             wait = min(wait, s.max_retry_after_s)
-                            self._pause(host, wait)
+                            self._queues.pause(host, wait)
                         raise _Transient(f"http_{status}", status, wait)
                     if status >= 500:
                         raise _Transient(f"http_{status}", status)
@@ -534,14 +425,14 @@ class Downloader:
                 log.warning("cannot read %s: %s", path, exc)
                 return None, REASON_CONNECTION
 
-        host = self._host(FILE_HOST)
-        await self._acquire(host)
+        host = self._queues.host(FILE_HOST)
+        await self._queues.acquire(host)
         try:
             data, reason = await asyncio.to_thread(read)
         except BaseException:
-            self._end_request(host, keep_body=False)
+            self._queues.end_request(host, keep_body=False)
             raise
-        self._end_request(host, keep_body=data is not None)
+        self._queues.end_request(host, keep_body=data is not None)
         elapsed = time.monotonic() - start
         result = FetchResult(shown, data, reason, None, 1, elapsed, len(data) if data else 0)
         return result, data is not None

@@ -54,6 +54,7 @@ from treeoflife.sources.ingest import (
     prepare_source_dirs,
     write_part,
 )
+from treeoflife.sources.rerun import LazyImages, PartRerun, pending_reruns, refetch_keys
 from treeoflife.sources.seen import SeenKeys
 from treeoflife.storage import FsspecStorage, pull_files, shared_storage
 
@@ -371,7 +372,7 @@ def _ingest_parts_processes(cfg, pages, settings, resize, run: IngestStats, prog
             rows = iter_manifest_rows(cfg, pages)
             for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):
                 n_parts = index + 1
-                if part_done(cfg, SOURCE, index):
+                if part_done(cfg, SOURCE, index) and rerun_plan(cfg, index) is None:
                     run.parts_skipped += 1
                     progress.advance(len(batch))
                     continue
@@ -453,7 +454,7 @@ def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progres
         rows = iter_manifest_rows(cfg, pages)
         for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):
             n_parts = index + 1
-            if part_done(cfg, SOURCE, index):
+            if part_done(cfg, SOURCE, index) and rerun_plan(cfg, index) is None:
                 run.parts_skipped += 1
                 progress.advance(len(batch))
                 continue
@@ -470,13 +471,15 @@ def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progres
 
 def _download_part(cfg, index: int, batch: list, settings, resize) -> None:
     """Worker process: download, decode (threads) and write one part (kept when done)."""
-    if part_done(cfg, SOURCE, index):  # a retried task whose first attempt finished
+    rerun = rerun_plan(cfg, index)
+    if part_done(cfg, SOURCE, index) and rerun is None:  # a retried task that finished
         return
 
     async def run() -> None:
         hold = 2 * settings.concurrency + 4 * DECODE_THREADS_PER_PROCESS
         async with Downloader(settings, hold, hosts_report(cfg, index)) as downloader:
-            await _part(cfg, index, batch, downloader, pool, IngestStats(source=SOURCE))
+            stats = IngestStats(source=SOURCE)
+            await _part(cfg, index, batch, downloader, pool, stats, rerun)
 
     with DecodePool(DECODE_THREADS_PER_PROCESS, resize=resize, threads=True) as pool:
         asyncio.run(run())
@@ -503,9 +506,9 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
     running: set[asyncio.Task] = set()
     n_parts = 0
 
-    async def one(index: int, batch: list) -> None:
+    async def one(index: int, batch: list, rerun: PartRerun | None) -> None:
         try:
-            await _part(cfg, index, batch, downloader, pool, run)
+            await _part(cfg, index, batch, downloader, pool, run, rerun)
             progress.advance(len(batch))
         finally:
             window.release()
@@ -516,7 +519,8 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
                 _batches(iter_manifest_rows(cfg, pages), ecfg.rows_per_part)
             ):
                 n_parts = index + 1
-                if part_done(cfg, SOURCE, index):
+                rerun = rerun_plan(cfg, index)
+                if part_done(cfg, SOURCE, index) and rerun is None:
                     run.parts_skipped += 1
                     progress.advance(len(batch))
                     continue
@@ -524,7 +528,7 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
                 for task in [t for t in running if t.done()]:
                     running.discard(task)
                     task.result()  # a failed part stops the run (its rows are not lost: rerun)
-                task = asyncio.create_task(one(index, batch))
+                task = asyncio.create_task(one(index, batch, rerun))
                 running.add(task)
             if running:
                 await asyncio.gather(*running)
@@ -571,20 +575,57 @@ def status_row(row: dict, url: str | None, fetch: FetchResult | None, outcome) -
         "height": outcome.height if ok else None,
         "attempts": fetch.attempts if fetch else 0,
         "elapsed": fetch.elapsed if fetch else 0.0,
+        "runs": 1 if fetch else 0,
     }
 
 
-async def _part(cfg, index, batch, downloader, pool, run: IngestStats) -> None:
-    results = await asyncio.gather(*(_fetch_and_decode(url, downloader, pool) for _, url in batch))
+def rerun_plan(cfg: BuildConfig, index: int) -> PartRerun | None:
+    """A finished part's rows to fetch again (transient failures, `rerun_transient` runs at
+    most), or None: the part stays as it is."""
+    if not part_done(cfg, SOURCE, index):
+        return None
+    keys = refetch_keys(status_parquet(cfg, index), cfg.sources.eol.rerun_transient)
+    if not keys:
+        return None
+    return PartRerun.load(status_parquet(cfg, index), part_parquet(cfg, SOURCE, index),
+                          cfg.root, keys)  # fmt: skip
+
+
+def transient_reruns_pending(cfg: BuildConfig) -> int:
+    """Rows the next EOL ingest would fetch again (the stage is not up to date while > 0)."""
+    paths = sorted(catalog_dir(cfg, SOURCE).glob("part-?????.status.parquet"))
+    return pending_reruns(paths, cfg.sources.eol.rerun_transient)
+
+
+async def _part(cfg, index, batch, downloader, pool, run: IngestStats, rerun=None) -> None:
+    kept = {}  # rows a rerun does not fetch again: key -> (earlier status row, reason)
+    if rerun is not None:
+        kept = {r["key"]: k for r, url in batch if url and (k := rerun.kept_outcome(r["key"]))}
+
+    async def one(row: dict, url: str | None):
+        if row["key"] in kept:
+            return None, kept[row["key"]][1]
+        return await _fetch_and_decode(url, downloader, pool)
+
+    results = await asyncio.gather(*(one(row, url) for row, url in batch))
     rows = [row for row, _ in batch]
     images = [outcome for _, outcome in results]
-    status_rows = [
-        status_row(row, url, fetch, outcome)
-        for (row, url), (fetch, outcome) in zip(batch, results, strict=True)
-    ]
+    status_rows = []
+    for (row, url), (fetch, outcome) in zip(batch, results, strict=True):
+        status = status_row(row, url, fetch, outcome)
+        if rerun is not None:
+            earlier = kept.get(row["key"], (None,))[0]
+            status = earlier or {**status, "runs": rerun.runs(row["key"]) + (fetch is not None)}
+        status_rows.append(status)
+    if rerun is not None:  # kept images come from the part's current store as it is rewritten
+        images = LazyImages(images, rerun, [r["key"] for r in rows], set(kept))
 
     def write() -> None:
         table = pa.Table.from_pylist(status_rows, schema=STATUS_SCHEMA)
+        if rerun is not None:  # the catalog first: killed in between, the rows are refetched
+            write_part(cfg, SOURCE, index, rows, images)
+            write_parquet_atomic(table, status_parquet(cfg, index))
+            return
         write_parquet_atomic(table, status_parquet(cfg, index))
         write_part(cfg, SOURCE, index, rows, images)
 

@@ -9,7 +9,9 @@ trip) while its time to first byte stays near the lowest seen lately. It backs o
   probed one step higher only after `probe_after_s` without a rate limit (so a host that
   limits at K in flight sees about one 429 per probe period, not one per growth cycle);
 - on timeouts, connection errors and other 5xx: multiplicative decrease (x0.7);
-- on rising latency (mean time to first byte above twice the lowest plus 100 ms): x0.8.
+- on rising latency: no growth while the mean time to first byte is above twice the lowest
+  seen lately plus 100 ms (something queues), x0.8 above four times plus 500 ms (the host
+  struggles). Loose bounds on purpose: a busy client inflates what it measures too.
 
 A burst of failures from requests that were already in flight counts once (as TCP reacts once
 per window). The configured ceiling always holds. Scrapy's AutoThrottle (delay from latency /
@@ -100,9 +102,12 @@ class HostLimit:
         if not self.adaptive:
             return
         assert self.latency is not None, "on_latency first"
-        if self.latency > 2 * self.baseline + LATENCY_SLACK_S:
+        base = self.baseline
+        if self.latency > 4 * base + 5 * LATENCY_SLACK_S:  # the host is struggling: back off
             if started > self.last_decrease:
                 self._decrease(self.value * 0.8, now)
+            return
+        if self.latency > 2 * base + LATENCY_SLACK_S:  # queueing somewhere: hold, do not grow
             return
         step = 1.0 if self.value < self.ssthresh else 1.0 / self.value
         self.value = min(self.value + step, self._cap(now))

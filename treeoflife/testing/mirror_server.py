@@ -3,7 +3,8 @@
 Tests and benchmarks point the EOL mirror at it to exercise the downloader over real sockets:
 status codes, 429 + Retry-After, fail-first-N-then-succeed, latency, cut bodies, wrong content
 types, HTML error pages served as 200, redirect loops, connection resets mid-body and slow
-drips. Faults are given per path, or to a fraction of all paths (chosen by a stable hash of the
+drips, and a host that answers 429 above K requests in flight (`max_in_flight`). Faults are
+given per path, or to a fraction of all paths (chosen by a stable hash of the
 path and a seed, so a test knows which path got which fault: `server.fault_for(path)`).
 
     with MirrorServer(folder, faults={"/a.jpg": Fault(status=500, fail_first=1)}) as server:
@@ -71,6 +72,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, head: bool) -> None:
         path = unquote(urlsplit(self.path).path)
         count = self.server.hit(path, self.headers.get("User-Agent"))
+        if not self.server.enter():
+            self.server.note_fault(path)
+            self.server.note_limited()
+            extra = {"Retry-After": self.server.limit_retry_after}
+            self._send_simple(429, b"too many requests in flight\n", extra)
+            return
+        try:
+            self._serve(path, count, head)
+        finally:
+            self.server.leave()
+
+    def _serve(self, path: str, count: int, head: bool) -> None:
         fault = self.server.fault_for(path)
         if fault is not None and fault.latency_s:
             time.sleep(fault.latency_s)
@@ -172,8 +185,15 @@ class _Server(ThreadingHTTPServer):
         faults: dict[str, Fault],
         fractions: Sequence[tuple[float, Fault]] = (),
         seed: int = 0,
+        max_in_flight: int | None = None,
+        limit_retry_after: str = "1",
     ):
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.max_in_flight = max_in_flight
+        self.limit_retry_after = limit_retry_after
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.limited_times: list[float] = []
         self.root = root.resolve()
         self.faults = faults
         self.fractions = list(fractions)
@@ -191,6 +211,23 @@ class _Server(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
             return
         super().handle_error(request, client_address)
+
+    def enter(self) -> bool:
+        """Count a request in flight; False (not counted) when that would exceed the limit."""
+        with self._lock:
+            if self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
+                return False
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def note_limited(self) -> None:
+        with self._lock:
+            self.limited_times.append(time.monotonic())
 
     def note_fault(self, path: str) -> None:
         with self._lock:
@@ -233,8 +270,14 @@ class MirrorServer:
         faults: dict[str, Fault] | None = None,
         fractions: Sequence[tuple[float, Fault]] = (),
         seed: int = 0,
+        max_in_flight: int | None = None,
+        limit_retry_after: str = "1",
     ):
-        self._server = _Server(Path(root), dict(faults or {}), fractions, seed)
+        """`max_in_flight`: a rate-limited host, answering 429 + Retry-After
+        (`limit_retry_after`) to a request that arrives while that many are being served."""
+        self._server = _Server(
+            Path(root), dict(faults or {}), fractions, seed, max_in_flight, limit_retry_after
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="mirror-server", daemon=True
         )
@@ -259,6 +302,15 @@ class MirrorServer:
         """Requests per path that got a fault (status, cut, drip, body or redirect) instead of
         the plain file; latency and Content-Type overrides alone do not count."""
         return self._server.faulted
+
+    @property
+    def limited_times(self) -> list[float]:
+        """time.monotonic() of each 429 sent for `max_in_flight`."""
+        return self._server.limited_times
+
+    @property
+    def peak_in_flight(self) -> int:
+        return self._server.peak_in_flight
 
     @property
     def user_agents(self) -> set[str]:
