@@ -12,7 +12,9 @@ treeoflife.testing.MirrorServer:
   same URLs and the same faults: rows recovered, by fault kind;
 - SIGKILLs: the ingest child killed at seeded random moments, rerun until done, outputs
   compared with the uninterrupted run;
-- the bad-input table (tests/reliability/bad_inputs.py): cases tried, rows tried, rows lost.
+- the bad-input table (tests/reliability/bad_inputs.py): cases tried, rows tried, rows lost;
+- the hostile-fetch table (tests/reliability/hostile_fetch.py): hostile URLs tried, local or
+  private files published (must be 0), requests that reached the secret server.
 
     .venv/bin/python bench/reliability.py [--urls 5000] [--kills 5] [--skip-img2dataset]
 
@@ -50,6 +52,9 @@ from tests.reliability.eol_world import (  # noqa: E402
     build_world,
     config_dict,
 )
+from tests.reliability.hostile_fetch import CASES as HOSTILE  # noqa: E402
+from tests.reliability.hostile_fetch import check as check_hostile  # noqa: E402
+from tests.reliability.hostile_fetch import run_case  # noqa: E402
 from tests.soak.test_kill_resume import KILLS as CLI_KILLS  # noqa: E402
 from treeoflife.testing.mirror_server import MirrorServer  # noqa: E402
 
@@ -267,6 +272,32 @@ def bad_inputs(base: Path) -> dict:
     }
 
 
+def hostile(base: Path) -> dict:
+    """Each hostile URL through the real ingest; what got out of bounds."""
+    published = reached = failed = 0
+    failures = []
+    for i, case in enumerate(HOSTILE):
+        out = run_case(case, base / f"hostile{i}")
+        hostile_row = next((r for r in out.rows if r["key"] == "eol/1_7"), None)
+        escaped = (
+            case.reason is not None and hostile_row is not None and hostile_row["status"] == "ok"
+        )
+        published += out.secret_published + escaped
+        reached += out.secret_hits
+        try:
+            check_hostile(case, out)
+        except AssertionError as exc:
+            failed += 1
+            failures.append(f"{case.name}: {exc}")
+    return {
+        "hostile_urls": len(HOSTILE),
+        "local_or_private_published": published,
+        "requests_to_secret_server": reached,
+        "cases_failed": failed,
+        "failures": failures,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--urls", type=int, default=5000)
@@ -288,10 +319,12 @@ def main() -> None:
         print("kills:", json.dumps(killed))
         bad = bad_inputs(base / "bad")
         print("bad inputs:", json.dumps(bad))
+        hostile_urls = hostile(base / "hostile")
+        print("hostile fetches:", json.dumps(hostile_urls))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     load_after = os.getloadavg()
-    write_report(args, started, load_before, load_after, ours, peer, killed, bad)
+    write_report(args, started, load_before, load_after, ours, peer, killed, bad, hostile_urls)
     broken = [
         ours["rows_lost"],
         ours["rows_twice"],
@@ -300,12 +333,15 @@ def main() -> None:
         not killed["all_equal_and_clean"],
         bad["rows_lost"],
         bad["cases_failed"],
+        hostile_urls["local_or_private_published"],
+        hostile_urls["requests_to_secret_server"],
+        hostile_urls["cases_failed"],
     ]
     if any(broken):
         sys.exit("a row lost or twice, an outcome not as planned, or outputs differ: see above")
 
 
-def write_report(args, started, load_before, load_after, ours, peer, killed, bad) -> None:
+def write_report(args, started, load_before, load_after, ours, peer, killed, bad, hostile) -> None:
     cmd = "  .venv/bin/python bench/reliability.py"
     if args.urls != 5000 or args.kills != 5:
         cmd += f" --urls {args.urls} --kills {args.kills}"
@@ -367,6 +403,14 @@ def write_report(args, started, load_before, load_after, ours, peer, killed, bad
         f"Bad inputs (tests/reliability/bad_inputs.py): {bad['cases']} cases, "
         f"{bad['rows_tried']} rows tried, rows lost: {bad['rows_lost']}, cases not as "
         f"expected: {bad['cases_failed']}.",
+        "",
+        f"Hostile fetches (tests/reliability/hostile_fetch.py): {hostile['hostile_urls']} "
+        "hostile URLs tried (file:// outside the mirror in every spelling, ../ and %2e%2e out "
+        "of the mirror, a symlink out, loopback / private / metadata addresses as URLs and as "
+        "redirects, redirects to ftp:// and file://, credentials in URLs); local or private "
+        f"files published: {hostile['local_or_private_published']}; requests that reached the "
+        f"secret server: {hostile['requests_to_secret_server']}; cases not as expected: "
+        f"{hostile['cases_failed']}.",
         "",
         "load average before / after: "
         + " ".join(f"{x:.2f}" for x in load_before)

@@ -47,6 +47,7 @@ PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>
 SVG = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
 SQL_NAME = "Robert'); DROP TABLE taxon; --"
 SHELL_NAME = '$(touch /tmp/treeoflife-pwned) `id`; rm -rf / | "x"'
+LONG_ID = "P" + "9" * 119  # a processid over 100 characters
 BIG = 120_000_000  # over the 50 MB download cap and the 100 MB archive member cap
 
 
@@ -567,6 +568,11 @@ CASES: list[Case] = [
             }
         ),
     ),  # fmt: skip
+    Case(
+        "bioscan_processid_too_long_for_a_store_name",  # a crash on the tar name limit before
+        bioscan([bline(LONG_ID)], members={f"part1/{LONG_ID}.jpg": jpeg(9, 8, 8)}),
+        Recorded({"bioscan/malformed/line6": "malformed_row"}),
+    ),
     Case(
         "bioscan_sql_and_shell_names",
         bioscan([bline("P9", "P0.jpg", genus=SQL_NAME, species=SHELL_NAME)]),

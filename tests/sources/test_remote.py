@@ -94,3 +94,21 @@ def test_inat21_from_urls_with_drops_equals_local_ingest(tmp_path):
         )
         with pytest.raises(InputError, match="md5"):
             ingest_inat21(cfg)
+
+
+def test_range_reader_follows_redirects_only_where_the_policy_lets_it(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"a" * 1000)
+    with MirrorServer(tmp_path) as other:
+        faults = {
+            "/same.bin": Fault(redirect_to="/a.bin"),  # the configured host itself: fine
+            "/ftp.bin": Fault(redirect_to="ftp://ftp.example.org/a.bin"),
+            "/port.bin": Fault(redirect_to=f"{other.url}/a.bin"),  # another loopback port
+        }
+        with MirrorServer(tmp_path, faults) as server:
+            with RangeReader(f"{server.url}/same.bin") as reader:
+                assert reader.read() == b"a" * 1000
+            for path, why in (("/ftp.bin", "redirect_unsupported_scheme"),
+                              ("/port.bin", "non_public_address")):  # fmt: skip
+                with pytest.raises(RemoteReadError, match=why):
+                    RangeReader(f"{server.url}{path}")
+        assert sum(other.hits.values()) == 0

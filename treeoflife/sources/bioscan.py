@@ -30,6 +30,7 @@ from treeoflife.errors import InputError
 from treeoflife.io import write_parquet_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.records import bioscan_key
+from treeoflife.sources.fetch_policy import id_fits_store
 from treeoflife.sources.ingest import (
     IGNORED_DUPLICATE,
     IGNORED_UNLISTED,
@@ -280,8 +281,8 @@ def _make_row(line, fields, header, seen_keys, index, used) -> _Planned:
     if fields is None:
         return fail(new_row(f"bioscan/malformed/line{line}", SOURCE), REASON_MALFORMED), None, None
     record = {h: clean(v, NULL_MARKERS) for h, v in zip(header, fields, strict=True)}
-    if not record.get("processid"):
-        row = new_row(f"bioscan/malformed/line{line}", SOURCE)
+    if not record.get("processid") or not id_fits_store(bioscan_key(record["processid"])):
+        row = new_row(f"bioscan/malformed/line{line}", SOURCE)  # none, or too long for a name
         return fail(row, REASON_MALFORMED), None, record
     row, member = row_from_record(record)
     if member is None:

@@ -5,16 +5,24 @@ body ends short, it reconnects with `Range: bytes=<offset>-` (and `If-Range` wit
 Last-Modified it first saw, so a file that changed on the server is an error, not a silent
 splice) and goes on from the same byte. Nothing is written to disk: the archive is streamed
 once, whatever its size. Used through `open_stream`, which also opens local paths.
+
+The URL comes from the config (trusted); the redirects come from the server and go through the
+fetch policy: http(s) only (urllib would follow ftp://), and to a non-public address only when
+it is the configured URL's own host:port or an allowed host.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from treeoflife.sources.fetch_policy import FetchPolicy
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +31,38 @@ USER_AGENT = "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"
 
 class RemoteReadError(OSError):
     """The remote file could not be read to its end (after the allowed reconnects)."""
+
+
+class _PolicyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only where the fetch policy lets it go."""
+
+    def __init__(self, origin: str, policy: FetchPolicy):
+        parts = urlsplit(origin)
+        self._origin = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        self._policy = policy
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        why = redirect_refusal(newurl, self._origin, self._policy)
+        if why is not None:
+            raise RemoteReadError(f"{req.full_url}: redirect to {newurl} refused ({why})")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def redirect_refusal(url: str, origin: tuple, policy: FetchPolicy) -> str | None:
+    """Why a redirect of the stream may not be followed (None: it may)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "redirect_unsupported_scheme"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if (parts.hostname, port) == origin:
+        return None
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return None  # unresolvable: the request itself fails with a clear error
+    if all(policy.address_allowed(parts.hostname, info[4][0], port) for info in infos):
+        return None
+    return "non_public_address"
 
 
 def is_url(value: str) -> bool:
@@ -40,8 +80,10 @@ class RangeReader:
         max_reconnects: int = 20,
         backoff_s: float = 1.0,
         user_agent: str = USER_AGENT,
+        policy: FetchPolicy | None = None,
     ):
         self.url = url
+        self._opener = urllib.request.build_opener(_PolicyRedirects(url, policy or FetchPolicy()))
         self.timeout_s = timeout_s
         self.max_reconnects = max_reconnects
         self.backoff_s = backoff_s
@@ -61,7 +103,7 @@ class RangeReader:
                 headers["If-Range"] = self._validator
         req = urllib.request.Request(self.url, headers=headers)
         try:
-            resp = urllib.request.urlopen(req, timeout=self.timeout_s)  # noqa: S310 - http(s) only
+            resp = self._opener.open(req, timeout=self.timeout_s)
         except urllib.error.HTTPError as exc:
             raise RemoteReadError(f"{self.url}: HTTP {exc.code}") from None
         if self.offset:
@@ -100,7 +142,8 @@ class RangeReader:
         try:
             self._open()
         except (OSError, http.client.HTTPException) as exc:
-            if isinstance(exc, RemoteReadError) and "did not resume" in str(exc):
+            if isinstance(exc, RemoteReadError) and ("did not resume" in str(exc)
+                                                     or "refused (" in str(exc)):  # fmt: skip
                 raise
             self._reconnect(f"reconnect failed ({exc})")
 
