@@ -71,7 +71,14 @@ PERMANENT = {
     "pdf": (None, PDF, "not_an_image", 1),
     "svg": (None, SVG, "not_an_image", 1),
     "empty": (None, b"", "empty_file", 1),
-}
+    # hostile redirects (fetch policy): a per-row failure, never the end of the build
+    "redirect_ftp": (Fault(redirect_to="ftp://ftp.example.org/x.jpg"), b"",
+                     "redirect_unsupported_scheme", 1),
+    "redirect_file": (Fault(redirect_to="file:///etc/passwd"), b"",
+                      "redirect_unsupported_scheme", 1),
+    "redirect_metadata": (Fault(redirect_to="http://169.254.169.254/latest/meta-data/"), b"",
+                          "non_public_address", 1),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,11 @@ def build_world(
         lines.insert(rng.randrange(len(lines) + 1), ftp)
         world.expected[f"eol/{content + 50_000}_7"] = Expected(
             "failed", "unsupported_scheme", 0, "ftp"
+        )
+        local = [content + 60_000, 7, "", "file:///etc/passwd", "cc-by", "o"]  # hostile
+        lines.insert(rng.randrange(len(lines) + 1), local)
+        world.expected[f"eol/{content + 60_000}_7"] = Expected(
+            "failed", "file_outside_mirror", 0, "local_file"
         )
         lines.insert(rng.randrange(len(lines) + 1), [content, 7, "ragged"])
     # ragged rows are keyed by their line number (the header is line 1)
