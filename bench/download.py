@@ -169,6 +169,7 @@ def run_ours(manifest: Path, out: Path, processes: int):
         "image_size": IMAGE_SIZE,
         "jpeg_quality": 95,  # img2dataset's default encode_quality
         "processes": processes,
+        "allow_hosts": ["127.0.0.1"],  # the fetch policy refuses loopback unless allowed
     }
     cfg = {"data_root": str(out), "sources": {"eol": section}}
     argv = [sys.executable, __file__, "--ours-worker", json.dumps(cfg)]
