@@ -61,8 +61,9 @@ def test_allow_rules_by_address_network_port_and_name():
     assert policy.url_refusal("http://[::1]:82/a") == "non_public_address"
     assert policy.address_allowed("mirror.lan", "192.168.0.5", 80)
     assert not policy.address_allowed("other.lan", "192.168.0.5", 80)
-    with pytest.raises(ValueError):
-        FetchPolicy(allow=("127.0.0.1:notaport",)).check_rules()
+    for bad in ("127.0.0.1:notaport", "[::1]:70000", ":80"):
+        with pytest.raises(ValueError, match=r"port must be|empty host"):
+            FetchPolicy(allow=(bad,)).check_rules()
 
 
 class _StaticResolver:

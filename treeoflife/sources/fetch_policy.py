@@ -31,6 +31,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from treeoflife.errors import InputError
 from treeoflife.io import store_member_name
 
 # Reason codes of refused fetches (recorded on the row; final, never retried).
@@ -60,6 +61,12 @@ def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return not any(ip in net for net in _METADATA)
 
 
+def _port(text: str, rule: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{rule!r}: the port must be 1-65535")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class _Rule:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
@@ -73,10 +80,10 @@ class _Rule:
         if spec.startswith("["):
             inside, _, rest = spec[1:].partition("]")
             spec = inside
-            port = int(rest[1:]) if rest.startswith(":") else None
+            port = _port(rest[1:], text) if rest.startswith(":") else None
         elif spec.count(":") == 1:
             spec, _, tail = spec.partition(":")
-            port = int(tail)
+            port = _port(tail, text)
         try:
             return cls(ipaddress.ip_network(spec, strict=False), None, port)
         except ValueError:
@@ -111,7 +118,12 @@ class FetchPolicy:
                 roots.append(unquote(urlsplit(target).path))
             else:
                 roots.append(str(cfg.path(target).resolve()))
-        return cls(file_roots=tuple(roots), allow=tuple(cfg.sources.eol.allow_hosts))
+        policy = cls(file_roots=tuple(roots), allow=tuple(cfg.sources.eol.allow_hosts))
+        try:
+            policy.check_rules()
+        except ValueError as exc:
+            raise InputError(f"sources.eol.allow_hosts: {exc}") from None
+        return policy
 
     @cached_property
     def _rules(self) -> tuple[_Rule, ...]:
