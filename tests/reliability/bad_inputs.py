@@ -10,6 +10,7 @@ counts the cases and rows.
 
 from __future__ import annotations
 
+import json
 import stat
 import struct
 import subprocess
@@ -283,6 +284,23 @@ def inat(
         return _ingest(folder, {"inat21": section}, "inat21", ingest_inat21, n)
 
     return run
+
+
+def inat_long_file_name(folder: Path) -> Result:
+    """An iNat21 image whose file name makes a key too long for an image-store name."""
+    spec, payloads = make_inat(folder, "train", 4, extras=False)
+    names = sorted(payloads)
+    long_name = names[0].rsplit("/", 1)[0] + "/" + "a" * 120 + ".jpg"
+    data = json.loads(Path(spec["annotations"]).read_text())
+    for image in data["images"]:
+        if image["file_name"] == names[0]:
+            image["file_name"] = long_name
+    Path(spec["annotations"]).write_text(json.dumps(data))
+    with tarfile.open(spec["images"], "w:gz") as tar:
+        add_member(tar, long_name, payloads[names[0]])
+        for name in names[1:]:
+            add_member(tar, name, payloads[name])
+    return _ingest(folder, {"inat21": {"archives": [spec]}}, "inat21", ingest_inat21, 4)
 
 
 def special_member(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
@@ -619,6 +637,11 @@ CASES: list[Case] = [
             }
         ),
     ),  # fmt: skip
+    Case(
+        "inat21_file_name_too_long_for_a_store_name",
+        inat_long_file_name,
+        Recorded({"inat21/malformed/0:0": "malformed_row"}),
+    ),
     Case(
         "inat21_annotations_not_json",
         inat(lambda names, p: [(n, p[n]) for n in names], annotations=b'{"images": [1, 2'),

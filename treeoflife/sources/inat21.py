@@ -47,6 +47,7 @@ from treeoflife.errors import InputError
 from treeoflife.io import write_parquet_atomic, write_text_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.records import inat21_key
+from treeoflife.sources.fetch_policy import id_fits_store
 from treeoflife.sources.ingest import (
     IGNORED_DUPLICATE,
     IGNORED_UNLISTED,
@@ -339,8 +340,8 @@ def plan_archive(
     for i, image in enumerate(data["images"]):
         file_name = image.file_name if isinstance(image, _Image) else None
         name = normal_member_name(file_name.strip()) if isinstance(file_name, str) else ""
-        if not name or member_is_unsafe(name):
-            key = f"inat21/malformed/{archive_no}:{i}"
+        if not name or member_is_unsafe(name) or not id_fits_store(inat21_key(_stem(name))):
+            key = f"inat21/malformed/{archive_no}:{i}"  # no name, unsafe, or too long a key
             entries.append(_Entry(key, clean(file_name), None, None, None, REASON_MALFORMED))
             continue
         key = inat21_key(_stem(name))
