@@ -191,9 +191,8 @@ def hash_evalset_rows(name: str, rows: list[dict], root: Path) -> pa.Table:
         columns["phash_algo"].append(PHASH_ALGO if phash is not None else None)
         columns["status"].append(INGEST_OK if reason is None else INGEST_FAILED)
         columns["reason"].append(reason)
-    table = pa.table(columns, schema=EVAL_HASHES)
-    check_images(name, folder.root, table)
-    return table
+    check_images(name, folder.root, list(zip(columns["eval_key"], columns["reason"], strict=True)))
+    return pa.table(columns, schema=EVAL_HASHES)
 
 
 def _hash_eval_file(

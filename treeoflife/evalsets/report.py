@@ -40,31 +40,33 @@ def image_report(hashes: pa.Table) -> dict:
     }
 
 
-def check_images(name: str, root: Path, hashes: pa.Table) -> dict:
-    """The set's image report; InputError when no image of the set is usable, a warning when
-    some are not."""
-    report = image_report(hashes)
-    usable = report["listed"] - sum(report["failed"].values())
-    if usable == 0:
-        rows = hashes.select(["eval_key", "reason"]).to_pylist()
-        first = ", ".join(f"{r['eval_key']!r} ({r['reason']})" for r in rows[:LISTED_PATHS])
+def check_images(
+    name: str, root: Path, outcomes: list[tuple[str, str | None]], warn: bool = True
+) -> None:
+    """InputError when no image of the set is usable; with `warn`, a warning when some are not.
+
+    `outcomes`: (filepath, reason) per listed row, reason None for a usable image.
+    """
+    failed = Counter(reason for _, reason in outcomes if reason is not None)
+    if len(outcomes) == sum(failed.values()):
+        first = ", ".join(f"{path!r} ({reason})" for path, reason in outcomes[:LISTED_PATHS])
         raise InputError(
-            f"evaluation set {name}: none of its {report['listed']} images is usable under "
-            f"{root} ({_counts(report['failed']) or 'it lists no images'})"
+            f"evaluation set {name}: none of its {len(outcomes)} images is usable under "
+            f"{root} ({_counts(failed) or 'it lists no images'})"
             + (f"; first: {first}" if first else "")
             + ": fix the set's metadata/root, or remove the set from the config"
         )
-    if report["failed"]:
+    if failed and warn:
+        missing = [path for path, reason in outcomes if reason == REASON_MISSING_FILE]
         log.warning(
             "evaluation set %s: %d of %d images not usable (%s); first missing: %s",
             name,
-            report["listed"] - usable,
-            report["listed"],
-            _counts(report["failed"]),
-            ", ".join(report["missing_paths"][:5]) or "none",
+            sum(failed.values()),
+            len(outcomes),
+            _counts(failed),
+            ", ".join(missing[:5]) or "none",
         )
-    return report
 
 
-def _counts(counts: dict) -> str:
-    return ", ".join(f"{reason}: {n}" for reason, n in counts.items())
+def _counts(counts: Counter) -> str:
+    return ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items()))

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from treeoflife.errors import InputError
-from treeoflife.evalsets.files import SetFolder
+from treeoflife.evalsets.files import REASON_MISSING_FILE, SetFolder
 from treeoflife.evalsets.layouts import metadata_file, read_layout
+from treeoflife.evalsets.report import check_images
 
 if TYPE_CHECKING:  # config.py imports this package's layouts: no import back at run time
     from treeoflife.config import BuildConfig, EvalSetConfig
@@ -49,3 +50,16 @@ def evalset_input_files(es: EvalSetConfig, cfg: BuildConfig) -> list[Path]:
     listing = metadata_file(es.layout, cfg.path(es.metadata))
     files = {p for p in images if p is not None} | ({listing} if listing else set())
     return sorted(files)
+
+
+def check_evalset_images(es: EvalSetConfig, cfg: BuildConfig) -> None:
+    """InputError now, before any stage runs, when none of the set's images is there (a cheap
+    look: the hashes stage finds the images it cannot read or decode, and raises the same)."""
+    folder = evalset_folder(es, cfg)
+    outcomes = []
+    for row in read_evalset(es, cfg):
+        path, reason = folder.locate(row["filepath"])
+        if path is not None and not path.exists():
+            reason = REASON_MISSING_FILE
+        outcomes.append((row["filepath"], reason))
+    check_images(es.name, folder.root, outcomes, warn=False)
