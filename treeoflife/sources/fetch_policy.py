@@ -150,10 +150,23 @@ class FetchPolicy:
         name = name.lower().rstrip(".")
         return any(rule.matches(name, ip, port) for rule in self._rules)
 
+    @cached_property
+    def _refusals(self) -> dict[tuple[str, str], str | None]:
+        return {}  # (scheme, netloc) -> refusal: URLs of one host repeat millions of times
+
     def url_refusal(self, url: str) -> str | None:
         """Reason an http(s) URL is refused before any connection (None: go ahead; names are
         checked again on their resolved addresses by `PolicyResolver`)."""
         parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        cache = self._refusals
+        if key not in cache:
+            if len(cache) > 100_000:
+                cache.clear()
+            cache[key] = self._netloc_refusal(parts)
+        return cache[key]
+
+    def _netloc_refusal(self, parts: SplitResult) -> str | None:
         host = (parts.hostname or "").lower()
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
