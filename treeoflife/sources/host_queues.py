@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import time
 
 from treeoflife.sources.host_limit import HostLimit
@@ -85,19 +86,20 @@ class HostQueues:
             if not host.queue or host.in_flight >= host.limit.slots:
                 continue  # back in turn when one of its requests ends
             if host.not_before > now:
-                self._sleep_until(host, host.not_before)
+                if host.not_before != math.inf:  # inf: a paced request is on its way
+                    self._sleep_until(host, host.not_before)
                 continue
             waiter = host.queue.popleft()
             host.in_flight += 1
             self._total += 1
             self._held += 1
-            if self._interval:
-                host.not_before = max(now, host.not_before) + self._interval
+            if self._interval:  # paced: the next waits until this one has really started
+                host.not_before = math.inf
             waiter.set_result(host.in_flight)
             self._mark_ready(host)
 
     def _sleep_until(self, host: Host, when: float) -> None:
-        if host.wake is None:
+        if host.wake is None and when != math.inf:
             loop = asyncio.get_running_loop()
             host.wake = loop.call_at(loop.time() + (when - time.monotonic()), self._wake, host)
 
@@ -113,11 +115,21 @@ class HostQueues:
         self._mark_ready(host)
         self._pump()
         try:
-            return await waiter
+            in_flight = await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():  # granted, then cancelled
+                self._paced_start(host)
                 self.end_request(host, keep_body=False)
             raise
+        self._paced_start(host)
+        return in_flight
+
+    def _paced_start(self, host: Host) -> None:
+        """With pacing, the host's next start is one interval after this one's real start
+        (not its grant: a busy loop would otherwise let two starts bunch up)."""
+        if self._interval:
+            host.not_before = time.monotonic() + self._interval
+            self._sleep_until(host, host.not_before)
 
     def end_request(self, host: Host, keep_body: bool) -> None:
         host.in_flight -= 1
@@ -134,3 +146,4 @@ class HostQueues:
     def pause(self, host: Host, seconds: float) -> None:
         """Nothing new starts to `host` for `seconds` (Retry-After)."""
         host.not_before = max(host.not_before, time.monotonic() + seconds)
+        self._sleep_until(host, host.not_before)
