@@ -42,6 +42,7 @@ SETTINGS = DownloadSettings(
     read_timeout_s=3.0,
     backoff_base_s=0.02,
     backoff_max_s=0.2,
+    probe_after_s=1.0,  # a learned per-host ceiling is probed higher every second, not 30 s
     user_agent="treeoflife-soak/1.0",
 )
 DRIP_PAUSE_S = 6.0

@@ -52,21 +52,39 @@ def test_a_429_sets_the_level_the_host_accepts_and_a_burst_counts_once():
     assert limit.slots == 7
 
 
-def test_a_429_at_the_learned_level_lowers_it_again():
+def test_a_lone_429_at_an_accepted_level_is_about_the_resource_many_are_about_the_host():
     limit = HostLimit(start=8, ceiling=64)
-    limit.on_latency(0.1)
-    limit.on_rate_limited(started=1.0, now=1.1, in_flight_then=8)
+    limit.on_latency(0.1, limited=True)
+    assert limit.on_rate_limited(started=1.0, now=1.1, in_flight_then=8)  # first: the host
     assert limit.learned == 7
-    limit.on_rate_limited(started=2.0, now=2.1, in_flight_then=7)
+    for i in range(40):  # the host accepts 7 in flight
+        limit.on_latency(0.1)
+        limit.on_success(started=1.2 + i * 0.01, now=1.3 + i * 0.01)
+    limit.on_latency(0.1, limited=True)
+    # one 429 at 7, the accepted level: that URL's own answer, nothing lowered, no pause
+    assert not limit.on_rate_limited(started=2.0, now=2.1, in_flight_then=7)
+    assert limit.learned == 7 and limit.slots == 7
+    for _ in range(8):  # 429s become a good share of the answers: the host limits lower now
+        limit.on_latency(0.1, limited=True)
+    assert limit.on_rate_limited(started=2.2, now=2.3, in_flight_then=7)
     assert limit.learned == 6 and limit.slots == 6
 
 
-def test_timeouts_back_off_multiplicatively_and_never_below_one():
+def test_failures_cut_once_they_are_a_quarter_of_the_outcomes_at_most_once_a_second():
     limit = HostLimit(start=32, ceiling=64)
-    limit.on_failure(started=1.0, now=1.5)
-    assert limit.slots == 22  # 32 x 0.7
-    for i in range(20):
-        limit.on_failure(started=2.0 + i, now=2.5 + i)
+    t = 0.0
+    for i in range(60):  # one failing URL in ten: broken files, not a struggling host
+        t += 0.01
+        if i % 10 == 0:
+            limit.on_failure(started=t - 0.005, now=t)
+        else:
+            answer(limit, t)
+    assert limit.decreases == 0
+    for i in range(10):  # now most attempts fail
+        limit.on_failure(started=t + 0.01 * i, now=t + 0.01 * i + 0.005)
+    assert limit.decreases == 1 and limit.slots == int(limit.peak * 0.7)
+    for i in range(40):  # still failing: at most one cut per second, never below one
+        limit.on_failure(started=t + 2 + i, now=t + 2.5 + i)
     assert limit.slots == 1
 
 

@@ -317,7 +317,10 @@ class Downloader:
             data, status = await self._request(url, host, began, in_flight)
         except (_Final, _Transient) as exc:
             stats.error(exc.reason)
-            if isinstance(exc, _Transient) and not exc.reason.startswith(("http_429", "http_503")):
+            rate_limited = exc.reason == "http_429" or (
+                exc.reason == "http_503" and isinstance(exc, _Transient) and exc.delay is not None
+            )
+            if isinstance(exc, _Transient) and not rate_limited:
                 limit.on_failure(began, time.monotonic())
             raise
         stats.ok += 1
@@ -337,16 +340,17 @@ class Downloader:
                     status = resp.status
                     ttfb = time.monotonic() - began
                     host.stats.answered(ttfb)
-                    host.limit.on_latency(ttfb)
+                    host.limit.on_latency(ttfb, limited=status == 429)
                     if status in _REDIRECTS:
                         current = self._redirect_target(resp, status)
                         continue
-                    if status in (429, 503):
-                        wait = parse_retry_after(resp.headers.get("Retry-After"))
-                        host.limit.on_rate_limited(began, time.monotonic(), in_flight)
+                    wait = parse_retry_after(resp.headers.get("Retry-After"))
+                    if status == 429 or (status == 503 and wait is not None):
+                        about_host = host.limit.on_rate_limited(began, time.monotonic(), in_flight)
                         if wait is not None:
                             wait = min(wait, s.max_retry_after_s)
-                            self._queues.pause(host, wait)
+                            if about_host:  # RFC 6585: no new request before it
+                                self._queues.pause(host, wait)
                         raise _Transient(f"http_{status}", status, wait)
                     if status >= 500:
                         raise _Transient(f"http_{status}", status)
