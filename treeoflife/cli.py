@@ -190,6 +190,8 @@ def verify(
             typer.echo(f"  {problem}")
         if rep["more_problems"]:
             typer.echo(f"  ... and {rep['more_problems']} more problems")
+        if rep.get("repair"):
+            typer.echo(f"  {rep['repair']}")
     if not result["ok"]:
         raise typer.Exit(1)
 

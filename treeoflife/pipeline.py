@@ -25,6 +25,8 @@ from treeoflife.io import remove_stale_temporaries, write_parquet_atomic, write_
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress, or_null
 from treeoflife.resume import completed, fingerprint, fingerprint_paths, mark_done, read_marker
+from treeoflife.shards.release import write_release_shards as release_shards
+from treeoflife.shards.settings import ShardSettings
 from treeoflife.storage import shared_storage
 
 log = logging.getLogger(__name__)
@@ -563,21 +565,11 @@ def joined_catalog(cfg: BuildConfig) -> pa.Table:
 
 def _shard_settings(cfg: BuildConfig) -> dict:
     """Shard settings the output bytes depend on (the worker count is not one of them)."""
-    return {k: v for k, v in cfg.section_dict("shards").items() if k != "workers"}
+    return ShardSettings.from_config(cfg.shards).output_settings()
 
 
 def _check_shard_settings(cfg: BuildConfig) -> None:
-    from treeoflife.errors import ConfigError
-    from treeoflife.shards.resize import RESIZE_MODES
-    from treeoflife.shards.text import RANDOM, TEXT_TYPES
-
-    s = cfg.shards
-    if s.text_type not in (*TEXT_TYPES, RANDOM):
-        raise ConfigError(f"shards.text_type: {s.text_type!r} not in {(*TEXT_TYPES, RANDOM)}")
-    if s.resize_mode not in RESIZE_MODES:
-        raise ConfigError(f"shards.resize_mode: {s.resize_mode!r} not in {RESIZE_MODES}")
-    if s.samples_per_shard <= 0 or s.max_shard_bytes < 0 or s.image_size < 0:
-        raise ConfigError("shards: samples_per_shard > 0, max_shard_bytes >= 0, image_size >= 0")
+    ShardSettings.from_config(cfg.shards).validate()
 
 
 def write_release_shards(
@@ -587,72 +579,16 @@ def write_release_shards(
     progress=None,
     map_parts: PartMapper | None = None,
 ) -> tuple[pa.Table, dict]:
-    """Shards of train, val, then train_small; the catalog with `shard`/`shard_position` set.
-
-    A catalog row's `shard`/`shard_position` is its place in its split (train or val); the
-    `json` member of every sample is that catalog row, in train_small's shards too (which
-    repeat train samples byte for byte in the members; their own place is in
-    `shards/train_small/index.parquet`). With `map_parts` (treeoflife.fanout) the shards are
-    written by per-shard tasks it runs (treeoflife.shards.fanout): the same bytes.
-    """
-    from treeoflife.assemble import fill_shard_locations
-    from treeoflife.shards.writer import rows_in_order, write_split_shards
-
-    layout = Layout(cfg.root)
-    s = cfg.shards
-    results = {}
+    """Shards of train, val, then train_small (treeoflife.shards.release); with `map_parts`
+    per-shard tasks write them, through shared storage when the config names one."""
     shared = shared_storage(cfg) if map_parts is not None else None
     if shared is not None:
         _push_image_stores(cfg, shared, catalog.column("image_file").unique().to_pylist())
-    for split in ("train", "val", "train_small"):
-        if map_parts is not None:
-            from treeoflife.shards.fanout import write_split_shards_mapped
-
-            written = write_split_shards_mapped(
-                catalog,
-                order[split],
-                layout.shards_dir(split),
-                cfg.root,
-                image_size=s.image_size,
-                jpeg_quality=s.jpeg_quality,
-                text_type=s.text_type,
-                seed=s.seed,
-                map_parts=map_parts,
-                samples_per_shard=s.samples_per_shard,
-                max_shard_bytes=s.max_shard_bytes,
-                resize_mode=s.resize_mode,
-                workers=s.workers,
-                assign_location=split != "train_small",
-                progress=progress,
-                shared=shared,
-                shared_split=layout.shards_dir(split).relative_to(cfg.root).as_posix(),
-            )
-        else:
-            written = write_split_shards(
-                rows_in_order(catalog, order[split]),
-                layout.shards_dir(split),
-                cfg.root,
-                image_size=s.image_size,
-                jpeg_quality=s.jpeg_quality,
-                text_type=s.text_type,
-                seed=s.seed,
-                samples_per_shard=s.samples_per_shard,
-                max_shard_bytes=s.max_shard_bytes,
-                resize_mode=s.resize_mode,
-                workers=s.workers,
-                assign_location=split != "train_small",
-                total=len(order[split]),
-                progress=progress,
-            )
-        if split != "train_small":
-            index = pq.read_table(written.index, columns=["key", "shard", "position"])
-            catalog = fill_shard_locations(catalog, index, split)
-        results[split] = {
-            "shards": len(written.shards),
-            "samples": written.samples,
-            "bytes": sum(i.bytes for i in written.shards),
-        }
-    return catalog, results
+    settings = ShardSettings.from_config(cfg.shards)
+    return release_shards(
+        catalog, order, Layout(cfg.root), settings, progress=progress, map_parts=map_parts,
+        shared=shared,
+    )  # fmt: skip
 
 
 def stage_release(

@@ -21,7 +21,7 @@ from treeoflife.io import write_text_atomic
 from treeoflife.release.card import BIOCLIP_CITATION, LICENSES_COLUMNS
 from treeoflife.schema_export import describe
 from treeoflife.schemas import CATALOG
-from treeoflife.shards.writer import file_sha256
+from treeoflife.shards.shard_file import file_sha256
 
 CROISSANT_FILE = "croissant.json"
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
