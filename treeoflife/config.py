@@ -127,6 +127,10 @@ class TaxonomyConfig:
     api_retries: int = 4
     api_timeout_s: float = 30.0
     api_user_agent: str = "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"
+    # ITIS JSON web service, asked last and only for rows the backbone, the ITIS database and
+    # the GBIF API left short of a species (None: not used), e.g. https://www.itis.gov;
+    # answers are cached in taxonomy/itis-api-cache.duckdb like GBIF's. Shares the api_* knobs.
+    itis_api_url: str | None = None
     # Per rank, which label wins when an authority and the source both give one and differ:
     # e.g. {"species": ["source", "gbif-backbone"]}; "source" = the row's own source. A rank
     # without a list (the default) keeps the authority's label (treeoflife.taxonomy.precedence).

@@ -17,7 +17,10 @@ ambiguous across kingdoms/phyla is left unresolved rather than guessed.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +29,11 @@ import pyarrow.compute as pc
 
 from treeoflife.errors import InputError
 from treeoflife.progress import Progress, or_null
-from treeoflife.records import VERBATIM_QUERY_FIELDS, query_id
+from treeoflife.records import TAXONOMY_QUERY_COLUMNS, VERBATIM_QUERY_FIELDS, query_id
 from treeoflife.schemas import RANKS, TAXA
 from treeoflife.taxonomy.backbone import AUTHORITY, open_backbone
+from treeoflife.taxonomy.kingdoms import canonical_kingdom, is_unknown_kingdom, kingdom_key
+from treeoflife.taxonomy.merge import scientific_name
 from treeoflife.taxonomy.names import (
     ParsedName,
     clean_text,
@@ -41,20 +46,8 @@ from treeoflife.taxonomy.provenance import with_rank_match_types
 log = logging.getLogger(__name__)
 
 HIGHER_RANKS = RANKS[:-1]  # kingdom..genus: the classification columns of the backbone
-QUERY_COLUMNS = (
-    "query_id",
-    "source",
-    "verbatim_kingdom",
-    "verbatim_phylum",
-    "verbatim_class",
-    "verbatim_order",
-    "verbatim_family",
-    "verbatim_genus",
-    "verbatim_scientific_name",
-    "verbatim_common_name",
-)
-KINGDOM_SYNONYMS = {"metazoa": "animalia", "viridiplantae": "plantae"}
-_UNKNOWN_KINGDOMS = {"incertae sedis", "unknown"}
+QUERY_COLUMNS = TAXONOMY_QUERY_COLUMNS
+FLAG_UNKNOWN_KINGDOM = "unknown_kingdom"
 _ENGLISH = ("en", "eng", "english")
 
 CONFIDENCE_EXACT = 1.0
@@ -83,16 +76,6 @@ def fuzzy_confidence(distance: int) -> float:
 def allowed_distance(epithet: str, fuzzy_max_distance: int) -> int:
     """Edit distance allowed for an epithet: short epithets get less (alba/alpa/arba...)."""
     return min(fuzzy_max_distance, max(1, len(epithet) // 4))
-
-
-def kingdom_key(value: str | None) -> str | None:
-    """A kingdom for comparison: lower-case, Metazoa -> Animalia, Viridiplantae -> Plantae."""
-    if value is None:
-        return None
-    k = value.strip().lower()
-    if not k or k in _UNKNOWN_KINGDOMS:
-        return None
-    return KINGDOM_SYNONYMS.get(k, k)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -132,15 +115,18 @@ class _Query:
     ranks: dict[str, str | None]  # cleaned verbatim kingdom..genus
     name: ParsedName
     common_name: str | None
+    flags: frozenset[str] = frozenset()  # about the query itself (unknown_kingdom)
 
     @property
     def name_keys(self) -> list[tuple[str, bool]]:
-        """(lookup key, infraspecific part dropped?) in the order tried."""
+        """(lookup key, infraspecific part dropped?) in the order tried. A third word without
+        rank marker that the backbone does not hold as a trinomial was an author ("Anax
+        junius linnaeus"): the binomial is then the name itself, nothing dropped."""
         keys = []
         if self.name.canonical:
             keys.append((match_key(self.name.canonical), False))
             if self.name.infraspecific and self.name.binomial:
-                keys.append((match_key(self.name.binomial), True))
+                keys.append((match_key(self.name.binomial), self.name.infra_marked))
         return keys
 
     @property
@@ -396,8 +382,8 @@ def _empty_row(q: _Query) -> dict:
 
 def _name_flags(q: _Query) -> set[str]:
     if not q.name.flags:
-        return set()
-    return set(q.name.flags) - {"empty", "placeholder", "unparsed"}
+        return set(q.flags)
+    return (set(q.name.flags) - {"empty", "placeholder", "unparsed"}) | q.flags
 
 
 def _taxon_row(
@@ -441,12 +427,7 @@ def _taxon_row(
         flags = flags | {"source_below_match"}
     if _overrules_source(row, q):
         flags = flags | {"conflict"}
-    if row["species"] and row["genus"]:
-        row["scientific_name"] = f"{row['genus']} {row['species']}"
-    elif max_rank is not None and "source_below_match" in flags:
-        row["scientific_name"] = next(row[r] for r in reversed(HIGHER_RANKS) if row[r])
-    else:
-        row["scientific_name"] = c.canonical
+    row["scientific_name"] = scientific_name(row, c.canonical)
     row.update(
         common_name=vernaculars.get(c.taxon_id) or q.common_name,
         taxon_id=c.taxon_id,
@@ -532,10 +513,7 @@ def _source_row(q: _Query, flags: set[str]) -> dict | None:
         and match_key(q.name.genus) == match_key(row["genus"])
     ):
         row["species"], row["species_provenance"] = q.name.epithet, q.source
-    if row["species"]:
-        row["scientific_name"] = f"{row['genus']} {row['species']}"
-    else:
-        row["scientific_name"] = next(row[r] for r in reversed(HIGHER_RANKS) if row[r])
+    row["scientific_name"] = scientific_name(row)
     row.update(
         common_name=q.common_name,
         authority=q.source,
@@ -578,6 +556,10 @@ def _parse_queries(rows: list[dict]) -> list[_Query]:
     out = []
     for raw in rows:
         ranks = {r: normalize_rank_value(raw.get(f"verbatim_{r}")) for r in HIGHER_RANKS}
+        # The kingdom as GBIF spells it ("animals" -> Animalia); a value that names no kingdom
+        # is never compared nor kept as a label, and the row says so.
+        flags = frozenset({FLAG_UNKNOWN_KINGDOM} if is_unknown_kingdom(ranks["kingdom"]) else ())
+        ranks["kingdom"] = canonical_kingdom(ranks["kingdom"])
         out.append(
             _Query(
                 query_id=raw["query_id"],
@@ -586,6 +568,7 @@ def _parse_queries(rows: list[dict]) -> list[_Query]:
                 ranks=ranks,
                 name=normalize_name(raw.get("verbatim_scientific_name")),
                 common_name=clean_text(raw.get("verbatim_common_name")),
+                flags=flags,
             )
         )
     return out
@@ -769,11 +752,19 @@ def _prepare(queries: pa.Table) -> pa.Table:
     return table
 
 
-def taxonomy_queries(catalog: pa.Table) -> pa.Table:
-    """Distinct queries of a source catalog (or several concatenated), ready for `resolve_taxa`.
+def taxonomy_queries(
+    catalog: pa.Table,
+    extra_rows: Iterable[dict] = (),
+    images: Counter | None = None,
+) -> pa.Table:
+    """Distinct queries of a source catalog (or several concatenated) plus `extra_rows`
+    (dicts with source, the verbatim fields and verbatim_common_name, e.g. evaluation-set
+    rows), ready for `resolve_taxa`.
 
     One row per query_id (`treeoflife.records.query_id` of source + verbatim ranks and name),
-    sorted by query_id; the common name is the smallest non-empty one its rows carry.
+    sorted by query_id; the common name is the smallest non-empty one its rows carry (so the
+    order rows come in does not matter). `images`, when given, counts the rows behind each
+    query_id.
     """
     fields = ["source", *VERBATIM_QUERY_FIELDS]
     missing = [c for c in fields if c not in catalog.column_names]
@@ -784,12 +775,20 @@ def taxonomy_queries(catalog: pa.Table) -> pa.Table:
         if "verbatim_common_name" in catalog.column_names
         else [None] * catalog.num_rows
     )
+    rows = (
+        {**row, "verbatim_common_name": name}
+        for row, name in zip(catalog.select(fields).to_pylist(), common, strict=True)
+    )
+    images = images if images is not None else Counter()
     by_id: dict[str, dict] = {}
-    for row, name in zip(catalog.select(fields).to_pylist(), common, strict=True):
+    for row in itertools.chain(rows, extra_rows):
         qid = query_id(row["source"], row)
+        images[qid] += 1
+        name = row.get("verbatim_common_name") or None
         seen = by_id.get(qid)
         if seen is None:
-            by_id[qid] = {"query_id": qid, **row, "verbatim_common_name": name or None}
+            by_id[qid] = {"query_id": qid, **{f: row.get(f) for f in fields}}
+            by_id[qid]["verbatim_common_name"] = name
         elif name and (seen["verbatim_common_name"] is None or name < seen["verbatim_common_name"]):
             seen["verbatim_common_name"] = name
     schema = pa.schema([(c, pa.string()) for c in QUERY_COLUMNS])
