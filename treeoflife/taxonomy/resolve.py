@@ -17,19 +17,14 @@ ambiguous across kingdoms/phyla is left unresolved rather than guessed.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from treeoflife.errors import InputError
 from treeoflife.progress import Progress, or_null
-from treeoflife.records import TAXONOMY_QUERY_COLUMNS, VERBATIM_QUERY_FIELDS, query_id
 from treeoflife.schemas import RANKS, TAXA
 from treeoflife.taxonomy.backbone import AUTHORITY, open_backbone
 from treeoflife.taxonomy.kingdoms import canonical_kingdom, is_unknown_kingdom, kingdom_key
@@ -42,11 +37,12 @@ from treeoflife.taxonomy.names import (
     normalize_rank_value,
 )
 from treeoflife.taxonomy.provenance import with_rank_match_types
+from treeoflife.taxonomy.queries import QUERY_COLUMNS, prepare_queries
+from treeoflife.taxonomy.unify import unify_species_labels
 
 log = logging.getLogger(__name__)
 
 HIGHER_RANKS = RANKS[:-1]  # kingdom..genus: the classification columns of the backbone
-QUERY_COLUMNS = TAXONOMY_QUERY_COLUMNS
 FLAG_UNKNOWN_KINGDOM = "unknown_kingdom"
 _ENGLISH = ("en", "eng", "english")
 
@@ -676,125 +672,6 @@ def _resolve_batch(
     return out
 
 
-AUTHORITIES = frozenset({AUTHORITY, "gbif-api", "itis-api"})
-
-
-def _authority_ranks(row: dict) -> int:
-    return sum(1 for r in RANKS if row[r] and row[f"{r}_provenance"] in AUTHORITIES)
-
-
-def _labels(row: dict) -> tuple:
-    return tuple(row[r] for r in RANKS)
-
-
-def unify_species_labels(rows: list[dict]) -> int:
-    """Give one species one label across sources: rows whose genus + epithet agree (and whose
-    labelled higher ranks do not differ) take the ranks of the member an authority vouches for
-    most (then highest confidence, then smallest query_id), when that member is better backed
-    than they are. Ranks the donor lacks keep the row's own value. Flag
-    `unified_across_sources`.
-    Rows are changed in place; returns how many changed.
-    """
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        if row["species"] and row["genus"]:
-            key = (match_key(row["genus"]), match_key(row["species"]))
-            groups.setdefault(key, []).append(row)
-    changed = 0
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        kingdoms = {_rank_key("kingdom", m["kingdom"]) for m in members} - {None}
-        if len(kingdoms) > 1:  # a cross-kingdom homonym, not one species
-            continue
-        donor = min(members, key=lambda m: (-_authority_ranks(m), -m["confidence"], m["query_id"]))
-        backing = _authority_ranks(donor)
-        for m in members:
-            if m is donor or _labels(m) == _labels(donor) or _authority_ranks(m) >= backing:
-                continue
-            if any(
-                m[r] and donor[r] and _rank_key(r, m[r]) != _rank_key(r, donor[r])
-                for r in HIGHER_RANKS
-            ):  # the row's own ranks say it is another taxon with the same name
-                continue
-            for r in RANKS:
-                if donor[r]:
-                    m[r], m[f"{r}_provenance"] = donor[r], donor[f"{r}_provenance"]
-            m["scientific_name"] = donor["scientific_name"]
-            m["taxon_id"] = m["taxon_id"] or donor["taxon_id"]
-            m["common_name"] = m["common_name"] or donor["common_name"]
-            m["flags"] = sorted(set(m["flags"]) | {"unified_across_sources"})
-            if m["reason"] is not None and m["kingdom"]:
-                m["reason"] = None
-            changed += 1
-    return changed
-
-
-def _prepare(queries: pa.Table) -> pa.Table:
-    missing = [c for c in ("query_id", "source") if c not in queries.column_names]
-    if missing:
-        raise InputError(f"taxonomy queries lack column(s) {missing}")
-    cols = {}
-    for c in QUERY_COLUMNS:
-        if c in queries.column_names:
-            cols[c] = queries.column(c).cast(pa.string())
-        else:
-            cols[c] = pa.nulls(queries.num_rows, pa.string())
-    table = pa.table(cols)
-    if table.column("query_id").null_count:
-        raise InputError("taxonomy queries: query_id must not be null")
-    table = table.take(pc.sort_indices(table, [("query_id", "ascending")]))
-    ids = table.column("query_id").to_pylist()
-    keep = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
-    if len(keep) < len(ids):
-        log.warning("taxonomy queries: %d duplicate query_id rows ignored", len(ids) - len(keep))
-        table = table.take(pa.array(keep, pa.int64()))
-    return table
-
-
-def taxonomy_queries(
-    catalog: pa.Table,
-    extra_rows: Iterable[dict] = (),
-    images: Counter | None = None,
-) -> pa.Table:
-    """Distinct queries of a source catalog (or several concatenated) plus `extra_rows`
-    (dicts with source, the verbatim fields and verbatim_common_name, e.g. evaluation-set
-    rows), ready for `resolve_taxa`.
-
-    One row per query_id (`treeoflife.records.query_id` of source + verbatim ranks and name),
-    sorted by query_id; the common name is the smallest non-empty one its rows carry (so the
-    order rows come in does not matter). `images`, when given, counts the rows behind each
-    query_id.
-    """
-    fields = ["source", *VERBATIM_QUERY_FIELDS]
-    missing = [c for c in fields if c not in catalog.column_names]
-    if missing:
-        raise InputError(f"catalog lacks column(s) {missing} needed for taxonomy queries")
-    common = (
-        catalog.column("verbatim_common_name").to_pylist()
-        if "verbatim_common_name" in catalog.column_names
-        else [None] * catalog.num_rows
-    )
-    rows = (
-        {**row, "verbatim_common_name": name}
-        for row, name in zip(catalog.select(fields).to_pylist(), common, strict=True)
-    )
-    images = images if images is not None else Counter()
-    by_id: dict[str, dict] = {}
-    for row in itertools.chain(rows, extra_rows):
-        qid = query_id(row["source"], row)
-        images[qid] += 1
-        name = row.get("verbatim_common_name") or None
-        seen = by_id.get(qid)
-        if seen is None:
-            by_id[qid] = {"query_id": qid, **{f: row.get(f) for f in fields}}
-            by_id[qid]["verbatim_common_name"] = name
-        elif name and (seen["verbatim_common_name"] is None or name < seen["verbatim_common_name"]):
-            seen["verbatim_common_name"] = name
-    schema = pa.schema([(c, pa.string()) for c in QUERY_COLUMNS])
-    return pa.Table.from_pylist([by_id[k] for k in sorted(by_id)], schema=schema)
-
-
 def resolve_taxa(
     queries: pa.Table,
     db_path: Path,
@@ -809,7 +686,7 @@ def resolve_taxa(
     its higher ranks confirm the match (flag `source_below_match`, provenance = the source).
     """
     progress = or_null(progress)
-    table = _prepare(queries)
+    table = prepare_queries(queries)
     progress.start("taxonomy.resolve", table.num_rows)
     out: list[dict] = []
     with open_backbone(Path(db_path)) as con:
