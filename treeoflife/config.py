@@ -58,7 +58,7 @@ class INat21Archive:
 
 @dataclass(frozen=True)
 class INat21Config:
-    archives: list[INat21Archive] = field(default_factory=list)
+    archives: list[INat21Archive] = field(default_factory=list)  # train, val, ... archives
     images_per_part: int = setting(2000, ge=1)  # images per catalog part (the unit of resume)
     # a larger archive member is recorded, not read
     max_member_bytes: int = setting(100_000_000, ge=1)
@@ -95,6 +95,7 @@ class EOLConfig:
     retries: int = setting(3, ge=0)  # further attempts after a transient failure
     max_bytes: int = setting(50_000_000, ge=1)  # a larger image is a failed row (too_large)
     max_redirects: int = setting(5, ge=0)  # redirects followed per request
+    # sent with every request (name the project and a contact, as polite crawlers do)
     user_agent: str = "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"
     # Stored images: "none" keeps originals (the shard stage resizes; exact-md5 dedup against
     # evaluation sets, which are EOL images too, needs the served bytes), "max_side" or
@@ -147,19 +148,22 @@ class TaxonomyConfig:
     # Below a higher-rank match, keep the source's own lower ranks when its higher ranks
     # confirm the match (provenance = the source, flag source_below_match).
     source_below_match: bool = True
-    # GBIF species-match API for what the local backbone misses (None: local only). Answers
-    # are cached in taxonomy/api-cache.duckdb, so no name is asked twice across runs.
     # ITIS's downloadable SQLite database, asked (locally) for what the backbone leaves short
     # of a species, before the GBIF API (None: not used).
     itis_sqlite: str | None = setting(None, path="file")
-    gbif_api_url: str | None = setting(None, **HTTP_URL)  # e.g. https://api.gbif.org
+    # GBIF species-match API for what the local backbone misses (None: local only), e.g.
+    # https://api.gbif.org. Answers are cached in taxonomy/api-cache.duckdb, so no name is
+    # asked twice across runs.
+    gbif_api_url: str | None = setting(None, **HTTP_URL)
     gbif_api_version: str = setting("v1", choices=("v1", "v2"))  # v1 | v2
     gbif_checklist_key: str | None = None  # v2 only (e.g. the Catalogue of Life release)
     api_concurrency: int = setting(8, ge=1)  # API requests in flight
     api_rate_per_s: float = setting(10.0, gt=0)  # API requests started per second
     api_retries: int = setting(4, ge=0)  # further attempts after a transient failure
     api_timeout_s: float = setting(30.0, gt=0)  # one whole API request
-    api_user_agent: str = "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"
+    api_user_agent: str = (
+        "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"  # sent to APIs
+    )
     # Per rank, which label wins when an authority and the source both give one and differ:
     # e.g. {"species": ["source", "gbif-backbone"]}; "source" = the row's own source. A rank
     # without a list (the default) keeps the authority's label (treeoflife.taxonomy.precedence).
@@ -233,13 +237,13 @@ class TrainConfig:
     )  # open_clip model name (or ours: treeoflife-tiny)
     pretrained: str | None = None  # e.g. "openai" where the weights are cached; None: random init
     batch_size: int = setting(256, ge=1)  # per process (open_clip's convention)
-    epochs: int = setting(100, ge=1)
+    epochs: int = setting(100, ge=1)  # passes over the training shards
     lr: float = setting(1e-4, gt=0)  # peak learning rate
     warmup: int = setting(1000, ge=0)  # warm-up steps
     wd: float = setting(0.2, ge=0)  # weight decay
     precision: str = setting("amp", choices=PRECISIONS)  # open_clip's --precision (CPU: fp32)
     workers: int = setting(8, ge=0)  # data loader processes per training process
-    seed: int = setting(0, ge=0)
+    seed: int = setting(0, ge=0)  # open_clip's --seed
     output: str = setting("models", nonempty=True)  # runs folder, relative to the data root
     # Stock open_clip trains on each sample's `txt`; its caption kind (one type or BioCLIP's
     # mixture, "random") is chosen when the shards are written (shards.text_type). When set,
@@ -249,10 +253,10 @@ class TrainConfig:
     lock_image_unlocked_groups: int = setting(0, ge=0)  # ... except its last N layer groups
     lock_text: bool = False  # freeze the text tower ...
     lock_text_unlocked_layers: int = setting(0, ge=0)  # ... except its last N layers
-    grad_checkpointing: bool = False
+    grad_checkpointing: bool = False  # trade compute for memory (open_clip's flag)
     accum_freq: int = setting(1, ge=1)  # batches accumulated per optimizer step
     report_to: str = setting("none", choices=REPORT_TO)  # open_clip's --report-to
-    log_every_n_steps: int = setting(100, ge=1)
+    log_every_n_steps: int = setting(100, ge=1)  # open_clip logs (and we report) every N steps
     # >1: torchrun on one node, with --local-loss --gather-with-grad
     nproc_per_node: int = setting(1, ge=1)
     device: str | None = None  # None: cuda when available, else cpu
@@ -272,8 +276,8 @@ class EvaluateConfig:
     )
     shots: list[int] = setting(factory=lambda: [1, 5], ge=1)  # SimpleShot k
     draws: int = setting(5, ge=1)  # seeded support draws per k
-    seed: int = setting(0, ge=0)
-    batch_size: int = setting(256, ge=1)
+    seed: int = setting(0, ge=0)  # seeds the few-shot support draws
+    batch_size: int = setting(256, ge=1)  # images per forward pass
     device: str | None = None  # None: cuda when available, else cpu
     output: str = setting("eval", nonempty=True)  # results folder, relative to the data root
 
@@ -339,6 +343,7 @@ class BuildConfig:
     data_root: str = setting("data", nonempty=True)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     taxonomy: TaxonomyConfig = field(default_factory=TaxonomyConfig)
+    # evaluation sets: deduplicated against, packaged with the release, evaluated on
     evalsets: list[EvalSetConfig] = setting(factory=list, unique="name")
     dedup: DedupConfig = field(default_factory=DedupConfig)
     splits: SplitsConfig = field(default_factory=SplitsConfig)

@@ -86,10 +86,10 @@ def describe(rule: dict) -> str:
     if "path" in rule:
         parts.append(
             {
-                "file": "an existing file (or URL where noted)",
-                "dir": "an existing folder",
-                "path": "an existing file or folder",
-                "glob": "a path or glob pattern matching at least one file",
+                "file": "existing file",
+                "dir": "existing folder",
+                "path": "existing file or folder",
+                "glob": "existing file (or a glob pattern matching one)",
             }[rule["path"]]
         )
     if "unique" in rule:
