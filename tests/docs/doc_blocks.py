@@ -60,7 +60,8 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(REPO)}:{self.line}"
+        page = self.page.relative_to(REPO) if self.page.is_relative_to(REPO) else self.page
+        return f"{page}:{self.line}"
 
     @property
     def runs(self) -> bool:
@@ -88,6 +89,8 @@ def blocks(page: Path) -> list[Block]:
         body = [ln[len(indent) :] if ln.startswith(indent) else ln for ln in lines[i + 1 : j]]
         prev = next((lines[k] for k in range(i - 1, -1, -1) if lines[k].strip()), "")
         mark = _MARK.match(prev)
+        if mark and mark.group(1) == "page":  # the page's own marker, not this block's
+            mark = None
         name, note = (mark.group(1), mark.group(2) or "") if mark else (None, "")
         out.append(Block(page, i + 1, lang.lower(), "\n".join(body) + "\n", name, note))
         i = j + 1
