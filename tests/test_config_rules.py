@@ -65,8 +65,7 @@ def test_choices_are_the_ones_the_stages_act_on():
     from open_clip_train.params import parse_args
 
     from treeoflife import images
-    from treeoflife.dedup import evalset_layouts
-    from treeoflife.evaluation import classnames
+    from treeoflife.evalsets import labels
     from treeoflife.shards import resize, text
     from treeoflife.sources import bioscan
 
@@ -74,8 +73,7 @@ def test_choices_are_the_ones_the_stages_act_on():
     assert config.EOL_RESIZE_MODES == images.RESIZE_MODES
     assert config.SHARD_RESIZE_MODES == resize.RESIZE_MODES
     assert config.CAPTION_KINDS == text.TEXT_TYPES
-    assert tuple(classnames.TEXT_TYPE_ALIASES) == config.TEXT_TYPE_ALIASES
-    assert config.EVALSET_LAYOUTS == evalset_layouts.LAYOUTS
+    assert tuple(labels.TEXT_TYPE_ALIASES) == config.TEXT_TYPE_ALIASES
     for precision in config.PRECISIONS:
         assert parse_args(["--precision", precision]).precision == precision
     with pytest.raises(SystemExit):

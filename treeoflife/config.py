@@ -29,6 +29,8 @@ from treeoflife.config_rules import (
     walk_paths,
 )
 from treeoflife.errors import ConfigError
+from treeoflife.evalsets.files import name_problem
+from treeoflife.evalsets.layouts import LAYOUTS
 from treeoflife.schemas import RANKS
 
 # Choices the stages accept, kept here so that config.py stays a leaf module; a test asserts
@@ -38,7 +40,6 @@ EOL_RESIZE_MODES = ("none", "max_side", "shorter_side")
 SHARD_RESIZE_MODES = ("shorter_side", "square")
 CAPTION_KINDS = ("sci", "com", "taxon", "taxonTag", "sci_com", "taxon_com", "taxonTag_com")
 TEXT_TYPE_ALIASES = ("scientific", "common", "taxonomic", "combined", "scientific_common")
-EVALSET_LAYOUTS = ("rare_species", "birds525", "meta_album", "folder", "manifest")
 PRECISIONS = ("amp", "amp_bf16", "amp_bfloat16", "bf16", "fp16", "pure_bf16", "pure_fp16", "fp32")
 REPORT_TO = ("none", "tensorboard", "wandb", "all", "tensorboard,wandb", "wandb,tensorboard")
 MD5 = {"pattern": r"[0-9a-fA-F]{32}", "hint": "an md5 (32 hex digits)"}
@@ -175,15 +176,26 @@ class TaxonomyConfig:
 
 @dataclass(frozen=True)
 class EvalSetConfig:
-    name: str = setting(**NAME)  # the set's name (its folder under release/evalsets/wds/)
+    # Names the set's folders and files (hashes/evalsets/<name>.parquet,
+    # release/evalsets/wds/<name>/): letters, digits, '_', '-', '.'; unique among the sets.
+    name: str
     # The set's list (CSV) or folder; what it holds depends on `layout`. rare_species: a CSV
     # kingdom,phylum,cls,order,family,genus,species,common_name,filepath.
     metadata: str = setting(path="path")
     # folder the filepaths are relative to (default: the CSV's folder)
     root: str | None = setting(None, path="dir")
     hold_out_species: bool = False  # remove every training image of its species
-    # rare_species | birds525 | meta_album | folder | manifest (treeoflife.dedup.evalset_layouts)
-    layout: str = setting("rare_species", choices=EVALSET_LAYOUTS)
+    # rare_species | birds525 | meta_album | folder | manifest (treeoflife.evalsets.layouts)
+    layout: str = setting("rare_species", choices=tuple(LAYOUTS))
+
+    def __post_init__(self):  # also when built in code, not only from YAML
+        problem = name_problem(self.name)
+        if problem:
+            raise ConfigError(f"evalsets.name: {problem}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(
+                f"evalsets.{self.name}.layout: {self.layout!r} is not one of {', '.join(LAYOUTS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -344,7 +356,7 @@ class BuildConfig:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     taxonomy: TaxonomyConfig = field(default_factory=TaxonomyConfig)
     # evaluation sets: deduplicated against, packaged with the release, evaluated on
-    evalsets: list[EvalSetConfig] = setting(factory=list, unique="name")
+    evalsets: list[EvalSetConfig] = field(default_factory=list)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     shards: ShardsConfig = field(default_factory=ShardsConfig)
@@ -361,6 +373,15 @@ class BuildConfig:
                 f"train.text_type: {self.train.text_type!r} differs from shards.text_type "
                 f"{self.shards.text_type!r} (stock open_clip trains on the shards' txt)"
             )
+        seen: dict[str, int] = {}
+        for i, es in enumerate(self.evalsets):
+            # casefold: on a case-insensitive disk `Rare` and `rare` are one folder
+            first = seen.setdefault(es.name.casefold(), i)
+            if first != i:
+                raise ConfigError(
+                    f"evalsets[{i}].name: {es.name!r} is already the name of evalsets[{first}] "
+                    "(each set needs its own name: its hashes and packaged folder are named by it)"
+                )
 
     @property
     def root(self) -> Path:

@@ -11,8 +11,7 @@ or as `field(default=..., metadata={"ge": 1})`):
 - `nonempty`: the string may not be empty;
 - `path`: the build reads it, so it must exist when the build starts (a local path, not a
   URL): `file`, `dir`, `path` (either) or `glob` (a pattern that must match a file);
-- `schema`: a dataclass whose fields a dict-valued setting's keys must follow (kept a dict);
-- `unique`: for a list of dataclasses, the attribute whose values must differ.
+- `schema`: a dataclass whose fields a dict-valued setting's keys must follow (kept a dict).
 
 `None` (where the type allows it) means "not set" and passes every rule. Converting a YAML
 mapping collects every problem, one line each (`section.key: what is wrong`), so a config with
@@ -38,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 from treeoflife.errors import ConfigError
 
 RULE_KEYS = frozenset(
-    {"ge", "gt", "le", "lt", "choices", "pattern", "hint", "nonempty", "path", "schema", "unique"}
+    {"ge", "gt", "le", "lt", "choices", "pattern", "hint", "nonempty", "path", "schema"}
 )
 NUMERIC_RULES = ("ge", "gt", "le", "lt")
 PATH_KINDS = ("file", "dir", "path", "glob")
@@ -92,8 +91,6 @@ def describe(rule: dict) -> str:
                 "glob": "existing file (or a glob pattern matching one)",
             }[rule["path"]]
         )
-    if "unique" in rule:
-        parts.append(f"distinct `{rule['unique']}`")
     return "; ".join(parts)
 
 
@@ -159,17 +156,7 @@ def convert(tp, value, where: str, problems: Problems, rule: dict | None = None)
             problems.add(where, f"expected a list, got {type(value).__name__}")
             return INVALID
         items = [convert(args[0], v, f"{where}[{i}]", problems, rule) for i, v in enumerate(value)]
-        if any(v is INVALID for v in items):
-            return INVALID
-        if "unique" in rule:
-            seen = set()
-            for item in items:
-                key = getattr(item, rule["unique"])
-                if key in seen:
-                    problems.add(where, f"{rule['unique']} {key!r} is used twice")
-                    return INVALID
-                seen.add(key)
-        return items
+        return INVALID if any(v is INVALID for v in items) else items
     if origin is dict:
         if not isinstance(value, dict):
             problems.add(where, f"expected a mapping, got {type(value).__name__}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from treeoflife.errors import InputError
-from treeoflife.evaluation.data import WdsEvalSet, iter_labelled_images
+from treeoflife.evalsets.wds import WdsEvalSet, iter_labelled_images
 from treeoflife.progress import Progress, or_null
 
 log = logging.getLogger(__name__)
