@@ -79,8 +79,11 @@ def cli_release(tmp_path_factory) -> dict[str, str]:
 
 
 def _check(run) -> None:
+    server_log = run.workspace / "data" / "prefect-server.log"  # the operations page's server
+    server = server_log.read_text()[-3000:] if server_log.exists() else ""
     assert run.returncode == 0, (
         f"block {run.failed_block} failed (exit {run.returncode}):\n{run.output[-6000:]}"
+        + (f"\n--- prefect-server.log:\n{server}" if server else "")
     )
     assert "::doctest end" in run.output
     noisy = [ln for ln in run.output.splitlines() if re.search(r"\bERROR\b|Traceback", ln)]
