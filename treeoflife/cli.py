@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from treeoflife import pipeline
 from treeoflife.config import BuildConfig, load_config
-from treeoflife.errors import TreeOfLifeError
+from treeoflife.errors import ConfigError, TreeOfLifeError
 from treeoflife.layout import Layout
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -63,8 +63,15 @@ class TqdmProgress:
 
 
 def _load(config: Path, data_root: str | None) -> BuildConfig:
+    # Only `build` reads the sources, so only it checks that the input paths exist (`verify`,
+    # `train`, ... still work once the raw sources are gone).
+    check_inputs = _invoked["command"] == "build"
     try:
-        return load_config(config, data_root=data_root)
+        return load_config(config, data_root=data_root, check_inputs=check_inputs)
+    except ConfigError as exc:  # every problem on its own line, before any work
+        for line in str(exc).splitlines():
+            typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
     except TreeOfLifeError as exc:
         _fail(exc)
 
@@ -84,8 +91,14 @@ def _run(fn, *args):
         _fail(exc)
 
 
+_invoked: dict[str, str | None] = {"command": None}  # the subcommand this process runs
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(
+    ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
+) -> None:
+    _invoked["command"] = ctx.invoked_subcommand
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
