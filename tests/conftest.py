@@ -1,4 +1,5 @@
-"""Test-wide settings: Prefect and Hugging Face stay local and quiet; one Prefect server per run."""
+"""Test-wide settings: Prefect, Hugging Face and mlcroissant stay local and quiet; one Prefect
+server per run; the sample built once by the CLI for the tests that read a real release."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
+# mlcroissant extracts archives (the shards) into this cache: one per session, not in $HOME.
+os.environ.setdefault("CROISSANT_CACHE", tempfile.mkdtemp(prefix="treeoflife-croissant-"))
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_FIXTURES = REPO / "tests" / "fixtures" / "real"  # third-party data, see its SOURCES.md
