@@ -104,6 +104,18 @@ def list_wds_evalsets(wds_root: str | Path, split: str = "test") -> list[Path]:
     )
 
 
+def count_samples(evalset: WdsEvalSet) -> int:
+    """Samples in the set's shards, from the tar headers alone (for a progress total)."""
+    keys = set()
+    for shard in evalset.shard_files:
+        try:
+            with tarfile.open(shard) as tar:
+                keys.update(m.name.split(".", 1)[0] for m in tar if m.isfile())
+        except (OSError, tarfile.TarError) as exc:
+            raise InputError(f"evaluation shard {shard} is not a readable tar: {exc}") from exc
+    return len(keys)
+
+
 def iter_labelled_images(
     evalset: WdsEvalSet, skipped: collections.Counter[str]
 ) -> Iterator[LabelledImage]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from treeoflife.errors import InputError
-from treeoflife.evaluation.data import WdsEvalSet, iter_labelled_images
+from treeoflife.evaluation.data import WdsEvalSet, count_samples, iter_labelled_images
 from treeoflife.progress import Progress, or_null
 
 log = logging.getLogger(__name__)
@@ -26,15 +26,21 @@ class EncodedSet:
 
 
 def encode_evalset(
-    loaded, evalset: WdsEvalSet, batch_size: int = 64, *, progress: Progress | None = None
+    loaded,
+    evalset: WdsEvalSet,
+    batch_size: int = 64,
+    *,
+    progress: Progress | None = None,
+    stage: str | None = None,
 ) -> EncodedSet:
-    """Every usable image of `evalset` through `loaded.model.encode_image` (normalised)."""
+    """Every usable image of `evalset` through `loaded.model.encode_image` (normalised);
+    `progress` counts images under `stage` (default "encode <set>")."""
     progress = or_null(progress)
     skipped: collections.Counter[str] = collections.Counter()
     chunks: list[torch.Tensor] = []
     labels: list[int] = []
     batch: list[torch.Tensor] = []
-    progress.start(f"encode {evalset.name}", None)
+    progress.start(stage or f"encode {evalset.name}", count_samples(evalset))
 
     def flush() -> None:
         if not batch:
