@@ -204,7 +204,7 @@ def _build_and_test_in_a_copy(scratch: Path) -> None:
             "-p",
             "no:cacheprovider",
             "tests/taxonomy/test_taxonomy_itis_api.py",
-            "tests/dedup/test_dedup_evalsets.py",
+            "tests/evalsets/test_layouts.py",
         ],
     ]
     for command in commands:

@@ -17,6 +17,8 @@ from pathlib import Path
 import yaml
 
 from treeoflife.errors import ConfigError
+from treeoflife.evalsets.files import name_problem
+from treeoflife.evalsets.layouts import LAYOUTS
 from treeoflife.schemas import RANKS
 
 
@@ -138,20 +140,24 @@ class TaxonomyConfig:
 
 @dataclass(frozen=True)
 class EvalSetConfig:
+    # Names the set's folders and files (hashes/evalsets/<name>.parquet,
+    # release/evalsets/wds/<name>/): letters, digits, '_', '-', '.'; unique among the sets.
     name: str
     # The set's list (CSV) or folder; what it holds depends on `layout`. rare_species: a CSV
     # kingdom,phylum,cls,order,family,genus,species,common_name,filepath.
     metadata: str
     root: str | None = None  # folder the filepaths are relative to (default: the CSV's folder)
     hold_out_species: bool = False  # remove every training image of its species
-    # rare_species | birds525 | meta_album | folder | manifest (treeoflife.dedup.evalset_layouts)
+    # rare_species | birds525 | meta_album | folder | manifest (treeoflife.evalsets.layouts)
     layout: str = "rare_species"
 
     def __post_init__(self):
-        layouts = ("rare_species", "birds525", "meta_album", "folder", "manifest")
-        if self.layout not in layouts:
+        problem = name_problem(self.name)
+        if problem:
+            raise ConfigError(f"evalsets.name: {problem}")
+        if self.layout not in LAYOUTS:
             raise ConfigError(
-                f"evalsets.{self.name}.layout: {self.layout!r} is not one of {', '.join(layouts)}"
+                f"evalsets.{self.name}.layout: {self.layout!r} is not one of {', '.join(LAYOUTS)}"
             )
 
 
@@ -312,6 +318,17 @@ class BuildConfig:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     sample: dict[str, typing.Any] = field(default_factory=dict)  # sample generator options
+
+    def __post_init__(self):
+        seen: dict[str, int] = {}
+        for i, es in enumerate(self.evalsets):
+            # casefold: on a case-insensitive disk `Rare` and `rare` are one folder
+            first = seen.setdefault(es.name.casefold(), i)
+            if first != i:
+                raise ConfigError(
+                    f"evalsets[{i}].name: {es.name!r} is already the name of evalsets[{first}] "
+                    "(each set needs its own name: its hashes and packaged folder are named by it)"
+                )
 
     @property
     def root(self) -> Path:

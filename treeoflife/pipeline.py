@@ -7,7 +7,6 @@ stages' own parts or shards are the finer unit of resume inside a stage.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -20,6 +19,10 @@ import pyarrow.parquet as pq
 
 from treeoflife import __version__, records, schemas
 from treeoflife.config import BuildConfig, EvalSetConfig
+from treeoflife.evalsets.labels import evalset_source, verbatim_ranks
+from treeoflife.evalsets.package import evalset_classnames, package_evalsets
+from treeoflife.evalsets.report import image_report
+from treeoflife.evalsets.sets import evalset_root, read_evalset
 from treeoflife.fanout import PartMapper
 from treeoflife.io import remove_stale_temporaries, write_parquet_atomic, write_text_atomic
 from treeoflife.layout import Layout
@@ -145,68 +148,6 @@ def read_all_source_catalogs(cfg: BuildConfig) -> pa.Table:
     return pa.concat_tables([read_source_catalog(cfg, s) for s in schemas.SOURCES])
 
 
-# --------------------------------------------------------------------------- evaluation sets
-
-
-def read_evalset(es: EvalSetConfig, cfg: BuildConfig) -> list[dict]:
-    """Rows of an evaluation set's list (a missing column is a clear error).
-
-    rare_species: the metadata CSV's rows as they are; other layouts (Birds 525, Meta-Album,
-    a folder of class folders, a manifest) are read into the same row shape plus `class`.
-    """
-    from treeoflife.errors import InputError
-
-    path = cfg.path(es.metadata)
-    if es.layout != "rare_species":
-        from treeoflife.dedup.evalset_layouts import read_evalset_layout
-
-        try:
-            return read_evalset_layout(es.layout, path)
-        except InputError as exc:
-            raise InputError(f"evaluation set {es.name}: {exc}") from exc
-    expected = ["kingdom", "phylum", "cls", "order", "family", "genus", "species", "filepath"]
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in expected if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(f"evaluation set {es.name}: {path} lacks columns {missing}")
-            return [dict(r) for r in reader]
-    except OSError as exc:
-        raise InputError(f"evaluation set {es.name}: cannot read {path}: {exc}") from exc
-
-
-def evalset_root(es: EvalSetConfig, cfg: BuildConfig) -> Path:
-    """The folder an evaluation set's filepaths are relative to."""
-    if es.root:
-        return cfg.path(es.root)
-    path = cfg.path(es.metadata)
-    return path if path.is_dir() else path.parent
-
-
-def _evalset_verbatim(row: dict) -> dict:
-    genus = (row.get("genus") or "").strip()
-    species = (row.get("species") or "").strip()
-    if species and " " in species:  # a binomial in the species column
-        name = species
-    else:
-        name = " ".join(x for x in (genus, species) if x)
-    return {
-        "verbatim_kingdom": row.get("kingdom") or None,
-        "verbatim_phylum": row.get("phylum") or None,
-        "verbatim_class": row.get("cls") or row.get("class") or None,
-        "verbatim_order": row.get("order") or None,
-        "verbatim_family": row.get("family") or None,
-        "verbatim_genus": genus or None,
-        "verbatim_scientific_name": name or None,
-        "verbatim_common_name": row.get("common_name") or None,
-    }
-
-
-def evalset_source(name: str) -> str:
-    return f"evalset/{name}"
-
-
 # --------------------------------------------------------------------------- taxonomy
 
 _QUERY_COLUMNS = ["query_id", "source", *records.VERBATIM_QUERY_FIELDS, "verbatim_common_name"]
@@ -235,7 +176,7 @@ def build_queries(cfg: BuildConfig, images: Counter | None = None) -> pa.Table:
         images[r["query_id"]] += 1
     for es in cfg.evalsets:
         for er in read_evalset(es, cfg):
-            v = _evalset_verbatim(er)
+            v = verbatim_ranks(er)
             src = evalset_source(es.name)
             qid = records.query_id(src, v)
             rows.setdefault(qid, {"query_id": qid, "source": src, **v})
@@ -416,7 +357,7 @@ def _held_out_taxa(cfg: BuildConfig, es: EvalSetConfig) -> pa.Table:
     """The resolved taxa of an evaluation set's species (resolved like training names)."""
     taxa = pq.read_table(Layout(cfg.root).taxa)
     src = evalset_source(es.name)
-    ids = {records.query_id(src, _evalset_verbatim(r)) for r in read_evalset(es, cfg)}
+    ids = {records.query_id(src, verbatim_ranks(r)) for r in read_evalset(es, cfg)}
     mask = pc.is_in(taxa.column("query_id"), pa.array(sorted(ids), pa.string()))
     return taxa.filter(mask).select(["kingdom", "genus", "species", "verbatim_scientific_name"])
 
@@ -488,8 +429,7 @@ def stage_dedup(cfg: BuildConfig, progress: Progress | None = None) -> dict:
         "in_train_phash_max_distance": cfg.dedup.in_train_phash_max_distance,
         "training_images_hashed": train.num_rows,
         "evaluation_images": {
-            es.name: {"listed": t.num_rows, "hashed": pc.sum(pc.is_valid(t["phash"])).as_py()}
-            for es, t in zip(cfg.evalsets, evals, strict=True)
+            es.name: image_report(t) for es, t in zip(cfg.evalsets, evals, strict=True)
         },
     }
     write_text_atomic(
@@ -721,51 +661,6 @@ def verify_release(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     }
 
 
-def package_evalsets(cfg: BuildConfig, progress: Progress | None = None) -> dict:
-    """Each evaluation set in CLIP_benchmark's wds layout, classes named by resolved taxon."""
-    from treeoflife.evalsets import evalset_items, wds_key
-    from treeoflife.release.evalsets import write_wds_evalset
-
-    layout = Layout(cfg.root)
-    taxa = pq.read_table(layout.taxa)
-    by_query = {r["query_id"]: r for r in taxa.to_pylist()}
-    out = {}
-    for es in cfg.evalsets:
-        hashes = pq.read_table(layout.evalset_hashes(es.name))
-        items, classnames, skipped = evalset_items(
-            es.name,
-            read_evalset(es, cfg),
-            evalset_root(es, cfg),
-            hashes,
-            lambda row, _src=evalset_source(es.name): by_query.get(
-                records.query_id(_src, _evalset_verbatim(row))
-            ),
-            text_type=cfg.evaluate.text_type,
-            image_size=cfg.shards.image_size,
-            jpeg_quality=cfg.shards.jpeg_quality,
-        )
-        if not items:  # CLIP_benchmark cannot read a set with no shards: report, don't write
-            log.warning("evaluation set %s has no usable images (%s)", es.name, skipped)
-            out[es.name] = {"images": 0, "classes": 0, "skipped": skipped}
-            continue
-        write_wds_evalset(
-            layout.evalsets_wds / es.name,
-            es.name,
-            items,
-            classnames,
-            ["a photo of {c}."],
-        )
-        # The set's hashes travel with it, keyed like its samples, so a later build (or
-        # another project) can dedup against the packaged set without rehashing it.
-        keyed = hashes.append_column(
-            "wds_key",
-            pa.array([wds_key(es.name, k) for k in hashes.column("eval_key").to_pylist()]),
-        )
-        write_parquet_atomic(keyed, layout.evalsets_wds / es.name / "hashes.parquet")
-        out[es.name] = {"images": len(items), "classes": len(classnames), "skipped": skipped}
-    return out
-
-
 # --------------------------------------------------------------------------- the whole build
 
 
@@ -846,33 +741,6 @@ def latest_checkpoint(cfg: BuildConfig, name: str = "run") -> Path | None:
     return epochs[max(epochs)] if epochs else None
 
 
-def evalset_classnames(cfg: BuildConfig, text_type: str) -> dict[str, list[str]]:
-    """Each packaged evaluation set's class names rewritten in `text_type` (same order)."""
-    from treeoflife.evalsets import _label_from_verbatim
-    from treeoflife.evaluation.classnames import rename_classes
-    from treeoflife.evaluation.data import read_wds_evalset
-
-    layout = Layout(cfg.root)
-    by_query = {r["query_id"]: r for r in pq.read_table(layout.taxa).to_pylist()}
-    out = {}
-    for es in cfg.evalsets:
-        folder = layout.evalsets_wds / es.name
-        if not (folder / "classnames.txt").is_file():
-            continue
-        labels = []
-        for row in read_evalset(es, cfg):
-            resolved = by_query.get(
-                records.query_id(evalset_source(es.name), _evalset_verbatim(row))
-            )
-            label = resolved if resolved and resolved.get("kingdom") else _label_from_verbatim(row)
-            if not label.get("common_name"):
-                label = {**label, "common_name": row.get("common_name")}
-            labels.append(label)
-        packaged = read_wds_evalset(folder).classnames
-        out[es.name] = rename_classes(packaged, labels, cfg.evaluate.text_type, text_type)
-    return out
-
-
 def stage_evaluate(
     cfg: BuildConfig,
     checkpoint: str | None = None,
@@ -891,7 +759,7 @@ def stage_evaluate(
     is the run's export, its model card gets the results.
     """
     from treeoflife.errors import InputError
-    from treeoflife.evaluation.data import list_wds_evalsets
+    from treeoflife.evalsets.wds import list_wds_evalsets
     from treeoflife.evaluation.suite import (
         evaluate_model,
         report_markdown,

@@ -133,7 +133,8 @@ TABLE_DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("eval_hashes", "common_name"): "Common name as the evaluation set lists it (verbatim).",
     ("eval_hashes", "md5"): "Hex md5 of the evaluation image file's bytes.",
     ("eval_hashes", "status"): "Hash status: ok or failed.",
-    ("eval_hashes", "reason"): "Why the image got no hash: missing_filepath, missing_file, "
+    ("eval_hashes", "reason"): "Why the image got no hash: missing_filepath, outside_set (an "
+    "absolute path, a `..` or a symlink out of the set's folder: never read), missing_file, "
     "unreadable, not_an_image (null when ok).",
 }
 """Per-table overrides of COLUMN_DESCRIPTIONS where a column means something narrower."""

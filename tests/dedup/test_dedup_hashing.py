@@ -14,10 +14,11 @@ from treeoflife.dedup import (
     PHASH_ALGO,
     find_eval_duplicates,
     hash_catalog,
-    hash_evalset,
+    hash_evalset_rows,
     phash64,
 )
 from treeoflife.errors import InputError
+from treeoflife.evalsets.layouts import read_layout
 from treeoflife.io import ImageStoreWriter, store_member_name
 from treeoflife.schemas import HASHES, SOURCE_CATALOG
 
@@ -166,6 +167,12 @@ def write_evalset(folder: Path, rows: list[dict]) -> Path:
     return path
 
 
+def hash_evalset(name: str, metadata: Path, root: Path | None = None):
+    """Hash a Rare Species list's images, relative to `root` (default: the list's folder)."""
+    rows = read_layout("rare_species", metadata)
+    return hash_evalset_rows(name, rows, root if root is not None else metadata.parent)
+
+
 def taxon(species: str, filepath: str) -> dict:
     return {
         "kingdom": "Animalia",
@@ -229,28 +236,39 @@ def test_hash_evalset_root_overrides_csv_folder(tmp_path, make_jpeg):
     images.mkdir()
     (images / "x.jpg").write_bytes(make_jpeg(1))
     csv_path = write_evalset(tmp_path / "meta", [taxon("corax", "x.jpg")])
-    assert hash_evalset("s", csv_path)["status"].to_pylist() == ["failed"]
     assert hash_evalset("s", csv_path, root=images)["status"].to_pylist() == ["ok"]
+    with pytest.raises(InputError, match=r"evaluation set s: none of its 1 images is usable"):
+        hash_evalset("s", csv_path)
 
 
-def test_hash_evalset_real_meta_album_list_counts_every_row(tmp_path):
-    """A real BioCLIP list (filepath,class; no ranks) with no images: every row kept, failed."""
+def test_hash_evalset_real_meta_album_list_with_no_images_is_an_error(tmp_path):
+    """A real BioCLIP list (filepath,class; no ranks) with no image on disk: dedup against it
+    would be void, so hashing stops, naming the set and the first missing paths."""
     csv_path = REAL_EVALSETS / "meta-album-FNG_Mini.csv"
     with open(csv_path, newline="", encoding="utf-8") as fh:
         expected = [row["filepath"] for row in csv.DictReader(fh)]
-    table = hash_evalset("fungi", csv_path, root=tmp_path)
-    assert table["eval_key"].to_pylist() == expected
-    assert set(table["reason"].to_pylist()) == {"missing_file"}
-    assert table["kingdom"].null_count == table.num_rows
+    rows = read_layout("meta_album", csv_path)
+    with pytest.raises(InputError) as err:
+        hash_evalset_rows("fungi", rows, tmp_path)
+    message = str(err.value)
+    assert f"evaluation set fungi: none of its {len(expected)} images" in message
+    assert f"missing_file: {len(expected)}" in message and str(tmp_path) in message
+    first = sorted(expected)[:3]  # the layout lists a set's images sorted by path
+    assert all(repr(path) in message for path in first)
 
 
-def test_hash_evalset_bad_inputs_raise(tmp_path):
-    with pytest.raises(InputError, match="not found"):
-        hash_evalset("x", tmp_path / "nope.csv")
-    path = tmp_path / "m.csv"
-    path.write_text("species,path\nfoo,bar.jpg\n")
-    with pytest.raises(InputError, match="filepath"):
-        hash_evalset("x", path)
+def test_some_missing_images_are_counted_and_warned(tmp_path, make_jpeg, caplog):
+    folder = tmp_path / "rare"
+    (folder / "img").mkdir(parents=True)
+    (folder / "img" / "0.jpg").write_bytes(make_jpeg(0))
+    rows = [taxon("corax", "img/0.jpg"), taxon("corone", "img/gone.jpg")]
+    rows += [taxon("albus", "img/lost.jpg")]
+    with caplog.at_level("WARNING"):
+        table = hash_evalset("rare", write_evalset(folder, rows))
+    assert table["status"].to_pylist() == ["ok", "failed", "failed"]
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "evaluation set rare: 2 of 3 images not usable (missing_file: 2)" in warning
+    assert "img/gone.jpg, img/lost.jpg" in warning
 
 
 def test_end_to_end_copies_of_eval_images_are_removed(tmp_path, make_photo, encode_image):

@@ -16,6 +16,8 @@ from PIL import Image
 
 from treeoflife import pipeline, records, schemas
 from treeoflife.config import config_from_dict
+from treeoflife.evalsets.labels import row_query_id, verbatim_ranks
+from treeoflife.evalsets.sets import read_evalset
 from treeoflife.io import ImageStoreWriter, store_member_name
 from treeoflife.layout import Layout
 
@@ -116,12 +118,13 @@ def build_root(tmp_path, make_photo, encode_image):
             )
         )
     for es in cfg.evalsets:
-        for er in pipeline.read_evalset(es, cfg):
-            v = pipeline._evalset_verbatim(er)
+        for er in read_evalset(es, cfg):
+            v = verbatim_ranks(er)
             name = (v["verbatim_scientific_name"] or "x y").split()
             epithet = None if name[0] == "Ghostus" else name[-1]
-            qid = records.query_id(pipeline.evalset_source(es.name), v)
-            taxa.append((qid, name[0], epithet, v["verbatim_scientific_name"]))
+            taxa.append(
+                (row_query_id(es.name, er), name[0], epithet, v["verbatim_scientific_name"])
+            )
     Layout(root).taxonomy_dir.mkdir(parents=True)
     pq.write_table(
         pa.Table.from_pylist(
@@ -175,7 +178,15 @@ def test_stages_remove_every_kind_and_report(tmp_path, make_photo, encode_image)
     }
     assert report["settings"]["phash_algo"] == "dct64-v2"
     assert report["held_out_species_unresolved"] == {"rare": ["Ghostus nullus"]}
-    assert report["settings"]["evaluation_images"]["rare"] == {"listed": 2, "hashed": 1}
+    assert report["settings"]["evaluation_images"]["rare"] == {
+        "listed": 2,
+        "hashed": 1,
+        "failed": {"missing_file": 1},
+        "missing": 1,
+        "missing_paths": ["img/g.jpg"],
+        "outside_set": 0,
+        "outside_set_paths": [],
+    }
     sheet = Image.open(layout.dedup_dir / "near_pairs.jpg")
     assert sheet.format == "JPEG" and sheet.width > 300
 

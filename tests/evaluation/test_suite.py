@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from tests.train.synthetic import CLASSNAMES, write_wds_evalset
-from treeoflife.errors import ConfigError, InputError
-from treeoflife.evaluation.classnames import caption_kind, rename_classes
-from treeoflife.evaluation.data import read_wds_evalset
+from treeoflife.errors import InputError
+from treeoflife.evalsets.wds import read_wds_evalset
 from treeoflife.evaluation.suite import (
     collect_results,
     evaluate_model,
@@ -92,24 +91,3 @@ def test_results_accumulate_per_model_into_bioclip_tables(tmp_path):
     (tmp_path / "broken" / "results.json").write_text("{not json")
     with pytest.raises(InputError, match="broken"):
         collect_results(tmp_path)
-
-
-def test_rename_classes_between_text_types():
-    labels = [
-        {"kingdom": "Animalia", "phylum": "Chordata", "class": "Mammalia", "order": "Carnivora",
-         "family": "Canidae", "genus": "Vulpes", "species": "vulpes", "common_name": "Red Fox"},
-        {"kingdom": "Plantae", "phylum": "Tracheophyta", "class": "Magnoliopsida",
-         "order": "Sapindales", "family": "Sapindaceae", "genus": "Acer", "species": "rubrum",
-         "common_name": None},
-    ]  # fmt: skip
-    packaged = ["Acer rubrum", "Vulpes vulpes"]  # sci, sorted as packaged
-    assert rename_classes(packaged, labels, "sci", "common") == ["Acer rubrum", "Red Fox"]
-    taxon = rename_classes(packaged, labels, "scientific", "taxonomic")
-    assert taxon[1].startswith("Animalia Chordata Mammalia Carnivora Canidae Vulpes vulpes")
-    combined = rename_classes(packaged, labels, "sci", "combined")
-    assert combined[1].endswith("with common name Red Fox")
-    with pytest.raises(InputError, match="no label"):
-        rename_classes(["Quercus robur"], labels, "sci", "com")
-    assert caption_kind("combined") == "taxon_com" and caption_kind("sci") == "sci"
-    with pytest.raises(ConfigError, match="unknown text type"):
-        caption_kind("latin")

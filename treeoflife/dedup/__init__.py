@@ -1,14 +1,13 @@
 """Hashes of images and evaluation sets, and the removal list they lead to.
 
 - phash: a 64-bit DCT perceptual hash (`PHASH_ALGO` names the version stored next to it).
-- hashing: md5 + pHash of a source catalog's stored images and of evaluation-set CSVs.
+- hashing: md5 + pHash of a source catalog's stored images and of evaluation sets' images.
 - removals: exact / near copies of evaluation images, held-out species, in-train duplicates.
 """
 
 from treeoflife.dedup.hashing import (
     hash_catalog,
     hash_catalog_parts,
-    hash_evalset,
     hash_evalset_rows,
 )
 from treeoflife.dedup.phash import (
@@ -41,7 +40,6 @@ __all__ = [
     "hamming",
     "hash_catalog",
     "hash_catalog_parts",
-    "hash_evalset",
     "hash_evalset_rows",
     "phash64",
     "phash_from_pixels",

@@ -1,9 +1,12 @@
-"""Exact (md5) and perceptual (pHash) hashes of training images and of evaluation sets."""
+"""Exact (md5) and perceptual (pHash) hashes of training images and of evaluation sets.
+
+Evaluation images are read through treeoflife.evalsets (only inside the set's folder); a set
+none of whose images is usable stops here, before dedup (treeoflife.evalsets.report).
+"""
 
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import logging
 import multiprocessing
@@ -17,6 +20,14 @@ import pyarrow.compute as pc
 
 from treeoflife.dedup.phash import PHASH_ALGO, phash_many_lenient
 from treeoflife.errors import InputError
+from treeoflife.evalsets.files import (
+    REASON_MISSING_FILE,
+    REASON_MISSING_FILEPATH,
+    REASON_UNREADABLE,
+    SetFolder,
+)
+from treeoflife.evalsets.labels import label_columns
+from treeoflife.evalsets.report import check_images
 from treeoflife.fanout import PartMapper
 from treeoflife.io import md5_hex, read_image_bytes
 from treeoflife.progress import Progress, or_null
@@ -27,21 +38,7 @@ log = logging.getLogger(__name__)
 
 SHARED_WORK = ".work/hashes"  # hash tasks' targets on shared storage, by run id
 
-EVAL_RANK_COLUMNS = {  # output column -> manifest column (Rare Species writes `cls` for class)
-    "kingdom": "kingdom",
-    "phylum": "phylum",
-    "class": "cls",
-    "order": "order",
-    "family": "family",
-    "genus": "genus",
-    "species": "species",
-    "common_name": "common_name",
-}
-
-# Reasons an evaluation image gets no hash.
-REASON_MISSING_FILEPATH = "missing_filepath"
-REASON_MISSING_FILE = "missing_file"
-REASON_UNREADABLE = "unreadable"
+# Why an evaluation image has md5 but no pHash (the other reasons: treeoflife.evalsets.files).
 REASON_NOT_AN_IMAGE = "not_an_image"
 
 _Item = tuple[str, int, int]  # (image_file, image_offset, image_size)
@@ -172,79 +169,45 @@ def _run_batches(root: str, items: list[_Item], spans: list[tuple[int, int]], wo
             yield result
 
 
-def _blank_to_none(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
-
-
-def hash_evalset(name: str, metadata_csv: Path, root: Path | None = None) -> pa.Table:
-    """Hash every image a Rare-Species-style metadata CSV lists (see hash_evalset_rows)."""
-    from treeoflife.dedup.evalset_layouts import read_rare_species
-
-    metadata_csv = Path(metadata_csv)
-    if not metadata_csv.is_file():
-        raise InputError(f"evaluation set {name!r}: metadata CSV not found: {metadata_csv}")
-    header = metadata_csv.read_text(encoding="utf-8-sig").splitlines()[:1]
-    if not header or "filepath" not in next(csv.reader(header)):
-        raise InputError(
-            f"evaluation set {name!r}: {metadata_csv} has no 'filepath' column "
-            f"(header: {header[0] if header else ''})"
-        )
-    try:
-        rows = read_rare_species(metadata_csv)
-    except InputError:  # a list with filepath but without every rank: ranks come out null
-        with open(metadata_csv, newline="", encoding="utf-8-sig") as fh:
-            rows = [dict(r) for r in csv.DictReader(fh)]
-    base = Path(root) if root is not None else metadata_csv.parent
-    return hash_evalset_rows(name, rows, base)
-
-
 def hash_evalset_rows(name: str, rows: list[dict], root: Path) -> pa.Table:
     """md5 + pHash of every image an evaluation set lists, in list order (schema EVAL_HASHES).
 
-    `rows` are manifest rows (treeoflife.dedup.evalset_layouts): `filepath` relative to
-    `root`, rank columns (`cls` for class), `common_name`, `class` (the set's label). A row
-    whose file is missing, unreadable or not an image is kept with status "failed" and a
-    reason. Rank columns a row lacks come out null.
+    `rows` are an evaluation set's rows (treeoflife.evalsets.layouts): `filepath` relative to
+    `root` (and confined to it), rank columns (`cls` for class), `common_name`, `class` (the
+    set's label). A row whose file is missing, outside `root`, unreadable or not an image is
+    kept with status "failed" and a reason. Raises InputError when no row is usable.
     """
+    folder = SetFolder(root)
     columns: dict[str, list] = {c: [] for c in EVAL_HASHES.names}
     for line, row in enumerate(rows, start=2):
         filepath = row.get("filepath") or ""
         columns["evalset"].append(name)
         columns["eval_key"].append(filepath)
-        columns["label"].append(_blank_to_none(row.get("class")))
-        for out, src in EVAL_RANK_COLUMNS.items():
-            columns[out].append(_blank_to_none(row.get(src)))
-        md5, phash, reason = _hash_eval_file(Path(root), filepath, name, line)
+        for column, value in label_columns(row).items():
+            columns[column].append(value)
+        md5, phash, reason = _hash_eval_file(folder, filepath, name, line)
         columns["md5"].append(md5)
         columns["phash"].append(phash)
         columns["phash_algo"].append(PHASH_ALGO if phash is not None else None)
         columns["status"].append(INGEST_OK if reason is None else INGEST_FAILED)
         columns["reason"].append(reason)
-    table = pa.table(columns, schema=EVAL_HASHES)
-    n_failed = len(rows) - pc.sum(pc.equal(table["status"], INGEST_OK)).as_py() if rows else 0
-    if n_failed:
-        log.warning("evaluation set %s: %d of %d images failed", name, n_failed, len(rows))
-    return table
+    check_images(name, folder.root, list(zip(columns["eval_key"], columns["reason"], strict=True)))
+    return pa.table(columns, schema=EVAL_HASHES)
 
 
 def _hash_eval_file(
-    base: Path, filepath: str, name: str, line: int
+    folder: SetFolder, filepath: str, name: str, line: int
 ) -> tuple[str | None, int | None, str | None]:
     """(md5, phash, failure reason) of one evaluation image."""
-    if not filepath.strip():
-        log.warning("evaluation set %s line %d: empty filepath", name, line)
-        return None, None, REASON_MISSING_FILEPATH
-    path = base / filepath
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None, None, REASON_MISSING_FILE
-    except OSError as exc:  # a folder, no permission, I/O error
-        log.warning("evaluation set %s: cannot read %s: %s", name, path, exc)
-        return None, None, REASON_UNREADABLE
+    data, reason = folder.read(filepath)
+    if data is None:
+        if reason == REASON_MISSING_FILEPATH:
+            log.warning("evaluation set %s line %d: empty filepath", name, line)
+        elif reason == REASON_UNREADABLE:
+            log.warning("evaluation set %s: cannot read %s", name, folder.root / filepath)
+        elif reason != REASON_MISSING_FILE:
+            log.warning("evaluation set %s line %d: %s: %r", name, line, reason, filepath)
+        return None, None, reason
     md5 = md5_hex(data)
     hashes, errors = phash_many_lenient([data])
     if errors[0] is not None:

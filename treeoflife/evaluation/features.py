@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import collections
 import logging
+import tarfile
 from dataclasses import dataclass, field
 
 import torch
 
 from treeoflife.errors import InputError
-from treeoflife.evaluation.data import WdsEvalSet, count_samples, iter_labelled_images
+from treeoflife.evalsets.wds import WdsEvalSet, iter_labelled_images
 from treeoflife.progress import Progress, or_null
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,18 @@ class EncodedSet:
     features: torch.Tensor  # [n, embed_dim], float32 on CPU
     labels: torch.Tensor  # [n], int64
     skipped: dict[str, int] = field(default_factory=dict)  # unusable samples by reason
+
+
+def count_samples(evalset: WdsEvalSet) -> int:
+    """Samples in the set's shards, from the tar headers alone (the total of its progress)."""
+    keys = set()
+    for shard in evalset.shard_files:
+        try:
+            with tarfile.open(shard) as tar:
+                keys.update(m.name.split(".", 1)[0] for m in tar if m.isfile())
+        except (OSError, tarfile.TarError) as exc:
+            raise InputError(f"evaluation shard {shard} is not a readable tar: {exc}") from exc
+    return len(keys)
 
 
 def encode_evalset(

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from treeoflife.errors import InputError
-from treeoflife.evaluation.data import read_wds_evalset
+from treeoflife.evalsets.wds import read_wds_evalset
 from treeoflife.evaluation.features import encode_evalset
 from treeoflife.evaluation.fewshot import DEFAULT_DRAWS, DEFAULT_SHOTS, few_shot_metrics
 from treeoflife.evaluation.templates import Template

@@ -18,7 +18,7 @@ import open_clip
 import torch
 
 from treeoflife.errors import InputError
-from treeoflife.evaluation.data import WdsEvalSet, list_wds_evalsets, read_wds_evalset
+from treeoflife.evalsets.wds import WdsEvalSet, list_wds_evalsets, read_wds_evalset
 from treeoflife.evaluation.features import EncodedSet, encode_evalset
 from treeoflife.evaluation.templates import OPENAI_IMAGENET_TEMPLATES, Template, as_callables
 from treeoflife.io import write_text_atomic

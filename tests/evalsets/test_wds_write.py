@@ -1,4 +1,7 @@
+import collections
+import hashlib
 import io
+import re
 import tarfile
 
 import numpy as np
@@ -6,7 +9,12 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from treeoflife.release.evalsets import write_wds_evalset
+from treeoflife.evalsets.wds import (
+    iter_labelled_images,
+    read_wds_evalset,
+    wds_key,
+    write_wds_evalset,
+)
 
 CLASSNAMES = [
     "Animalia Chordata Aves Passeriformes Corvidae Corvus corax",
@@ -113,3 +121,25 @@ def test_invalid_inputs_are_refused_before_writing(tmp_path, items, classnames, 
     with pytest.raises(ValueError, match=message):
         write_wds_evalset(tmp_path / "x", "x", items, classnames, templates)
     assert not (tmp_path / "x").exists()
+
+
+def test_our_reader_reads_what_the_release_writes(tmp_path):
+    root = tmp_path / "wds" / "rare_species"
+    items = _items(7)
+    write_wds_evalset(root, "rare", items, CLASSNAMES, TEMPLATES, samples_per_shard=3)
+    evalset = read_wds_evalset(root)
+    assert evalset.name == "rare_species" and len(evalset.shard_files) == 3
+    assert evalset.classnames == tuple(CLASSNAMES) and evalset.templates == tuple(TEMPLATES)
+    skipped: collections.Counter[str] = collections.Counter()
+    got = list(iter_labelled_images(evalset, skipped))
+    assert not skipped
+    assert sorted(i.label for i in got) == sorted(it["cls"] for it in items)
+    assert all(i.image.size == (32, 24) for i in got)
+
+
+def test_wds_key_is_a_stable_digest_that_needs_no_escaping():
+    """The packaged sets and their hashes.parquet are keyed by it: it must not drift."""
+    key = wds_key("rare_species", "Ailurus_fulgens/0356.jpg")
+    expected = hashlib.sha1(b"rare_species/Ailurus_fulgens/0356.jpg").hexdigest()[:20]
+    assert key == expected and re.fullmatch(r"[0-9a-f]{20}", key)
+    assert key != wds_key("seen_species", "Ailurus_fulgens/0356.jpg")

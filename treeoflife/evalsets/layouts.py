@@ -4,7 +4,8 @@ Every reader returns rows shaped like a Rare Species metadata.csv row (kingdom, 
 order, family, genus, species, common_name, filepath) plus `class`, the set's own label, in
 a deterministic order. `filepath` is relative to the set's root folder. Layouts:
 
-- `rare_species`: BioCLIP's Rare Species `metadata.csv` (the ranks are given).
+- `rare_species`: BioCLIP's Rare Species `metadata.csv` (the ranks are given; `class` is None:
+  the set's classes are its taxa).
 - `birds525`: Kaggle's BIRDS 525 SPECIES: `birds.csv` (`class id, filepaths, labels, data set,
   scientific name`) beside `train/ valid/ test/<LABEL>/<n>.jpg`; only the `test` split is read
   (its images are what the evaluation uses). Without birds.csv the `test/<LABEL>/` folders are
@@ -25,13 +26,13 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from treeoflife.errors import InputError
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("rare_species", "birds525", "meta_album", "folder", "manifest")
 RANK_COLUMNS = ("kingdom", "phylum", "cls", "order", "family", "genus", "species")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -77,16 +78,11 @@ def _blank(value: str | None) -> str | None:
 
 
 def read_rare_species(metadata: Path) -> list[dict]:
+    """The rows of a Rare Species metadata.csv, in file order."""
     header, rows = _read_csv(metadata)
     _need(metadata, header, [*RANK_COLUMNS, "filepath"])
-    out = []
-    for r in rows:
-        row = _row(
-            r["filepath"], None, **{c: _blank(r.get(c)) for c in (*RANK_COLUMNS, "common_name")}
-        )
-        row["class"] = " ".join(x for x in (row["genus"], row["species"]) if x) or None
-        out.append(row)
-    return out
+    ranks = (*RANK_COLUMNS, "common_name")
+    return [_row(r["filepath"] or "", None, **{c: _blank(r.get(c)) for c in ranks}) for r in rows]
 
 
 _BIRD = {"kingdom": "Animalia", "phylum": "Chordata", "cls": "Aves"}
@@ -126,8 +122,7 @@ def read_birds525(root: Path, split: str = "test") -> list[dict]:
 
 def read_meta_album(path: Path) -> list[dict]:
     """BioCLIP's list (`,filepath,class`) or Meta-Album's own labels.csv (images/...)."""
-    if path.is_dir():
-        path = path / "labels.csv" if (path / "labels.csv").is_file() else path / "metadata.csv"
+    path = _meta_album_list(path)
     header, rows = _read_csv(path)
     if "FILE_NAME" in header:
         _need(path, header, ["FILE_NAME", "CATEGORY"])
@@ -136,6 +131,16 @@ def read_meta_album(path: Path) -> list[dict]:
         _need(path, header, ["filepath", "class"])
         out = [label_row(r["filepath"], r["class"]) for r in rows]
     return sorted(out, key=lambda r: r["filepath"])
+
+
+def _meta_album_list(path: Path) -> Path:
+    if not path.is_dir():
+        return path
+    return path / "labels.csv" if (path / "labels.csv").is_file() else path / "metadata.csv"
+
+
+def _birds_root(path: Path) -> Path:
+    return path if path.is_dir() else path.parent
 
 
 def _image_tree(root: Path, prefix: str = "") -> list[tuple[str, str]]:
@@ -168,17 +173,33 @@ def read_manifest(path: Path) -> list[dict]:
     return out
 
 
-def read_evalset_layout(layout: str, path: Path) -> list[dict]:
+# Every shipped layout: name -> reader of (metadata file or root folder). config.py checks a
+# set's `layout` against these names; add a layout here (and a test) and it is accepted.
+LAYOUTS: dict[str, Callable[[Path], list[dict]]] = {
+    "rare_species": read_rare_species,
+    "birds525": lambda path: read_birds525(_birds_root(path)),
+    "meta_album": read_meta_album,
+    "folder": read_folder,
+    "manifest": read_manifest,
+}
+
+
+def read_layout(layout: str, path: Path) -> list[dict]:
     """Rows of one evaluation set; `path` is the metadata file or the set's root folder."""
+    reader = LAYOUTS.get(layout)
+    if reader is None:
+        raise InputError(f"unknown evaluation set layout {layout!r} (known: {', '.join(LAYOUTS)})")
+    return reader(Path(path))
+
+
+def metadata_file(layout: str, path: Path) -> Path | None:
+    """The list file a layout reads at `path` (None: the layout lists folders only)."""
     path = Path(path)
-    if layout == "rare_species":
-        return read_rare_species(path)
     if layout == "birds525":
-        return read_birds525(path if path.is_dir() else path.parent)
+        csv_path = _birds_root(path) / "birds.csv"
+        return csv_path if csv_path.is_file() else None
     if layout == "meta_album":
-        return read_meta_album(path)
+        return _meta_album_list(path)
     if layout == "folder":
-        return read_folder(path)
-    if layout == "manifest":
-        return read_manifest(path)
-    raise InputError(f"unknown evaluation set layout {layout!r} (known: {', '.join(LAYOUTS)})")
+        return None
+    return path

@@ -10,15 +10,16 @@ from PIL import Image
 
 from tests.train.synthetic import CLASSNAMES, write_wds_evalset
 from treeoflife.errors import InputError
-from treeoflife.evaluation import templates as tpl
-from treeoflife.evaluation.data import (
+from treeoflife.evalsets.wds import (
     IMAGE_MISSING,
     IMAGE_UNDECODABLE,
     LABEL_MISSING,
     LABEL_OUT_OF_RANGE,
     LABEL_UNREADABLE,
+    TEMPLATES_FILE,
     iter_labelled_images,
     list_wds_evalsets,
+    read_templates,
     read_wds_evalset,
 )
 
@@ -104,25 +105,13 @@ def test_list_wds_evalsets_finds_only_complete_sets(tmp_path):
         list_wds_evalsets(tmp_path / "nowhere")
 
 
-def test_openai_templates_come_from_open_clip():
-    import open_clip
-
-    assert len(tpl.OPENAI_IMAGENET_TEMPLATES) == 80
-    assert tpl.OPENAI_IMAGENET_TEMPLATES[0]("Canis lupus") == open_clip.OPENAI_IMAGENET_TEMPLATES[
-        0
-    ]("Canis lupus")
-    rendered = {t("Canis lupus") for t in tpl.OPENAI_IMAGENET_TEMPLATES}
-    assert len(rendered) == 80 and all("Canis lupus" in r for r in rendered)
-
-
-def test_templates_file_parsing_and_rendering(tmp_path):
-    assert tpl.read_templates(tmp_path) is None
-    (tmp_path / tpl.TEMPLATES_FILE).write_text("a photo of {c}.\n\n  a {c} in {the} wild  \n")
-    templates = tpl.read_templates(tmp_path)
-    assert templates == ["a photo of {c}.", "a {c} in {the} wild"]
-    assert tpl.render(templates[1], "Apis mellifera") == "a Apis mellifera in {the} wild"
-    callables = tpl.as_callables([*templates, lambda c: c.upper()])
-    assert [f("x y") for f in callables] == ["a photo of x y.", "a x y in {the} wild", "X Y"]
-    (tmp_path / tpl.TEMPLATES_FILE).write_text("a photo of a {}.\n")
+def test_templates_file_parsing(tmp_path):
+    assert read_templates(tmp_path) is None
+    (tmp_path / TEMPLATES_FILE).write_text("a photo of {c}.\n\n  a {c} in {the} wild  \n")
+    assert read_templates(tmp_path) == ["a photo of {c}.", "a {c} in {the} wild"]
+    (tmp_path / TEMPLATES_FILE).write_text("a photo of a {}.\n")
     with pytest.raises(InputError, match="placeholder"):
-        tpl.read_templates(tmp_path)
+        read_templates(tmp_path)
+    (tmp_path / TEMPLATES_FILE).write_text("\n \n")
+    with pytest.raises(InputError, match="no templates"):
+        read_templates(tmp_path)
