@@ -12,7 +12,8 @@ treeoflife.testing.MirrorServer:
   same URLs and the same faults: rows recovered, by fault kind;
 - SIGKILLs: the ingest child killed at seeded random moments, rerun until done, outputs
   compared with the uninterrupted run;
-- the bad-input table (tests/reliability/bad_inputs.py): cases tried, rows tried, rows lost.
+- the bad-input table (tests/reliability/bad_inputs.py): cases tried, rows tried, rows lost;
+- the settings table (tests/test_config_settings.py): bad settings tried, refused as expected.
 
     .venv/bin/python bench/reliability.py [--urls 5000] [--kills 5] [--skip-img2dataset]
 
@@ -51,6 +52,8 @@ from tests.reliability.eol_world import (  # noqa: E402
     config_dict,
 )
 from tests.soak.test_kill_resume import KILLS as CLI_KILLS  # noqa: E402
+from tests.test_config_settings import SETTINGS  # noqa: E402
+from treeoflife.config import config_from_dict  # noqa: E402
 from treeoflife.testing.mirror_server import MirrorServer  # noqa: E402
 
 SEED = 20261124
@@ -267,6 +270,17 @@ def bad_inputs(base: Path) -> dict:
     }
 
 
+def settings_table() -> dict:
+    """Every bad setting of the table: refused with exactly its one line?"""
+    refused = 0
+    for _name, fragment, line in SETTINGS:
+        try:
+            config_from_dict(fragment)
+        except Exception as exc:  # a traceback-type error counts as not refused
+            refused += getattr(exc, "problems", None) == [line]
+    return {"tried": len(SETTINGS), "refused_as_expected": refused}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--urls", type=int, default=5000)
@@ -288,6 +302,8 @@ def main() -> None:
         print("kills:", json.dumps(killed))
         bad = bad_inputs(base / "bad")
         print("bad inputs:", json.dumps(bad))
+        bad["settings"] = settings_table()
+        print("settings:", json.dumps(bad["settings"]))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     load_after = os.getloadavg()
@@ -300,6 +316,7 @@ def main() -> None:
         not killed["all_equal_and_clean"],
         bad["rows_lost"],
         bad["cases_failed"],
+        bad["settings"]["tried"] - bad["settings"]["refused_as_expected"],
     ]
     if any(broken):
         sys.exit("a row lost or twice, an outcome not as planned, or outputs differ: see above")
@@ -366,7 +383,9 @@ def write_report(args, started, load_before, load_after, ours, peer, killed, bad
         "",
         f"Bad inputs (tests/reliability/bad_inputs.py): {bad['cases']} cases, "
         f"{bad['rows_tried']} rows tried, rows lost: {bad['rows_lost']}, cases not as "
-        f"expected: {bad['cases_failed']}.",
+        f"expected: {bad['cases_failed']}. Settings tried (tests/test_config_settings.py): "
+        f"{bad['settings']['tried']}, refused with their one line before any work: "
+        f"{bad['settings']['refused_as_expected']}.",
         "",
         "load average before / after: "
         + " ".join(f"{x:.2f}" for x in load_before)

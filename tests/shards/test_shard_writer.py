@@ -132,7 +132,7 @@ def test_split_shards_read_back_with_webdataset(tmp_path, data_root):
         for member, text in caption_members(row).items():
             assert s[member.lower()] == text  # webdataset lower-cases suffixes (taxontag.txt)
         assert s["json"]["key"] == row["key"]
-        assert s["json"]["phash"] == row["phash"]
+        assert s["json"]["phash"] == f"{row['phash']:016x}"  # 16 hex digits, not a uint64
         # The writer places each row: the json member says where the sample is.
         assert s["json"]["shard"] == f"train/shard-{i // 4:06d}.tar"
         assert s["json"]["shard_position"] == i % 4
