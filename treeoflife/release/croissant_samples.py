@@ -22,7 +22,7 @@ from pathlib import Path
 
 from treeoflife.schema_export import describe
 from treeoflife.schemas import CATALOG, RANKS
-from treeoflife.shards.writer import MANIFEST_FILE
+from treeoflife.shards.manifest import MANIFEST_FILE
 
 EXCLUDED_SPLITS = ("train_small",)
 IMAGES, TXT, CAPTIONS = "sample-images", "sample-txt", "sample-captions"

@@ -11,15 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from treeoflife.config import ShardsConfig
-from treeoflife.errors import ConfigError
-from treeoflife.shards.resize import RESIZE_MODES, SHORTER_SIDE
-from treeoflife.shards.text import RANDOM, TEXT_TYPES
-
-TEXT_CHOICES = (*TEXT_TYPES, RANDOM)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+from treeoflife.config_rules import Problems, build, raise_problems
+from treeoflife.shards.resize import SHORTER_SIDE
 
 
 @dataclass(frozen=True)
@@ -41,33 +34,15 @@ class ShardSettings:
         return cls(**{f.name: getattr(shards, f.name) for f in dataclasses.fields(cls)})
 
     def problems(self) -> list[str]:
-        """One line per bad setting, naming its key (empty when every setting is usable)."""
-        out = []
-        ranges = {  # key: (lowest, highest or None)
-            "image_size": (0, None),  # 0 keeps the stored image
-            "jpeg_quality": (1, 100),
-            "seed": (None, None),
-            "samples_per_shard": (1, None),
-            "max_shard_bytes": (0, None),  # 0: no byte limit
-            "workers": (1, None),
-        }
-        for key, (low, high) in ranges.items():
-            value = getattr(self, key)
-            if not _is_int(value):
-                out.append(f"shards.{key}: {value!r} is not an integer")
-            elif (low is not None and value < low) or (high is not None and value > high):
-                bounds = f">= {low}" if high is None else f"from {low} to {high}"
-                out.append(f"shards.{key}: {value!r} is out of range (must be {bounds})")
-        if self.text_type not in TEXT_CHOICES:
-            out.append(f"shards.text_type: {self.text_type!r} not in {TEXT_CHOICES}")
-        if self.resize_mode not in RESIZE_MODES:
-            out.append(f"shards.resize_mode: {self.resize_mode!r} not in {RESIZE_MODES}")
-        return out
+        """One line per bad setting, naming its key (empty when every setting is usable): the
+        rules declared on the config's ShardsConfig fields, so both always agree."""
+        problems = Problems()
+        build(ShardsConfig, dataclasses.asdict(self), "shards", problems)
+        return list(problems)
 
     def validate(self) -> ShardSettings:
         """These settings, or a ConfigError listing every bad one (one line each)."""
-        if problems := self.problems():
-            raise ConfigError("\n".join(problems))
+        raise_problems(self.problems())
         return self
 
     def output_settings(self) -> dict:
