@@ -41,16 +41,11 @@ import pyarrow as pa  # noqa: E402
 from shards import corpus, make_rows  # noqa: E402  (bench/shards.py)
 
 from treeoflife.config import ExecutionConfig  # noqa: E402
-from treeoflife.schemas import CATALOG  # noqa: E402
-from treeoflife.shards.fanout import write_split_shards_mapped  # noqa: E402
+from treeoflife.shards.settings import ShardSettings  # noqa: E402
+from treeoflife.shards.tasks import ROWS_SCHEMA  # noqa: E402
 from treeoflife.shards.writer import write_split_shards  # noqa: E402
 
 ARGS = {"image_size": 224, "jpeg_quality": 95, "text_type": "taxon_com", "seed": 0}
-LOCATION = [
-    pa.field("image_file", pa.string()),
-    pa.field("image_offset", pa.int64()),
-    pa.field("image_size", pa.int64()),
-]
 
 
 def noop(item: int) -> int:
@@ -87,7 +82,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     data_root = work / "data"
     rows = make_rows(data_root, corpus(args.images))
-    table = pa.Table.from_pylist(rows, schema=pa.schema([*CATALOG, *LOCATION]))
+    table = pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
     keys = [r["key"] for r in rows]
     n = len(rows)
     load0 = os.getloadavg()
@@ -96,17 +91,17 @@ def main(argv=None) -> int:
 
     def sequential(label: str, **extra) -> None:
         out = work / label / "train"
-        args_ = {**ARGS, "samples_per_shard": args.per_shard, **extra}
-        secs = timed(lambda: write_split_shards(rows, out, data_root, **args_, workers=2))
+        settings = ShardSettings(**ARGS, samples_per_shard=args.per_shard, workers=2, **extra)
+        secs = timed(lambda: write_split_shards(rows, out, settings, data_root=data_root))
         results.setdefault(label, {})["wall"] = secs
         digests[label] = digest(out)
 
     def mapped(label: str, mapper, **extra) -> None:
         out = work / label / "train"
-        args_ = {**ARGS, "samples_per_shard": args.per_shard, **extra}
+        settings = ShardSettings(**ARGS, samples_per_shard=args.per_shard, workers=1, **extra)
         secs = timed(
-            lambda: write_split_shards_mapped(
-                table, keys, out, data_root, **args_, map_parts=mapper, workers=1
+            lambda: write_split_shards(
+                table, out, settings, data_root=data_root, keys=keys, map_parts=mapper
             )
         )
         results.setdefault(label, {})["wall"] = secs

@@ -15,6 +15,7 @@ treeoflife.testing.MirrorServer:
 - the bad-input table (tests/reliability/bad_inputs.py): cases tried, rows tried, rows lost;
 - the hostile-fetch table (tests/reliability/hostile_fetch.py): hostile URLs tried, local or
   private files published (must be 0), requests that reached the secret server.
+- the settings table (tests/test_config_settings.py): bad settings tried, refused as expected.
 
     .venv/bin/python bench/reliability.py [--urls 5000] [--kills 5] [--skip-img2dataset]
 
@@ -56,6 +57,8 @@ from tests.reliability.hostile_fetch import CASES as HOSTILE  # noqa: E402
 from tests.reliability.hostile_fetch import check as check_hostile  # noqa: E402
 from tests.reliability.hostile_fetch import run_case  # noqa: E402
 from tests.soak.test_kill_resume import KILLS as CLI_KILLS  # noqa: E402
+from tests.test_config_settings import SETTINGS  # noqa: E402
+from treeoflife.config import config_from_dict  # noqa: E402
 from treeoflife.testing.mirror_server import MirrorServer  # noqa: E402
 
 SEED = 20261124
@@ -298,6 +301,17 @@ def hostile(base: Path) -> dict:
     }
 
 
+def settings_table() -> dict:
+    """Every bad setting of the table: refused with exactly its one line?"""
+    refused = 0
+    for _name, fragment, line in SETTINGS:
+        try:
+            config_from_dict(fragment)
+        except Exception as exc:  # a traceback-type error counts as not refused
+            refused += getattr(exc, "problems", None) == [line]
+    return {"tried": len(SETTINGS), "refused_as_expected": refused}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--urls", type=int, default=5000)
@@ -321,6 +335,8 @@ def main() -> None:
         print("bad inputs:", json.dumps(bad))
         hostile_urls = hostile(base / "hostile")
         print("hostile fetches:", json.dumps(hostile_urls))
+        bad["settings"] = settings_table()
+        print("settings:", json.dumps(bad["settings"]))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     load_after = os.getloadavg()
@@ -336,6 +352,7 @@ def main() -> None:
         hostile_urls["local_or_private_published"],
         hostile_urls["requests_to_secret_server"],
         hostile_urls["cases_failed"],
+        bad["settings"]["tried"] - bad["settings"]["refused_as_expected"],
     ]
     if any(broken):
         sys.exit("a row lost or twice, an outcome not as planned, or outputs differ: see above")
@@ -402,7 +419,9 @@ def write_report(args, started, load_before, load_after, ours, peer, killed, bad
         "",
         f"Bad inputs (tests/reliability/bad_inputs.py): {bad['cases']} cases, "
         f"{bad['rows_tried']} rows tried, rows lost: {bad['rows_lost']}, cases not as "
-        f"expected: {bad['cases_failed']}.",
+        f"expected: {bad['cases_failed']}. Settings tried (tests/test_config_settings.py): "
+        f"{bad['settings']['tried']}, refused with their one line before any work: "
+        f"{bad['settings']['refused_as_expected']}.",
         "",
         f"Hostile fetches (tests/reliability/hostile_fetch.py): {hostile['hostile_urls']} "
         "hostile URLs tried (file:// outside the mirror in every spelling, ../ and %2e%2e out "

@@ -10,7 +10,7 @@ gradients+noise if scikit-image is absent), cut into varied crops with the longe
 
 1. Tar writing, MB/s of shard bytes, the same pre-encoded samples (224 px JPEG + 10 BioCLIP
    captions + txt + json) in shards of `--per-shard` samples:
-   - ours: treeoflife.shards.writer.write_shards (temporary name, sha256, fsync, rename; a
+   - ours: treeoflife.shards.shard_file.write_shards (temporary name, sha256, fsync, rename; a
      shard's fsync+rename overlaps the next shard's writing);
    - webdataset.ShardWriter (its TarWriter, no fsync, no hash: it does less);
    - raw: the very bytes of our shards written with 1 MiB writes + fsync per file (Python),
@@ -57,17 +57,13 @@ sys.path.insert(0, str(ROOT))
 from treeoflife.io import ImageStoreWriter, read_image_bytes, store_member_name  # noqa: E402
 from treeoflife.records import treeoflife_id  # noqa: E402
 from treeoflife.schemas import CATALOG  # noqa: E402
+from treeoflife.shards.parts import packed_size, sample_parts  # noqa: E402
 from treeoflife.shards.resize import resize_for_shard  # noqa: E402
 from treeoflife.shards.sample_json import sample_json  # noqa: E402
+from treeoflife.shards.settings import ShardSettings  # noqa: E402
+from treeoflife.shards.shard_file import ShardCloser, ShardFile, write_shards  # noqa: E402
 from treeoflife.shards.text import caption_members, text_for  # noqa: E402
-from treeoflife.shards.writer import (  # noqa: E402
-    _Closer,
-    _sample_parts,
-    _ShardFile,
-    packed_size,
-    write_shards,
-    write_split_shards,
-)
+from treeoflife.shards.writer import write_split_shards  # noqa: E402
 
 SPECIES = [
     ("Animalia", "Chordata", "Aves", "Passeriformes", "Corvidae", "Corvus", "corax", "raven"),
@@ -173,6 +169,10 @@ def bench_tar(rows, data_root: Path, work: Path, per_shard: int, reps: int) -> d
             }
         )
     chunks = [samples[i : i + per_shard] for i in range(0, len(samples), per_shard)]
+    # Imported here, before any timer (its import took seconds under load, which made the
+    # first ShardWriter rep print 0 MB/s), and not at the top: the stage's spawned encode
+    # workers import this module again and would pay for it inside the stage's timer.
+    import webdataset as wds
 
     def ours():
         out = work / "ours"
@@ -180,8 +180,6 @@ def bench_tar(rows, data_root: Path, work: Path, per_shard: int, reps: int) -> d
         return sum(info.bytes for info in infos)
 
     def shardwriter():
-        import webdataset as wds
-
         out = work / "wds"
         with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=per_shard, verbose=0) as sink:
             for s in samples:
@@ -225,16 +223,16 @@ def bench_tar(rows, data_root: Path, work: Path, per_shard: int, reps: int) -> d
 
     _, sha_s, _ = best_of(sha256, reps)
 
-    bodies = [sum(packed_size(_sample_parts(x)) for x in chunk) for chunk in chunks]
+    bodies = [sum(packed_size(sample_parts(x)) for x in chunk) for chunk in chunks]
 
     def prepacked():
         """Our shards' bytes through the same shard files (TarStream: 1 MiB writes, hashing
         thread, writeback hints; closes overlapped with the next shard, end-of-archive added)
         with no samples to pack: what ours would reach if packing cost nothing."""
         out = work / "prepacked"
-        with _Closer() as closer:
+        with ShardCloser() as closer:
             for i, (blob, body) in enumerate(zip(our_files, bodies, strict=True)):
-                shard = _ShardFile(out / f"shard-{i:06d}.tar")
+                shard = ShardFile(out / f"shard-{i:06d}.tar")
                 view = memoryview(blob)
                 for start in range(0, body, 1 << 20):
                     shard.stream.write(view[start : min(body, start + (1 << 20))])
@@ -275,10 +273,11 @@ def bench_stage(rows, data_root: Path, work: Path, per_shard: int, reps: int) ->
     def stage(workers=1):
         out = work / f"stage{workers}" / "train"
         shutil.rmtree(out.parent, ignore_errors=True)
-        return write_split_shards(
-            rows, out, data_root, image_size=224, jpeg_quality=95, text_type="taxon_com",
-            seed=0, samples_per_shard=per_shard, workers=workers,
+        settings = ShardSettings(
+            image_size=224, jpeg_quality=95, text_type="taxon_com", seed=0,
+            samples_per_shard=per_shard, workers=workers,
         )  # fmt: skip
+        return write_split_shards(rows, out, settings, data_root=data_root)
 
     codec()  # warm the page cache and the codec
     # interleaved, best of `reps` each: the CPU seconds of a process vary by ~10% between runs

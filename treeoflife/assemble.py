@@ -133,7 +133,10 @@ def assemble_catalog(
 
 def fill_shard_locations(catalog: pa.Table, index: pa.Table, split: str) -> pa.Table:
     """`catalog` with `shard` / `shard_position` set from a split's shard index (key, shard,
-    position); rows not in the index keep their values."""
+    position); rows not in the index keep their values. An empty split (e.g. `val_fraction: 0`)
+    leaves the catalog as it is: there is no row to take a location from."""
+    if index.num_rows == 0:
+        return catalog
     keys = catalog.column("key")
     where = pc.index_in(keys, value_set=index.column("key"))
     found = pc.is_valid(where)

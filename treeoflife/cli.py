@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -11,11 +12,15 @@ from typing import Annotated
 
 import typer
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from treeoflife import pipeline
 from treeoflife.config import BuildConfig, load_config
-from treeoflife.errors import TreeOfLifeError
+from treeoflife.errors import ConfigError, TreeOfLifeError
 from treeoflife.layout import Layout
+from treeoflife.resume import read_marker
+from treeoflife.schemas import SOURCES, SPLITS
+from treeoflife.train.steps import STEP_LOG
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -63,8 +68,15 @@ class TqdmProgress:
 
 
 def _load(config: Path, data_root: str | None) -> BuildConfig:
+    # Only `build` reads the sources, so only it checks that the input paths exist (`verify`,
+    # `train`, ... still work once the raw sources are gone).
+    check_inputs = _invoked["command"] == "build"
     try:
-        return load_config(config, data_root=data_root)
+        return load_config(config, data_root=data_root, check_inputs=check_inputs)
+    except ConfigError as exc:  # every problem on its own line, before any work
+        for line in str(exc).splitlines():
+            typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
     except TreeOfLifeError as exc:
         _fail(exc)
 
@@ -84,8 +96,14 @@ def _run(fn, *args):
         _fail(exc)
 
 
+_invoked: dict[str, str | None] = {"command": None}  # the subcommand this process runs
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(
+    ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
+) -> None:
+    _invoked["command"] = ctx.invoked_subcommand
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -156,14 +174,59 @@ def sample(config: ConfigOpt = Path("configs/sample.yaml"), data_root: DataRootO
     typer.echo(json.dumps(_run(pipeline.stage_sample, cfg, TqdmProgress()), indent=1))
 
 
+_SPLIT_ORDER = (*SPLITS, "train_small")
+_OUTPUT_ORDER = ("release", "catalog", "shards", "evalsets", "report")
+
+
+def _in_build_order(values: dict, order: tuple[str, ...]) -> dict:
+    """summary.json sorts its keys; the build prints them in `order` (others after, sorted)."""
+
+    def rank(item: tuple) -> tuple:
+        return (order.index(item[0]), "") if item[0] in order else (len(order), item[0])
+
+    return dict(sorted(values.items(), key=rank))
+
+
+def _last_build(cfg: BuildConfig, release: dict) -> dict:
+    """The results `build` printed, from the stage markers and the release summary."""
+    layout = Layout(cfg.root)
+    release = {
+        **release,
+        "by_split": _in_build_order(release.get("by_split", {}), _SPLIT_ORDER),
+        "shards": _in_build_order(release.get("shards", {}), _SPLIT_ORDER),
+        "outputs": _in_build_order(release.get("outputs", {}), _OUTPUT_ORDER),
+    }
+    results: dict = {}
+    if cfg.sample and (layout.sample_dir / ".complete").exists():
+        results["sample"] = {}
+    for stage in [*(f"ingest-{s}" for s in SOURCES), "taxonomy", "hashes", "dedup"]:
+        marker = read_marker(layout.state_dir, stage)
+        if marker is not None:
+            results[stage] = marker.get("result", {})
+    return {**results, "release": release}
+
+
 @app.command()
-def summary(config: ConfigOpt = Path("configs/sample.yaml"), data_root: DataRootOpt = None) -> None:
-    """Print the last build's summary (counts and output paths)."""
+def summary(
+    config: ConfigOpt = Path("configs/sample.yaml"),
+    data_root: DataRootOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the release summary as JSON")] = False,
+) -> None:
+    """Print the last build's summary (counts and output paths), as `build` ends."""
     cfg = _load(config, data_root)
     path = Layout(cfg.root).summary
     if not path.exists():
         _fail(FileNotFoundError(f"no build summary at {path}: run `treeoflife build` first"))
-    typer.echo(path.read_text())
+    text = path.read_text()
+    if as_json:
+        typer.echo(text)
+        return
+    try:
+        release = json.loads(text)
+    except ValueError as exc:
+        _fail(ValueError(f"{path} is not a build summary ({exc}): run `treeoflife build`"))
+    # format_summary ends with the build's run time, which a summary does not have.
+    typer.echo(format_summary(_last_build(cfg, release), 0.0, cfg.root).rsplit("\n", 1)[0])
 
 
 @app.command()
@@ -190,15 +253,47 @@ def verify(
             typer.echo(f"  {problem}")
         if rep["more_problems"]:
             typer.echo(f"  ... and {rep['more_problems']} more problems")
+        if rep.get("repair"):
+            typer.echo(f"  {rep['repair']}")
     if not result["ok"]:
         raise typer.Exit(1)
 
 
+@contextlib.contextmanager
+def _steps_on_terminal(quiet: bool):
+    """Show training's step lines (treeoflife.train.steps) on stderr, above the progress bar."""
+    steps = logging.getLogger(STEP_LOG.name)
+    if quiet:
+        yield
+        return
+    level, propagate = steps.level, steps.propagate
+    steps.setLevel(logging.INFO)
+    steps.propagate = False  # not a second time through the root handler
+    try:
+        with logging_redirect_tqdm(loggers=[steps]):
+            yield
+    finally:
+        steps.setLevel(level)
+        steps.propagate = propagate
+
+
 @app.command()
-def train(config: ConfigOpt = Path("configs/sample.yaml"), data_root: DataRootOpt = None) -> None:
-    """Train a CLIP model on the built shards with stock open_clip_train."""
+def train(
+    config: ConfigOpt = Path("configs/sample.yaml"),
+    data_root: DataRootOpt = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="no progress bar or step lines")
+    ] = False,
+) -> None:
+    """Train a CLIP model on the built shards with stock open_clip_train; open_clip's steps
+    (loss, samples/s, time left) stream to the terminal and to the run's train.log."""
     cfg = _load(config, data_root)
-    result = _run(pipeline.stage_train, cfg)
+    progress = TqdmProgress(disable=quiet)
+    try:
+        with _steps_on_terminal(quiet):
+            result = _run(pipeline.stage_train, cfg, "run", progress)
+    finally:
+        progress.finish()
     typer.echo(json.dumps(result, indent=1, default=str))
 
 
@@ -212,10 +307,20 @@ def evaluate(
         typer.Option(help="open_clip model: name, local-dir:DIR or hf-hub:ORG/REPO"),
     ] = None,
     label: Annotated[str | None, typer.Option(help="row name in the results table")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
-    """Zero-shot and few-shot top-1 of a model on every packaged evaluation set."""
+    """Zero-shot and few-shot top-1 of a model on every packaged evaluation set (a progress
+    bar per set)."""
     cfg = _load(config, data_root)
-    result = _run(lambda: pipeline.stage_evaluate(cfg, checkpoint, model=model, label=label))
+    progress = TqdmProgress(disable=quiet)
+    try:
+        result = _run(
+            lambda: pipeline.stage_evaluate(
+                cfg, checkpoint, model=model, label=label, progress=progress
+            )
+        )
+    finally:
+        progress.finish()
     typer.echo(result["markdown"])
 
 

@@ -28,6 +28,8 @@ from treeoflife.io import remove_stale_temporaries, write_parquet_atomic, write_
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress, or_null
 from treeoflife.resume import completed, fingerprint, fingerprint_paths, mark_done, read_marker
+from treeoflife.shards.release import write_release_shards as release_shards
+from treeoflife.shards.settings import ShardSettings
 from treeoflife.storage import shared_storage
 
 log = logging.getLogger(__name__)
@@ -152,8 +154,6 @@ def read_all_source_catalogs(cfg: BuildConfig) -> pa.Table:
 
 # --------------------------------------------------------------------------- taxonomy
 
-_QUERY_COLUMNS = ["query_id", "source", *records.VERBATIM_QUERY_FIELDS, "verbatim_common_name"]
-
 
 def add_query_ids(table: pa.Table) -> pa.Table:
     """Append the `query_id` column (a pure function of source + verbatim ranks and name)."""
@@ -166,31 +166,22 @@ def add_query_ids(table: pa.Table) -> pa.Table:
 
 
 def build_queries(cfg: BuildConfig, images: Counter | None = None) -> pa.Table:
-    """One row per distinct taxonomy query over every source row and evaluation-set row.
+    """One row per distinct taxonomy query over every source row and evaluation-set row
+    (`taxonomy.queries.taxonomy_queries`). `images`, when given, is filled with the number of
+    rows (images) behind each query_id."""
+    from treeoflife.taxonomy import taxonomy_queries
 
-    `images`, when given, is filled with the number of rows (images) behind each query_id.
-    """
-    rows: dict[str, dict] = {}
-    images = images if images is not None else Counter()
-    catalog = add_query_ids(read_all_source_catalogs(cfg))
-    for r in catalog.select(_QUERY_COLUMNS).to_pylist():
-        rows.setdefault(r["query_id"], r)
-        images[r["query_id"]] += 1
-    for es in cfg.evalsets:
-        for er in read_evalset(es, cfg):
-            v = verbatim_ranks(er)
-            src = evalset_source(es.name)
-            qid = records.query_id(src, v)
-            rows.setdefault(qid, {"query_id": qid, "source": src, **v})
-            images[qid] += 1
-    ordered = [rows[k] for k in sorted(rows)]
-    schema = pa.schema([pa.field(c, pa.string()) for c in _QUERY_COLUMNS])
-    return pa.Table.from_pylist(ordered, schema=schema)
+    evalset_rows = (
+        {"source": evalset_source(es.name), **verbatim_ranks(er)}
+        for es in cfg.evalsets
+        for er in read_evalset(es, cfg)
+    )
+    return taxonomy_queries(read_all_source_catalogs(cfg), evalset_rows, images)
 
 
 def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     """Load the backbone into DuckDB and resolve every distinct query to seven ranks."""
-    from treeoflife.taxonomy import load_backbone, resolve_taxa
+    from treeoflife.taxonomy.stage import build_taxa
 
     layout = Layout(cfg.root)
     ingests = [f"ingest-{s}" for s in schemas.SOURCES]
@@ -208,79 +199,10 @@ def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     done = completed(layout.state_dir, "taxonomy", fp, [layout.taxa])
     if done is not None:
         return {**done, "up_to_date": True}
-    if not cfg.taxonomy.backbone:
-        from treeoflife.errors import ConfigError
-
-        raise ConfigError("taxonomy.backbone: no backbone configured")
     _sweep(layout, layout.taxonomy_dir)
-    layout.taxonomy_dir.mkdir(parents=True, exist_ok=True)
-    loaded = load_backbone(cfg.path(cfg.taxonomy.backbone), layout.taxonomy_db, progress=progress)
     images: Counter = Counter()
     queries = build_queries(cfg, images)
-    tc = cfg.taxonomy
-    taxa = resolve_taxa(
-        queries,
-        layout.taxonomy_db,
-        fuzzy_max_distance=tc.fuzzy_max_distance,
-        progress=progress,
-        source_below_match=tc.source_below_match,
-    )
-    ids, srcs = queries.column("query_id").to_pylist(), queries.column("source").to_pylist()
-    sources = dict(zip(ids, srcs, strict=True))
-    itis_counts = None
-    if tc.itis_sqlite:  # local ITIS for what the backbone left short of a species
-        from treeoflife.taxonomy.itis_db import load_itis_sqlite, refine_with_itis
-
-        itis_db = layout.taxonomy_dir / "itis.duckdb"
-        load_itis_sqlite(cfg.path(tc.itis_sqlite), itis_db, progress=progress)
-        taxa, itis_counts = refine_with_itis(taxa, sources, itis_db)
-    api_counts = None
-    if tc.gbif_api_url:  # only what the local backbone missed; every answer cached
-        from treeoflife.taxonomy.api_client import ApiSettings
-        from treeoflife.taxonomy.gbif_api import refine_with_gbif_api
-
-        settings = ApiSettings(
-            base_url=tc.gbif_api_url,
-            concurrency=tc.api_concurrency,
-            rate_per_s=tc.api_rate_per_s,
-            retries=tc.api_retries,
-            timeout_s=tc.api_timeout_s,
-            user_agent=tc.api_user_agent,
-        )
-        taxa, api_counts = refine_with_gbif_api(
-            taxa,
-            sources,
-            settings,
-            layout.taxonomy_dir / "api-cache.duckdb",
-            version=tc.gbif_api_version,
-            checklist_key=tc.gbif_checklist_key,
-            progress=progress,
-        )
-    if tc.rank_precedence:  # per-rank choice between authority and source labels
-        from treeoflife.taxonomy.precedence import apply_rank_precedence
-
-        taxa, _ = apply_rank_precedence(taxa, sources, tc.rank_precedence)
-    # Refinements (ITIS, the API, precedence) change ranks' provenance: derive per-rank match
-    # types once more from the final rows.
-    from treeoflife.taxonomy.provenance import with_rank_match_types
-
-    taxa = with_rank_match_types(taxa)
-    write_parquet_atomic(taxa, layout.taxa)
-    from treeoflife.taxonomy.report import taxonomy_report
-
-    report = taxonomy_report(taxa, sources, dict(images))
-    write_text_atomic(
-        layout.taxonomy_dir / "report.json", json.dumps(report, indent=1, sort_keys=True)
-    )
-    result = {
-        "backbone_taxa": loaded.get("taxa"),
-        "queries": taxa.num_rows,
-        "match_types": report["match_types"],
-        "unresolved": report["unresolved"]["names"],
-        "conflicts": report["conflicts"]["total"],
-        "itis": itis_counts,
-        "gbif_api": api_counts,
-    }
+    result = build_taxa(cfg, layout, queries, progress, dict(images))
     mark_done(layout.state_dir, "taxonomy", fp, result)
     return {**result, "up_to_date": False}
 
@@ -505,21 +427,11 @@ def joined_catalog(cfg: BuildConfig) -> pa.Table:
 
 def _shard_settings(cfg: BuildConfig) -> dict:
     """Shard settings the output bytes depend on (the worker count is not one of them)."""
-    return {k: v for k, v in cfg.section_dict("shards").items() if k != "workers"}
+    return ShardSettings.from_config(cfg.shards).output_settings()
 
 
 def _check_shard_settings(cfg: BuildConfig) -> None:
-    from treeoflife.errors import ConfigError
-    from treeoflife.shards.resize import RESIZE_MODES
-    from treeoflife.shards.text import RANDOM, TEXT_TYPES
-
-    s = cfg.shards
-    if s.text_type not in (*TEXT_TYPES, RANDOM):
-        raise ConfigError(f"shards.text_type: {s.text_type!r} not in {(*TEXT_TYPES, RANDOM)}")
-    if s.resize_mode not in RESIZE_MODES:
-        raise ConfigError(f"shards.resize_mode: {s.resize_mode!r} not in {RESIZE_MODES}")
-    if s.samples_per_shard <= 0 or s.max_shard_bytes < 0 or s.image_size < 0:
-        raise ConfigError("shards: samples_per_shard > 0, max_shard_bytes >= 0, image_size >= 0")
+    ShardSettings.from_config(cfg.shards).validate()
 
 
 def write_release_shards(
@@ -529,72 +441,16 @@ def write_release_shards(
     progress=None,
     map_parts: PartMapper | None = None,
 ) -> tuple[pa.Table, dict]:
-    """Shards of train, val, then train_small; the catalog with `shard`/`shard_position` set.
-
-    A catalog row's `shard`/`shard_position` is its place in its split (train or val); the
-    `json` member of every sample is that catalog row, in train_small's shards too (which
-    repeat train samples byte for byte in the members; their own place is in
-    `shards/train_small/index.parquet`). With `map_parts` (treeoflife.fanout) the shards are
-    written by per-shard tasks it runs (treeoflife.shards.fanout): the same bytes.
-    """
-    from treeoflife.assemble import fill_shard_locations
-    from treeoflife.shards.writer import rows_in_order, write_split_shards
-
-    layout = Layout(cfg.root)
-    s = cfg.shards
-    results = {}
+    """Shards of train, val, then train_small (treeoflife.shards.release); with `map_parts`
+    per-shard tasks write them, through shared storage when the config names one."""
     shared = shared_storage(cfg) if map_parts is not None else None
     if shared is not None:
         _push_image_stores(cfg, shared, catalog.column("image_file").unique().to_pylist())
-    for split in ("train", "val", "train_small"):
-        if map_parts is not None:
-            from treeoflife.shards.fanout import write_split_shards_mapped
-
-            written = write_split_shards_mapped(
-                catalog,
-                order[split],
-                layout.shards_dir(split),
-                cfg.root,
-                image_size=s.image_size,
-                jpeg_quality=s.jpeg_quality,
-                text_type=s.text_type,
-                seed=s.seed,
-                map_parts=map_parts,
-                samples_per_shard=s.samples_per_shard,
-                max_shard_bytes=s.max_shard_bytes,
-                resize_mode=s.resize_mode,
-                workers=s.workers,
-                assign_location=split != "train_small",
-                progress=progress,
-                shared=shared,
-                shared_split=layout.shards_dir(split).relative_to(cfg.root).as_posix(),
-            )
-        else:
-            written = write_split_shards(
-                rows_in_order(catalog, order[split]),
-                layout.shards_dir(split),
-                cfg.root,
-                image_size=s.image_size,
-                jpeg_quality=s.jpeg_quality,
-                text_type=s.text_type,
-                seed=s.seed,
-                samples_per_shard=s.samples_per_shard,
-                max_shard_bytes=s.max_shard_bytes,
-                resize_mode=s.resize_mode,
-                workers=s.workers,
-                assign_location=split != "train_small",
-                total=len(order[split]),
-                progress=progress,
-            )
-        if split != "train_small":
-            index = pq.read_table(written.index, columns=["key", "shard", "position"])
-            catalog = fill_shard_locations(catalog, index, split)
-        results[split] = {
-            "shards": len(written.shards),
-            "samples": written.samples,
-            "bytes": sum(i.bytes for i in written.shards),
-        }
-    return catalog, results
+    settings = ShardSettings.from_config(cfg.shards)
+    return release_shards(
+        catalog, order, Layout(cfg.root), settings, progress=progress, map_parts=map_parts,
+        shared=shared,
+    )  # fmt: skip
 
 
 def stage_release(

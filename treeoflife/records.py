@@ -16,6 +16,8 @@ VERBATIM_QUERY_FIELDS = (
     "verbatim_genus",
     "verbatim_scientific_name",
 )
+TAXONOMY_QUERY_COLUMNS = ("query_id", "source", *VERBATIM_QUERY_FIELDS, "verbatim_common_name")
+"""The columns of a taxonomy query table (one list for the pipeline, resolver and ITIS)."""
 
 
 def inat21_key(file_uuid: str) -> str:

@@ -9,11 +9,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from PIL import Image, ImageFont
 
 from treeoflife.dedup import PHASH_ALGO, hash_catalog_parts
 from treeoflife.dedup.contact_sheet import (
+    CAPTION_W,
+    CELL_W,
+    GAP,
+    LINE,
+    TILE,
     SheetPair,
+    caption_lines,
     render_contact_sheet,
     sample_near_pairs,
     write_contact_sheet,
@@ -30,7 +36,8 @@ def test_contact_sheet_draws_pairs_and_broken_images(tmp_path, make_jpeg):
         SheetPair(make_jpeg(4), make_jpeg(4), "d=0 eol/4_1 ~ rare:d.jpg"),
     ]
     sheet = render_contact_sheet(pairs)
-    assert sheet.size[1] == 2 * (160 + 30)  # 3 pairs per row -> 2 rows
+    row = GAP + TILE + GAP + LINE + GAP  # one caption line each
+    assert sheet.size == (3 * CELL_W, 2 * row)  # 3 pairs per row -> 2 rows
     # The first pair's left tile shows the photo, not the grey placeholder.
     tile = np.asarray(sheet.crop((10, 10, 150, 150))).reshape(-1, 3)
     assert len(np.unique(tile, axis=0)) > 50
@@ -42,6 +49,33 @@ def test_contact_sheet_draws_pairs_and_broken_images(tmp_path, make_jpeg):
     assert Image.open(io.BytesIO(first)).format == "JPEG"
     write_contact_sheet([], tmp_path / "empty.jpg")
     assert (tmp_path / "empty.jpg").stat().st_size > 0
+
+
+LONG_CAPTION = (  # a caption of the sample build
+    "d=0 eol/21166966_1034370 ~ seen_species:Acer_pseudoplatanus/"
+    "e9457736-8c89-44bc-b600-3bdc3a0adc53.jpg"
+)
+
+
+def test_captions_wrap_whole_at_word_boundaries():
+    font = ImageFont.load_default(size=11)
+    lines = caption_lines(LONG_CAPTION, font)
+    assert len(lines) > 1 and "".join(lines) == LONG_CAPTION  # nothing cut off
+    assert all(font.getlength(line.rstrip()) <= CAPTION_W for line in lines)
+    for line, following in zip(lines, lines[1:], strict=False):
+        assert line.endswith((" ", "/")), (line, following)  # no break inside a word
+    # A word wider than a line is the only thing ever split.
+    assert "".join(caption_lines("x" * 200, font)) == "x" * 200
+
+
+def test_contact_sheet_is_compact_and_draws_every_caption_line(make_jpeg):
+    font = ImageFont.load_default(size=11)
+    n_lines = len(caption_lines(LONG_CAPTION, font))
+    sheet = render_contact_sheet([SheetPair(make_jpeg(1), make_jpeg(1), LONG_CAPTION)])
+    # One pair: one cell wide (not three), as tall as its tiles and its whole caption.
+    assert sheet.size == (CELL_W, GAP + TILE + GAP + LINE * n_lines + GAP)
+    last_line = sheet.crop((GAP, sheet.size[1] - GAP - LINE, CELL_W - GAP, sheet.size[1] - GAP))
+    assert np.asarray(last_line.convert("L")).min() < 100  # the last line is drawn
 
 
 def test_sample_near_pairs_largest_distances_first_deterministic():

@@ -26,7 +26,7 @@ from tests.conftest import REPO
 from treeoflife.config import ExecutionConfig
 from treeoflife.errors import InputError
 from treeoflife.fanout import local_processes
-from treeoflife.shards.fanout import write_split_shards_mapped
+from treeoflife.shards.settings import ShardSettings
 from treeoflife.shards.writer import write_split_shards
 
 pytestmark = pytest.mark.slow
@@ -246,10 +246,11 @@ def test_a_worker_killed_mid_shard_is_replaced_and_the_bytes_hold(prefect_harnes
     location = [("image_file", pa.string()), ("image_offset", pa.int64())]
     location.append(("image_size", pa.int64()))
     table = pa.Table.from_pylist(rows, schema=pa.schema([*CATALOG, *location]))
-    args = {"image_size": 64, "jpeg_quality": 90, "text_type": "taxon_com", "seed": 0}
-    args["samples_per_shard"] = 2
+    settings = ShardSettings(
+        image_size=64, jpeg_quality=90, text_type="taxon_com", seed=0, samples_per_shard=2
+    )
     clean = tmp_path / "clean" / "train"
-    write_split_shards(rows, clean, data_root, **args)
+    write_split_shards(rows, clean, settings, data_root=data_root)
     markers, out = tmp_path / "markers", tmp_path / "dask" / "train"
     markers.mkdir()
     killed: list[int] = []
@@ -269,12 +270,11 @@ def test_a_worker_killed_mid_shard_is_replaced_and_the_bytes_hold(prefect_harnes
         marked = partial(_marked, str(markers))
         threading.Thread(target=kill_the_worker_of_shard_2, daemon=True).start()
         try:
-            write_split_shards_mapped(
+            write_split_shards(
                 table,
-                [r["key"] for r in rows],
                 out,
-                data_root,
-                **args,
+                settings,
+                data_root=data_root,
                 map_parts=lambda fn, items: mapper(partial(marked, fn), items),
             )
         finally:

@@ -82,7 +82,8 @@ def test_card_without_shards_and_with_flat_counts():
     text = render_dataset_card({"by_source": {"eol": 3}, "license": "cc-by-4.0"}, {})
     front = _front_matter(text)
     assert front["license"] == "cc-by-4.0" and "license_link" not in front
-    assert [c["config_name"] for c in front["configs"]] == ["catalog"]
+    # no shards, no config: the catalog's configs are in metadata/'s own card (release.hub)
+    assert "configs" not in front and "dataset_info" not in front
     assert "| eol | 3 |" in text
 
 

@@ -86,3 +86,57 @@ def test_document_describes_files_and_every_column(release):
         == doc
     )
     assert str(release) not in (release / "croissant.json").read_text()
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def test_mlcroissant_loads_the_image_samples_of_a_built_release(built_sample):
+    """The sample build's croissant.json: `samples` yields every image of the train and val
+    shards with its caption and the catalog key; `captions` every caption member."""
+    import webdataset as wds
+
+    release = built_sample["release"]
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("mlcroissant")),
+            "validate",
+            "--jsonld",
+            str(release / "croissant.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dataset = mlc.Dataset(jsonld=release / "croissant.json")
+    records = {_text(r["samples/treeoflife_id"]): r for r in dataset.records(record_set="samples")}
+
+    catalog = pq.read_table(release / "catalog.parquet").to_pylist()
+    shipped = {
+        r["treeoflife_id"]: r
+        for r in catalog
+        if r["status"] == "kept" and r["split"] != "train_small"
+    }
+    assert set(records) == set(shipped) and len(records) == 385
+    urls = sorted(str(p) for s in ("train", "val") for p in (release / "shards" / s).glob("*.tar"))
+    members = {s["__key__"]: s for s in wds.WebDataset(urls, shardshuffle=False)}
+    for tid, record in records.items():
+        row = shipped[tid]
+        assert _text(record["samples/key"]) == row["key"]  # joins the catalog
+        assert _text(record["samples/split"]) == row["split"]
+        assert _text(record["samples/scientific_name"]) == row["scientific_name"]
+        assert _text(record["samples/txt"]) == members[tid]["txt"].decode()
+        image = record["samples/image"]
+        assert image.mode == "RGB" and min(image.size) == 64  # the shard's JPEG (image_size 64)
+    captions = list(dataset.records(record_set="captions"))
+    assert len(captions) == 11 * len(records)
+    one = next(iter(records))
+    mine = {
+        _text(c["captions/member"]).lower(): _text(c["captions/text"])
+        for c in captions
+        if _text(c["captions/treeoflife_id"]) == one
+    }
+    # webdataset lower-cases member suffixes (taxontag.txt)
+    assert mine == {k: v.decode() for k, v in members[one].items() if k.endswith("txt")}

@@ -3,6 +3,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from treeoflife.release.catalog import write_catalog
 
@@ -48,3 +49,19 @@ def test_notebook_runs_and_answers_the_example_questions(tmp_path, monkeypatch, 
         assert rec["species"] == round(sum(r["species"] is not None for r in mine) / len(mine), 4)
     assert sum(n for _, _, n in ns["not_kept"]) == len(rows) - len(kept)
     assert "images of Corvus corax" in capsys.readouterr().out
+
+
+def test_notebook_example_species_is_in_the_sample(built_sample, monkeypatch, capsys):
+    """Run as the README says on the sample build: its example species has images there."""
+    catalog = built_sample["release"] / "catalog.parquet"
+    monkeypatch.setenv("TREEOFLIFE_CATALOG", str(catalog))
+    monkeypatch.delenv("TREEOFLIFE_SPECIES", raising=False)
+    ns = runpy.run_path(str(NOTEBOOK))
+    rows = pq.read_table(catalog).to_pylist()
+    wanted = [
+        r
+        for r in rows
+        if (r["genus"], r["species"]) == (ns["GENUS"], ns["EPITHET"]) and r["status"] == "kept"
+    ]
+    assert len(ns["one_species"]) == len(wanted) > 0
+    assert f"{len(wanted)} images of {ns['GENUS']} {ns['EPITHET']}" in capsys.readouterr().out

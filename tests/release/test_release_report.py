@@ -67,8 +67,12 @@ def test_treemap_areas_are_proportional():
     )
     root = ET.fromstring(svg)
     rects = {
-        r.find("title").text.split(":")[0]: float(r.get("width")) * float(r.get("height"))
+        r.get("data-path"): float(r.get("width")) * float(r.get("height"))
         for r in root.iter("rect")
     }
     assert abs(rects["A"] - 4000) < 1 and abs(rects["B"] - 6000) < 1
-    assert abs(rects["c1"] - 3000) < 1 and abs(rects["c2"] - 1000) < 1
+    # classes share their phylum's area (under its label band) by their images
+    assert abs(rects["A › p1 › c1"] / rects["A › p1 › c2"] - 3) < 0.01
+    titles = [r.find("title").text for r in root.iter("rect")]
+    assert "A › p1 › c1: 30 images" in titles  # the hover names kingdom, phylum and class
+    assert all(r.get("fill") != "none" for r in root.iter("rect"))  # every cell takes hovers

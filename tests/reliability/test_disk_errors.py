@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import REPO
 from tests.shards.conftest import make_rows
 from treeoflife.errors import OutputError
+from treeoflife.shards.settings import ShardSettings
 from treeoflife.shards.writer import write_split_shards
 
 from .limits import SmallDisk, can_mount, file_size_limit, file_size_limit_here, is_root
@@ -146,7 +147,9 @@ def test_ingest_read_only_then_rerun_gives_the_same_bytes(sample, mounts, tmp_pa
             disk.close()
 
 
-SHARD_ARGS = dict(image_size=64, jpeg_quality=90, text_type="taxon_com", seed=0)
+SHARD_SETTINGS = ShardSettings(
+    image_size=64, jpeg_quality=90, text_type="taxon_com", seed=0, samples_per_shard=4
+)
 
 
 def shard_outputs(split_dir: Path) -> dict[str, bytes]:
@@ -159,12 +162,12 @@ def shard_rows(tmp_path):
     data_root.mkdir()
     rows = make_rows(data_root, 24)
     reference = tmp_path / "reference" / "train"
-    write_split_shards(rows, reference, data_root, samples_per_shard=4, **SHARD_ARGS)
+    write_split_shards(rows, reference, SHARD_SETTINGS, data_root=data_root)
     return rows, data_root, shard_outputs(reference)
 
 
 def write_train(rows, out: Path, data_root: Path):
-    return write_split_shards(rows, out / "train", data_root, samples_per_shard=4, **SHARD_ARGS)
+    return write_split_shards(rows, out / "train", SHARD_SETTINGS, data_root=data_root)
 
 
 @pytest.mark.parametrize("fault", ["disk_full", "read_only"])

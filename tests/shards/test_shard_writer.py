@@ -10,20 +10,20 @@ import torch
 import webdataset as wds
 from open_clip_train.data import get_dataset_size, get_wds_dataset
 
-from treeoflife.errors import InputError
-from treeoflife.shards.text import CAPTION_MEMBERS, caption_members, text_for
-from treeoflife.shards.writer import (
-    INDEX_SCHEMA,
+from treeoflife.errors import ConfigError, InputError
+from treeoflife.shards.manifest import INDEX_SCHEMA
+from treeoflife.shards.settings import ShardSettings
+from treeoflife.shards.shard_file import (
     ShardInfo,
-    assign_shards,
     file_sha256,
     scan_shard,
     write_shard,
     write_shards,
-    write_split_shards,
 )
+from treeoflife.shards.text import CAPTION_MEMBERS, caption_members, text_for
+from treeoflife.shards.writer import write_split_shards
 
-from .conftest import jpeg_bytes, make_rows
+from .conftest import assign_shards, jpeg_bytes, make_rows
 
 SHARD_ARGS = {
     "image_size": 64,
@@ -32,6 +32,14 @@ SHARD_ARGS = {
     "seed": 0,
     "samples_per_shard": 4,
 }
+
+
+def _write(rows, out, data_root, total=None, progress=None, **args):
+    """write_split_shards in this process with SHARD_ARGS, `args` overriding settings."""
+    settings = ShardSettings(**{**SHARD_ARGS, **args})
+    return write_split_shards(
+        rows, out, settings, data_root=data_root, total=total, progress=progress
+    )
 
 
 def _sample(i: int) -> dict:
@@ -103,7 +111,7 @@ def _names(out):
 def test_split_shards_read_back_with_webdataset(tmp_path, data_root):
     rows = make_rows(data_root, 10)
     out = tmp_path / "release" / "shards" / "train"
-    written = write_split_shards(rows, out, data_root, **SHARD_ARGS)
+    written = _write(rows, out, data_root)
     assert [i.name for i in written.shards] == _names(out)
     assert _names(out) == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
     assert [i.samples for i in written.shards] == [4, 4, 2] and written.samples == 10
@@ -124,7 +132,7 @@ def test_split_shards_read_back_with_webdataset(tmp_path, data_root):
         for member, text in caption_members(row).items():
             assert s[member.lower()] == text  # webdataset lower-cases suffixes (taxontag.txt)
         assert s["json"]["key"] == row["key"]
-        assert s["json"]["phash"] == row["phash"]
+        assert s["json"]["phash"] == f"{row['phash']:016x}"  # 16 hex digits, not a uint64
         # The writer places each row: the json member says where the sample is.
         assert s["json"]["shard"] == f"train/shard-{i // 4:06d}.tar"
         assert s["json"]["shard_position"] == i % 4
@@ -134,7 +142,7 @@ def test_split_shards_read_back_with_webdataset(tmp_path, data_root):
 def test_index_lets_a_reader_seek_to_any_sample(tmp_path, data_root):
     rows = make_rows(data_root, 7)
     out = tmp_path / "train"
-    written = write_split_shards(rows, out, data_root, **SHARD_ARGS)
+    written = _write(rows, out, data_root)
     index = pq.read_table(written.index)
     assert index.schema.equals(INDEX_SCHEMA, check_metadata=False)
     assert pq.ParquetFile(written.index).num_row_groups == 2  # one per shard
@@ -158,8 +166,8 @@ def test_index_lets_a_reader_seek_to_any_sample(tmp_path, data_root):
 def test_same_bytes_whatever_the_worker_count(tmp_path, data_root):
     rows = make_rows(data_root, 9)
     a, b = tmp_path / "a" / "train", tmp_path / "b" / "train"
-    write_split_shards(rows, a, data_root, **SHARD_ARGS)
-    write_split_shards(rows, b, data_root, **SHARD_ARGS, workers=2)
+    _write(rows, a, data_root)
+    _write(rows, b, data_root, workers=2)
     files = sorted(p.name for p in a.iterdir())
     assert files == sorted(p.name for p in b.iterdir())
     assert {"index.parquet", "manifest.json", "sizes.json", "shard-000002.tar"} <= set(files)
@@ -170,22 +178,22 @@ def test_same_bytes_whatever_the_worker_count(tmp_path, data_root):
 def test_byte_target_bounds_every_shard(tmp_path, data_root):
     rows = make_rows(data_root, 12)
     args = {**SHARD_ARGS, "samples_per_shard": 100}
-    one = write_split_shards(rows, tmp_path / "one", data_root, **args)
+    one = _write(rows, tmp_path / "one", data_root, **args)
     assert [s.samples for s in one.shards] == [12]
     limit = one.shards[0].bytes // 3
-    written = write_split_shards(rows, tmp_path / "t", data_root, **args, max_shard_bytes=limit)
+    written = _write(rows, tmp_path / "t", data_root, **args, max_shard_bytes=limit)
     assert len(written.shards) >= 3 and written.samples == 12
     assert all(s.bytes <= limit for s in written.shards)
     assert all(s.bytes == (tmp_path / "t" / s.name).stat().st_size for s in written.shards)
     # A sample bigger than the limit still gets written, alone in its shard.
-    tiny = write_split_shards(rows[:3], tmp_path / "tiny", data_root, **args, max_shard_bytes=1)
+    tiny = _write(rows[:3], tmp_path / "tiny", data_root, **args, max_shard_bytes=1)
     assert [s.samples for s in tiny.shards] == [1, 1, 1]
 
 
 def test_resume_keeps_finished_shards_and_rewrites_the_rest(tmp_path, data_root, caplog):
     rows = make_rows(data_root, 10)
     clean_dir, out = tmp_path / "clean" / "train", tmp_path / "train"
-    clean = write_split_shards(rows, clean_dir, data_root, **SHARD_ARGS)
+    clean = _write(rows, clean_dir, data_root)
 
     def killed_after(n):
         for i, row in enumerate(rows):
@@ -194,14 +202,15 @@ def test_resume_keeps_finished_shards_and_rewrites_the_rest(tmp_path, data_root,
             yield row
 
     with pytest.raises(KeyboardInterrupt):
-        write_split_shards(killed_after(6), out, data_root, **SHARD_ARGS)
+        _write(killed_after(6), out, data_root)
     assert _names(out) == ["shard-000000.tar"]  # the shard in progress left nothing behind
     assert not list(out.glob(".*"))
     first_mtime = (out / "shard-000000.tar").stat().st_mtime_ns
     (out / "shard-000099.tar").write_bytes(b"stale")  # from a bigger earlier build
-    (out / ".shard-000002.tar.999.tmp").write_bytes(b"partial")  # a killed writer's temporary
+    dead = (1 << 22) + 1  # above any pid_max: a writer that cannot be alive
+    (out / f".shard-000002.tar.{dead}.tmp").write_bytes(b"partial")  # a killed writer's
     caplog.set_level("INFO")
-    resumed = write_split_shards(rows, out, data_root, **SHARD_ARGS)
+    resumed = _write(rows, out, data_root)
     assert resumed.shards == clean.shards
     assert (out / "shard-000000.tar").stat().st_mtime_ns == first_mtime  # not rewritten
     assert "already written" in caplog.text
@@ -212,7 +221,7 @@ def test_resume_keeps_finished_shards_and_rewrites_the_rest(tmp_path, data_root,
     # A corrupted shard is rewritten, with the same bytes.
     bad = out / "shard-000001.tar"
     bad.write_bytes(bad.read_bytes()[:1000])
-    again = write_split_shards(rows, out, data_root, **SHARD_ARGS)
+    again = _write(rows, out, data_root)
     assert again.shards == clean.shards
     assert bad.read_bytes() == (clean_dir / "shard-000001.tar").read_bytes()
 
@@ -220,8 +229,8 @@ def test_resume_keeps_finished_shards_and_rewrites_the_rest(tmp_path, data_root,
 def test_changed_settings_rewrite_shards(tmp_path, data_root):
     rows = make_rows(data_root, 4)
     out = tmp_path / "train"
-    first = write_split_shards(rows, out, data_root, **SHARD_ARGS)
-    second = write_split_shards(rows, out, data_root, **{**SHARD_ARGS, "image_size": 32})
+    first = _write(rows, out, data_root)
+    second = _write(rows, out, data_root, **{**SHARD_ARGS, "image_size": 32})
     assert first.shards[0].sha256 != second.shards[0].sha256
     with tarfile.open(out / "shard-000000.tar") as tar:
         names = tar.getnames()
@@ -231,7 +240,7 @@ def test_changed_settings_rewrite_shards(tmp_path, data_root):
 def test_square_mode_and_random_text_type(tmp_path, data_root):
     rows = make_rows(data_root, 12)
     args = {**SHARD_ARGS, "resize_mode": "square", "text_type": "random", "seed": 3}
-    write_split_shards(rows, tmp_path / "t", data_root, **args)
+    _write(rows, tmp_path / "t", data_root, **args)
     samples = list(
         wds.WebDataset(
             str(tmp_path / "t" / "shard-{000000..000002}.tar"), shardshuffle=False
@@ -257,15 +266,15 @@ def test_bad_row_fails_naming_it_and_leaves_no_partial_shard(tmp_path, data_root
         rows[5][col] = None
     rows[5]["scientific_name"] = None
     with pytest.raises(InputError, match="img0005.*no taxonomy"):
-        write_split_shards(rows, tmp_path / "t", data_root, **SHARD_ARGS)
+        _write(rows, tmp_path / "t", data_root)
     assert _names(tmp_path / "t") == ["shard-000000.tar"]  # finished before the bad row
     assert not list((tmp_path / "t").glob(".*"))
     rows = make_rows(data_root, 2)
     rows[1]["treeoflife_id"] = "a/b"
     with pytest.raises(InputError, match="treeoflife_id"):
-        write_split_shards(rows, tmp_path / "u", data_root, **SHARD_ARGS)
-    with pytest.raises(ValueError, match="text_type"):
-        write_split_shards(rows, tmp_path / "u", data_root, **{**SHARD_ARGS, "text_type": "x"})
+        _write(rows, tmp_path / "u", data_root)
+    with pytest.raises(ConfigError, match="shards.text_type: 'x'"):
+        _write(rows, tmp_path / "u", data_root, **{**SHARD_ARGS, "text_type": "x"})
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -273,14 +282,14 @@ def test_unreadable_image_names_the_row(tmp_path, data_root, workers):
     rows = make_rows(data_root, 3)
     rows[1]["image_size"] += 10_000_000
     with pytest.raises(InputError, match="img0001"):
-        write_split_shards(rows, tmp_path / "t", data_root, **SHARD_ARGS, workers=workers)
+        _write(rows, tmp_path / "t", data_root, workers=workers)
     assert not list((tmp_path / "t").glob("*.tar"))
 
 
 def test_open_clip_loader_reads_the_shards(tmp_path, data_root):
     rows = make_rows(data_root, 12, samples_per_shard=5)
     out = tmp_path / "shards" / "train"
-    write_split_shards(rows, out, data_root, **{**SHARD_ARGS, "samples_per_shard": 5})
+    _write(rows, out, data_root, **{**SHARD_ARGS, "samples_per_shard": 5})
     url = str(out / "shard-{000000..000002}.tar")
     assert get_dataset_size(url) == (12, 3)
 
@@ -325,9 +334,7 @@ class _RecordingProgress:
 def test_progress_counts_every_row(tmp_path, data_root):
     rows = make_rows(data_root, 9)
     progress = _RecordingProgress()
-    write_split_shards(
-        rows, tmp_path / "t", data_root, **SHARD_ARGS, total=len(rows), progress=progress
-    )
+    _write(rows, tmp_path / "t", data_root, total=len(rows), progress=progress)
     assert progress.events[0] == ("start", 9) and progress.events[-1] == ("finish", None)
     assert sum(n for kind, n in progress.events if kind == "advance") == 9
 
@@ -358,17 +365,17 @@ def test_split_shards_are_final_when_yielded(tmp_path, data_root, monkeypatch):
     import treeoflife.shards.writer as writer_module
 
     seen = []
-    real = writer_module._write_shards
+    real = writer_module._stream_shards
 
     def spy(*args, **kwargs):
-        for info, entry, rows in real(*args, **kwargs):
-            path = args[1] / info.name
-            seen.append(info.name)
-            assert path.exists() and writer_module.file_sha256(path) == entry["sha256"]
-            yield info, entry, rows
+        for result in real(*args, **kwargs):
+            path = args[1] / result.name
+            seen.append(result.name)
+            assert path.exists() and file_sha256(path) == result.entry.sha256
+            yield result
 
-    monkeypatch.setattr(writer_module, "_write_shards", spy)
+    monkeypatch.setattr(writer_module, "_stream_shards", spy)
     rows = make_rows(data_root, 10)
-    out = write_split_shards(rows, tmp_path / "train", data_root, **SHARD_ARGS)
+    out = _write(rows, tmp_path / "train", data_root)
     assert seen == [s.name for s in out.shards] and len(seen) == 3
     assert not list((tmp_path / "train").glob(".*"))

@@ -1,6 +1,6 @@
-"""bench/shards.py runs end to end on a tiny corpus: it reaches into the shard writer's
-internals (the shard files, the closer), so a rename there must not leave it broken. Speeds
-are not asserted (they live in the benchmark's own output)."""
+"""bench/shards.py runs end to end on a tiny corpus: it uses the shard package's building
+blocks (the shard files, the closer), so a rename there must not leave it broken. Speeds are
+not asserted (they live in the benchmark's own output)."""
 
 import re
 import subprocess

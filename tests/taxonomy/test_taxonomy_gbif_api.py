@@ -185,7 +185,13 @@ def test_refine_asks_only_for_what_the_backbone_missed(homonym_db, tmp_path, ver
             taxa, sources, _settings(server.url), tmp_path / "r.duckdb", version=version
         )
         assert len(server.requests) == 1 and "Helianthus" in server.requests[0]
-    assert counts == {"asked": 1, "improved": 1, "guarded": 0, "errors": 0}
+    assert counts == {
+        "asked": 1,
+        "improved": 1,
+        "guarded": 0,
+        "errors": 0,
+        "contradicts_local": 0,
+    }
     by_name = {r["verbatim_scientific_name"]: r for r in refined.to_pylist()}
     sun = by_name["Helianthus annuus"]
     assert sun["match_type"] == "exact" and sun["authority"] == "gbif-api"

@@ -57,14 +57,15 @@ def test_hierarchy_is_cut_at_the_taxon_and_division_is_the_phylum(tmp_path):
     assert hierarchy_ranks(answer.body, "999")["kingdom"] is None
 
 
-def test_english_common_name_is_chosen_deterministically(tmp_path):
+def test_english_common_name_is_itis_own_first_listed(tmp_path):
+    # Issue 16 item 9: ITIS lists "African hunting dog" first; sorting picked "African Wild Dog".
     with ApiReplayServer(cassettes=CASSETTES) as server:
         (answer,) = fetch_json(
             [(f"{SERVICE}/getCommonNamesFromTSN", {"tsn": "183833"})],
             _settings(server.url),
             tmp_path / "c.duckdb",
         )
-    assert english_common_name(answer.body) == "African Wild Dog"
+    assert english_common_name(answer.body) == "African hunting dog"
     assert english_common_name({"commonNames": [{"commonName": "x", "language": "French"}]}) is None
 
 

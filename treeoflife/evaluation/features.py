@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import tarfile
 from dataclasses import dataclass, field
 
 import torch
@@ -25,16 +26,34 @@ class EncodedSet:
     skipped: dict[str, int] = field(default_factory=dict)  # unusable samples by reason
 
 
+def count_samples(evalset: WdsEvalSet) -> int:
+    """Samples in the set's shards, from the tar headers alone (the total of its progress)."""
+    keys = set()
+    for shard in evalset.shard_files:
+        try:
+            with tarfile.open(shard) as tar:
+                keys.update(m.name.split(".", 1)[0] for m in tar if m.isfile())
+        except (OSError, tarfile.TarError) as exc:
+            raise InputError(f"evaluation shard {shard} is not a readable tar: {exc}") from exc
+    return len(keys)
+
+
 def encode_evalset(
-    loaded, evalset: WdsEvalSet, batch_size: int = 64, *, progress: Progress | None = None
+    loaded,
+    evalset: WdsEvalSet,
+    batch_size: int = 64,
+    *,
+    progress: Progress | None = None,
+    stage: str | None = None,
 ) -> EncodedSet:
-    """Every usable image of `evalset` through `loaded.model.encode_image` (normalised)."""
+    """Every usable image of `evalset` through `loaded.model.encode_image` (normalised);
+    `progress` counts images under `stage` (default "encode <set>")."""
     progress = or_null(progress)
     skipped: collections.Counter[str] = collections.Counter()
     chunks: list[torch.Tensor] = []
     labels: list[int] = []
     batch: list[torch.Tensor] = []
-    progress.start(f"encode {evalset.name}", None)
+    progress.start(stage or f"encode {evalset.name}", count_samples(evalset))
 
     def flush() -> None:
         if not batch:

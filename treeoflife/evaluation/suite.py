@@ -81,9 +81,10 @@ def evaluate_model(
     if not evalset_dirs:
         raise InputError("no evaluation sets to evaluate on")
     results = []
-    for folder in evalset_dirs:
+    for i, folder in enumerate(evalset_dirs, 1):
         evalset = read_wds_evalset(folder, split)
-        encoded = encode_evalset(loaded, evalset, batch_size, progress=progress)
+        stage = f"evaluate {evalset.name} ({i}/{len(evalset_dirs)})"
+        encoded = encode_evalset(loaded, evalset, batch_size, progress=progress, stage=stage)
         names = (classnames or {}).get(evalset.name)
         result = zero_shot_metrics(loaded, encoded, templates, classnames=names)
         result["text_type"] = text_type

@@ -3,7 +3,9 @@
 The card is generated from a build summary and the files in the release folder, with no dates
 or other run-dependent text, so the same build gives the same card. Release layout assumed:
 `<release>/shards/<split>/shard-%06d.tar` + `sizes.json`, `<release>/catalog.parquet`,
-`<release>/licenses.csv`.
+`<release>/licenses.csv`. The card declares the shards' feature types for Hugging Face
+`datasets`; the catalog and licences are served by a second card in `metadata/` (see
+treeoflife.release.hub for why).
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ import pyarrow.compute as pc
 import yaml
 
 from treeoflife.io import write_text_atomic
+from treeoflife.release.hub import (
+    LICENSES_COLUMNS,
+    METADATA_DIR,
+    shard_features,
+    write_metadata_repo,
+)
 from treeoflife.schema_export import describe
 from treeoflife.schemas import CATALOG, STATUS_KEPT
 
 log = logging.getLogger(__name__)
 
 CARD_FILE = "README.md"
-LICENSES_COLUMNS = ("key", "treeoflife_id", "source_url", "license", "rights_holder", "md5")
 
 BIOCLIP_CITATION = """@inproceedings{stevens2024bioclip,
   title     = {{B}io{CLIP}: A Vision Foundation Model for the Tree of Life},
@@ -84,12 +91,11 @@ def _front_matter(summary: Mapping, shards: Mapping[str, Mapping[str, int]], kep
     data_files = [
         {"split": split, "path": f"shards/{split}/shard-*.tar"} for split in shards if shards[split]
     ]
-    configs = []
+    # Only the shards: a Parquet config here would get the webdataset builder (see hub.py).
+    configs, infos = [], []
     if data_files:
         configs.append({"config_name": "default", "data_files": data_files, "default": True})
-    configs.append(
-        {"config_name": "catalog", "data_files": [{"split": "catalog", "path": "catalog.parquet"}]}
-    )
+        infos.append({"config_name": "default", "features": shard_features()})
     license_ = summary.get("license", "other")
     front = {"license": license_}
     if license_ == "other":  # the Hub asks for a name and a link then
@@ -101,8 +107,9 @@ def _front_matter(summary: Mapping, shards: Mapping[str, Mapping[str, int]], kep
         "task_categories": ["zero-shot-image-classification", "image-classification"],
         "tags": ["biology", "tree-of-life", "taxonomy", "webdataset", "clip"],
         "size_categories": [size_category(kept)],
-        "configs": configs,
     }
+    if configs:
+        front |= {"configs": configs, "dataset_info": infos}
     return yaml.safe_dump(front, sort_keys=False, allow_unicode=True, width=1000)
 
 
@@ -134,7 +141,10 @@ def render_dataset_card(summary: Mapping, shards: Mapping[str, Mapping[str, int]
         "  source then taxonomy, with row-group statistics: filters on source or a rank skip",
         "  most of the file.",
         "- `licenses.csv`: licence, rights holder, source URL and md5 of each image in the shards.",
-        "- `croissant.json`: Croissant 1.1 metadata (files, record sets `catalog` and `licenses`).",
+        f"- `{METADATA_DIR}/`: the catalog and licences as a dataset repository of their own",
+        "  (its own card; see *Hugging Face datasets* below).",
+        "- `croissant.json`: Croissant 1.1 metadata (files; record sets `samples`, `catalog`",
+        "  and `licenses`).",
         "- `report/index.html`: statistics with plots (sources, splits, long tail, rank",
         "  completeness, taxonomic overview, removals).",
         "",
@@ -145,9 +155,16 @@ def render_dataset_card(summary: Mapping, shards: Mapping[str, Mapping[str, int]
         "Each sample holds `<id>.jpg`, `<id>.txt` (the caption stock open_clip trains on),",
         "BioCLIP's ten text members (`scientific_name.txt`, `taxonomic_name.txt`,",
         "`common_name.txt`, `sci.txt`, `com.txt`, `taxon.txt`, `taxonTag.txt`, `sci_com.txt`,",
-        "`taxon_com.txt`, `taxonTag_com.txt`) and `<id>.json` (the sample's catalog row).",
-        "`<id>` is the `treeoflife_id`. Note that webdataset lower-cases member suffixes when",
-        "reading (`taxontag.txt`).",
+        "`taxon_com.txt`, `taxonTag_com.txt`) and `<id>.json`. `<id>` is the `treeoflife_id`.",
+        "Note that webdataset lower-cases member suffixes when reading (`taxontag.txt`).",
+        "",
+        "The `json` member holds what a trainer needs, with the same types in every sample:",
+        "`key` (joins the catalog, which keeps the full row), `treeoflife_id`, `source`, the",
+        "seven ranks, `scientific_name`, `common_name`, `license`, `rights_holder`, `md5`,",
+        "`phash` (16 hex digits: the catalog's unsigned 64-bit value, as imagehash prints it),",
+        "`phash_algo`, `width`, `height`, `split`, `shard` and `shard_position`. Text the",
+        'catalog leaves null is `""` there, so no reader has to guess a type from the first',
+        "samples.",
         "",
     ]
     by_source = summary.get("by_source", {})
@@ -182,8 +199,9 @@ def render_dataset_card(summary: Mapping, shards: Mapping[str, Mapping[str, int]
             "`train_small` is a deterministic subset of `train` (catalog column",
             "`in_train_small`)"
             + (
-                ": its shards repeat those samples, whose `json` (the catalog row) gives their"
-                " place in `train`; their place in `train_small` is in its `index.parquet`."
+                ": its shards repeat those samples, whose `json` (`shard`, `shard_position`)"
+                " gives their place in `train`; their place in `train_small` is in its"
+                " `index.parquet`."
                 if "train_small" in shards
                 else "."
             ),
@@ -229,6 +247,29 @@ def render_dataset_card(summary: Mapping, shards: Mapping[str, Mapping[str, int]
         "duckdb.sql(\"SELECT split, count(*) FROM 'catalog.parquet' GROUP BY split\")",
         "```",
         "",
+        "## Hugging Face datasets",
+        "",
+        "Upload this folder and `metadata/` as two dataset repositories:",
+        "",
+        "```bash",
+        "hf upload ORG/NAME . . --repo-type dataset --exclude 'metadata/*'",
+        "hf upload ORG/NAME-metadata metadata . --repo-type dataset",
+        "```",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        'images = load_dataset("ORG/NAME", split="train", streaming=True)  # jpg, captions, json',
+        'catalog = load_dataset("ORG/NAME-metadata", "catalog", split="catalog")',
+        'licenses = load_dataset("ORG/NAME-metadata", "licenses", split="licenses")',
+        "```",
+        "",
+        "This card declares the feature types of every sample member (`dataset_info`), so",
+        "`datasets` never guesses them from the first samples. The catalog and licences live in",
+        "a repository of their own because `datasets` gives every config of a repository the",
+        "builder it infers from the first config's files (huggingface/datasets#7101): a Parquet",
+        "config beside the webdataset shards would be read as tar files. `metadata/` is that",
+        "repository, with its own card (`catalog.parquet` there is this folder's catalog).",
+        "",
         "## Catalog columns",
         "",
         _table(
@@ -264,12 +305,14 @@ def write_dataset_card(release_dir: Path, summary: dict) -> Path:
 
     `summary` keys (all optional): images, by_source ({source: n} or {source: {status: n}}),
     by_status, by_reason, by_split, pretty_name, license, license_name. Shard counts come from
-    the `shards/<split>/sizes.json` files already in the release.
+    the `shards/<split>/sizes.json` files already in the release. With a `catalog.parquet` in
+    the release, `metadata/` gets its own card and the catalog (treeoflife.release.hub).
     """
     release_dir = Path(release_dir)
     text = render_dataset_card(summary, _split_shards(release_dir))
     path = release_dir / CARD_FILE
     write_text_atomic(path, text)
+    write_metadata_repo(release_dir, summary)
     return path
 
 

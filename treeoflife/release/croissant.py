@@ -2,10 +2,11 @@
 
 Croissant (MLCommons) is what dataset hubs and loaders read to know a dataset's files and
 record structure. Ours describes the files (catalog, licences, each split's shards, manifests
-and shard indexes, with sha256) and two record sets a tool can load without our code: `catalog`
-(one record per image, every column typed and described from `schemas/catalog.json`) and
-`licenses`. The text has no dates or paths of the machine, so the same release gives the same
-file. `mlcroissant validate` accepts it and `mlcroissant load` reads its records (tested).
+and shard indexes, with sha256) and record sets a tool can load without our code: `catalog`
+(one record per image, every column typed and described from `schemas/catalog.json`),
+`licenses`, and `samples` (the images in the shards with their captions and catalog key; see
+croissant_samples). The text has no dates or paths of the machine, so the same release gives
+the same file. `mlcroissant validate` accepts it and `mlcroissant load` reads its records (tested).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import pyarrow as pa
 from treeoflife import __version__
 from treeoflife.io import write_text_atomic
 from treeoflife.release.card import BIOCLIP_CITATION, LICENSES_COLUMNS
+from treeoflife.release.croissant_samples import sample_croissant
 from treeoflife.schema_export import describe
 from treeoflife.schemas import CATALOG
-from treeoflife.shards.writer import file_sha256
+from treeoflife.shards.shard_file import file_sha256
 
 CROISSANT_FILE = "croissant.json"
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
@@ -150,6 +152,8 @@ def croissant_document(release_dir: Path, summary: Mapping) -> dict:
                 distribution.append(
                     _file_object(release_dir, f"shards/{split}/{file}", fmt, f"{split}: {what}.")
                 )
+    sample_files, sample_sets = sample_croissant(release_dir)
+    distribution += sample_files
     catalog_fields = [
         _field("catalog", f.name, data_type(f.type), describe("catalog", f), "catalog.parquet")
         for f in CATALOG
@@ -195,6 +199,7 @@ def croissant_document(release_dir: Path, summary: Mapping) -> dict:
                 "key": {"@id": "licenses/key"},
                 "field": license_fields,
             },
+            *sample_sets,
         ],
     }
 

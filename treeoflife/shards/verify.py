@@ -4,6 +4,8 @@ BioCLIP found corrupted shards only when a later script tripped on them; `treeof
 reads each shard in full (sha256, byte size, sample count from the tar itself, the members of
 every sample in order) and checks that the shards hold exactly the catalog's kept rows of the
 split, each at the shard and position the catalog gives, with a `json` member equal to its row.
+Every problem is one line of the report (a damaged file is a problem, never a traceback), and
+a report with problems says how to repair them: the next build rewrites what does not match.
 """
 
 from __future__ import annotations
@@ -20,19 +22,20 @@ import pyarrow.parquet as pq
 from treeoflife.errors import InputError
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import CATALOG
-from treeoflife.shards.sample_json import sample_json
-from treeoflife.shards.writer import (
+from treeoflife.shards.manifest import (
     INDEX_FILE,
     INDEX_SCHEMA,
-    MANIFEST_FILE,
     SIZES_FILE,
-    file_sha256,
-    read_shard_layout,
+    SplitManifest,
+    shard_index,
 )
+from treeoflife.shards.sample_json import sample_json
+from treeoflife.shards.shard_file import file_sha256, read_shard_layout
 
 log = logging.getLogger(__name__)
 
 MAX_PROBLEMS_PER_SPLIT = 50  # past this, the report only counts
+REPAIR = "run build to repair"
 
 
 @dataclass
@@ -63,6 +66,7 @@ class SplitReport:
             "bytes": self.bytes,
             "problems": self.problems,
             "more_problems": self.more_problems,
+            "repair": None if self.ok else REPAIR,
         }
 
 
@@ -86,65 +90,86 @@ def verify_split(
     report = SplitReport(split)
     progress = or_null(progress)
     try:
-        manifest = json.loads((split_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+        manifest, malformed = SplitManifest.read(split_dir)
+    except InputError as exc:
+        report.problem(str(exc))  # nothing to check the shards against
+        return report
+    for problem in malformed.values():
+        report.problem(problem)
+    entries = manifest.shards
+    on_disk = [p.name for p in split_dir.glob("shard-*.tar") if shard_index(p.name) is not None]
+    for name in sorted(set(on_disk) - set(entries) - set(malformed)):
+        report.problem(f"{name}: on disk but not in the manifest")
+    try:
         sizes = json.loads((split_dir / SIZES_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        report.problem(f"cannot read manifest or sizes: {exc}")
-        return report
-    entries = manifest.get("shards", {})
-    on_disk = sorted(p.name for p in split_dir.glob("shard-*.tar"))
-    for name in sorted(set(on_disk) - set(entries)):
-        report.problem(f"{name}: on disk but not in the manifest")
-    if sizes != {n: e["samples"] for n, e in entries.items()}:
-        report.problem("sizes.json disagrees with the manifest")
-    try:
-        index = pq.read_table(split_dir / INDEX_FILE)
-        if not index.schema.equals(INDEX_SCHEMA, check_metadata=False):
-            report.problem(f"{INDEX_FILE} does not have the shard index schema")
-        index_rows = {(r["shard"], r["position"]): r for r in index.to_pylist()}
-    except OSError as exc:
-        report.problem(f"cannot read {INDEX_FILE}: {exc}")
-        index_rows = {}
+        report.problem(f"{SIZES_FILE}: cannot read it: {exc}")
+    else:
+        if isinstance(sizes, dict):
+            sizes = {n: v for n, v in sizes.items() if n not in malformed}
+        if sizes != {n: e.samples for n, e in entries.items()}:
+            report.problem(f"{SIZES_FILE} disagrees with the manifest")
+    index_rows = _read_index(split_dir, report)
 
     expected = _expected_rows(catalog, split)
     seen: set[str] = set()
-    progress.start(f"verify {split}", sum(int(e.get("samples", 0)) for e in entries.values()))
-    for name, entry in sorted(entries.items()):
-        path = split_dir / name
+    read: set[str] = set()  # shards read back whole
+    progress.start(f"verify {split}", sum(e.samples for e in entries.values()))
+    for name in sorted(set(entries) | (set(malformed) & set(on_disk))):
+        path, entry = split_dir / name, entries.get(name)  # None: a malformed entry (listed)
         report.shards += 1
         if not path.exists():
             report.problem(f"{name}: missing")
             continue
         size = path.stat().st_size
         report.bytes += size
-        if size != entry.get("bytes"):
-            report.problem(f"{name}: {size} bytes, manifest says {entry.get('bytes')}")
-        if file_sha256(path) != entry.get("sha256"):
+        if entry is not None and size != entry.bytes:
+            report.problem(f"{name}: {size} bytes, manifest says {entry.bytes}")
+            continue  # one line per damaged shard: what follows would only repeat it
+        if entry is not None and file_sha256(path) != entry.sha256:
             report.problem(f"{name}: sha256 differs from the manifest")
         try:
             samples, metas = read_shard_layout(path)
         except InputError as exc:
             report.problem(str(exc))
             continue
-        if len(samples) != entry.get("samples"):
-            report.problem(f"{name}: {len(samples)} samples, manifest says {entry.get('samples')}")
+        read.add(name)
+        if entry is not None and len(samples) != entry.samples:
+            report.problem(f"{name}: {len(samples)} samples, manifest says {entry.samples}")
         report.samples += len(samples)
         _check_samples(report, path, samples, metas, index_rows, expected, seen)
         progress.advance(len(samples))
     progress.finish()
-    if len(index_rows) != report.samples:
-        report.problem(f"{INDEX_FILE} has {len(index_rows)} rows, shards {report.samples}")
+    if index_rows is not None:
+        indexed = sum(1 for shard, _ in index_rows if shard in read or shard not in entries)
+        if indexed != report.samples:
+            report.problem(
+                f"{INDEX_FILE} has {indexed} rows for the shards read, they hold {report.samples}"
+            )
     missing = sorted(set(expected) - seen)
     if missing:
         report.problem(f"{len(missing)} kept catalog rows are in no shard, e.g. {missing[0]}")
     return report
 
 
+def _read_index(split_dir: Path, report: SplitReport) -> dict | None:
+    """{(shard, position): index row}, or None (and a problem) if index.parquet is unusable."""
+    try:
+        index = pq.read_table(split_dir / INDEX_FILE)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        report.problem(f"{INDEX_FILE}: cannot read it: {exc}")
+        return None
+    if not index.schema.equals(INDEX_SCHEMA, check_metadata=False):
+        report.problem(f"{INDEX_FILE} does not have the shard index schema")
+        return None
+    return {(r["shard"], r["position"]): r for r in index.to_pylist()}
+
+
 def _check_samples(report, path, samples, metas, index_rows, expected, seen) -> None:
     split = path.parent.name
     for sample, meta in zip(samples, metas, strict=True):
         tid, where = sample["treeoflife_id"], f"{path.name}#{sample['position']}"
-        if index_rows.get((path.name, sample["position"])) != sample:
+        if index_rows is not None and index_rows.get((path.name, sample["position"])) != sample:
             report.problem(f"{where}: index.parquet row differs from the shard")
         if tid in seen:
             report.problem(f"{where}: sample {tid} appears twice")
@@ -174,7 +199,10 @@ def verify_release(
     catalog_path = release_dir / "catalog.parquet"
     if not catalog_path.exists():
         raise InputError(f"no catalog at {catalog_path}: build the release first")
-    catalog = pq.read_table(catalog_path, columns=list(CATALOG.names))
+    try:
+        catalog = pq.read_table(catalog_path, columns=list(CATALOG.names))
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise InputError(f"cannot read {catalog_path}: {exc}; {REPAIR}") from exc
     roots = sorted(p for p in (release_dir / "shards").glob("*") if p.is_dir())
     if splits:
         roots = [p for p in roots if p.name in splits]

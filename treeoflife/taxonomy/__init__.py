@@ -2,7 +2,8 @@
 
 from treeoflife.taxonomy.backbone import AUTHORITY, load_backbone, open_backbone
 from treeoflife.taxonomy.names import ParsedName, match_key, normalize_name, normalize_rank_value
-from treeoflife.taxonomy.resolve import resolve_taxa, taxonomy_queries
+from treeoflife.taxonomy.queries import taxonomy_queries
+from treeoflife.taxonomy.resolve import resolve_taxa
 
 __all__ = [
     "AUTHORITY",

@@ -49,6 +49,18 @@ class ApiSettings:
     backoff_s: float = 0.5  # first retry delay; doubles each attempt, with jitter
     user_agent: str = "treeoflife/0.1 (+https://github.com/treeoflife/treeoflife)"
 
+    @classmethod
+    def from_config(cls, tc, base_url: str) -> ApiSettings:
+        """The settings of one service from the taxonomy config's shared `api_*` keys."""
+        return cls(
+            base_url=base_url,
+            concurrency=tc.api_concurrency,
+            rate_per_s=tc.api_rate_per_s,
+            retries=tc.api_retries,
+            timeout_s=tc.api_timeout_s,
+            user_agent=tc.api_user_agent,
+        )
+
 
 @dataclass(frozen=True)
 class ApiAnswer:

@@ -16,8 +16,10 @@ import pyarrow as pa
 from treeoflife.progress import Progress
 from treeoflife.schemas import RANKS, TAXA
 from treeoflife.taxonomy.api_client import ApiSettings, fetch_json
+from treeoflife.taxonomy.kingdoms import canonical_kingdom, kingdom_key
+from treeoflife.taxonomy.merge import REFUSED_CONTRADICTS, apply_answer, scientific_name
 from treeoflife.taxonomy.names import normalize_name, normalize_rank_value
-from treeoflife.taxonomy.resolve import HIGHER_RANKS, kingdom_key
+from treeoflife.taxonomy.resolve import HIGHER_RANKS
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,8 @@ def match_request(
     ranks = {r: normalize_rank_value(query.get(f"verbatim_{r}")) for r in HIGHER_RANKS}
     if parsed.canonical is None:  # a query with ranks only: ask for its most specific rank
         name = next((ranks[r] for r in reversed(HIGHER_RANKS) if ranks[r]), None)
-    if ranks["kingdom"] and kingdom_key(ranks["kingdom"]):  # Metazoa -> Animalia for GBIF
-        ranks["kingdom"] = kingdom_key(ranks["kingdom"]).capitalize()
+    # GBIF's own spelling (Metazoa, animals -> Animalia); an unknown kingdom is not sent.
+    ranks["kingdom"] = canonical_kingdom(ranks["kingdom"])
     params: dict = {r: v for r, v in ranks.items() if v}
     if version == "v1":
         params.update(name=name, strict="false", verbose="false")
@@ -127,11 +129,14 @@ def interpret_match(body: object, query: dict, version: str = "v1") -> dict:
     if match_type == "higherrank":
         flags.append("higher_rank_only")
     ranks = dict(f["ranks"])
+    ranks["kingdom"] = canonical_kingdom(ranks["kingdom"]) or ranks["kingdom"]
     if f["rank"] in HIGHER_RANKS:  # a genus (or higher) answer names no species
         ranks["species"] = None
-    sci = f["canonical"]
-    if ranks["species"] and ranks["genus"]:
-        sci = f"{ranks['genus']} {ranks['species']}"
+    elif f["rank"] == "species" and not ranks["species"] and f["canonical"]:
+        flags.append("name_outside_genus")  # e.g. a doubtful name placed in another genus
+    # Agrees with the ranks whatever the answer's own name fields hold (a genus-level synonym
+    # has no `species`; a doubtful name may sit in another genus than its own).
+    sci = scientific_name(ranks, f["canonical"])
     confidence = f["confidence"]
     out.update(
         ranks=ranks,
@@ -167,22 +172,6 @@ def match_names(
     return out
 
 
-def _depth(ranks: dict) -> int:
-    return max((i for i, r in enumerate(RANKS) if ranks.get(r)), default=-1)
-
-
-def _local_depth(row: dict) -> int:
-    """Deepest rank an authority (not the source's own labels) vouches for."""
-    return max(
-        (
-            i
-            for i, r in enumerate(RANKS)
-            if row[r] and row[f"{r}_provenance"] not in (None, row.get("_source"))
-        ),
-        default=-1,
-    )
-
-
 def refine_with_gbif_api(
     taxa: pa.Table,
     sources: dict[str, str],
@@ -193,9 +182,11 @@ def refine_with_gbif_api(
     progress: Progress | None = None,
 ) -> tuple[pa.Table, dict]:
     """Ask the API only for rows the local backbone left short of a species (unresolved,
-    source-only or higher-rank); take an answer only when it reaches a deeper rank than the
-    authority-backed ranks the row already has. `sources` maps query_id -> source name.
-    Returns the new taxa table (same rows, same order) and counts.
+    source-only or higher-rank); merge each answer rank by rank (`merge.apply_answer`: never
+    over another authority, only when it reaches deeper, keeping the source's lower ranks
+    under the same genus). `sources` maps query_id -> source name (kept for the callers'
+    symmetry with the other refiners). Returns the new taxa table (same rows, same order) and
+    counts.
     """
     rows = taxa.to_pylist()
     todo = [
@@ -208,7 +199,13 @@ def refine_with_gbif_api(
     matches = match_names(
         [rows[i] for i in todo], settings, cache_path, version, checklist_key, progress
     )
-    counts = {"asked": len(todo), "improved": 0, "guarded": 0, "errors": 0}
+    counts = {
+        "asked": len(todo),
+        "improved": 0,
+        "guarded": 0,
+        "errors": 0,
+        REFUSED_CONTRADICTS: 0,
+    }
     for i, m in zip(todo, matches, strict=True):
         row = rows[i]
         if m["reason"] == REASON_KINGDOM_CONTRADICTS:
@@ -217,24 +214,13 @@ def refine_with_gbif_api(
         if m["reason"] == REASON_API_ERROR:
             counts["errors"] += 1
             continue
-        local = _local_depth({**row, "_source": sources.get(row["query_id"])})
-        if m["match_type"] == "none" or _depth(m["ranks"]) <= local:
+        if m["match_type"] == "none":
             continue
-        new = dict(row)
-        for r in RANKS:
-            value = m["ranks"][r]
-            new[r] = value
-            new[f"{r}_provenance"] = AUTHORITY if value else None
-        new.update(
-            scientific_name=m["scientific_name"],
-            common_name=row["common_name"],
-            taxon_id=m["taxon_id"],
-            authority=AUTHORITY,
-            match_type=m["match_type"],
-            confidence=m["confidence"],
-            flags=sorted(set(m["flags"]) | {"api"}),
-            reason=None,
-        )
+        new, refused, _ = apply_answer(row, m, AUTHORITY, marker="api")
+        if refused == REFUSED_CONTRADICTS:
+            counts[REFUSED_CONTRADICTS] += 1
+        if new is None:
+            continue
         rows[i] = new
         counts["improved"] += 1
     log.info("gbif api: %s", counts)

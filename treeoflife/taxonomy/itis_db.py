@@ -21,9 +21,11 @@ import pyarrow as pa
 
 from treeoflife.errors import InputError
 from treeoflife.progress import Progress, or_null
+from treeoflife.records import TAXONOMY_QUERY_COLUMNS as QUERY_COLUMNS
 from treeoflife.schemas import RANKS, TAXA
+from treeoflife.taxonomy.kingdoms import kingdom_key
+from treeoflife.taxonomy.merge import apply_answer
 from treeoflife.taxonomy.names import match_key, normalize_name
-from treeoflife.taxonomy.resolve import QUERY_COLUMNS, kingdom_key
 
 log = logging.getLogger(__name__)
 
@@ -322,20 +324,12 @@ def resolve_with_itis(queries: pa.Table, db_path: Path) -> pa.Table:
     return pa.Table.from_pylist(out, schema=TAXA)
 
 
-def _authority_depth(row: dict, source: str | None) -> int:
-    """Deepest rank an authority (not the source's own labels) vouches for."""
-    return max(
-        (i for i, r in enumerate(RANKS) if row[r] and row[f"{r}_provenance"] not in (None, source)),
-        default=-1,
-    )
-
-
 def refine_with_itis(
     taxa: pa.Table, sources: dict[str, str], db_path: Path
 ) -> tuple[pa.Table, dict]:
     """Put ITIS's answer on rows the backbone left short of a species (unresolved, source-only
-    or higher-rank) when ITIS reaches a deeper rank than the authority-backed ranks the row
-    has. `sources` maps query_id -> source. Same rows, same order; returns the counts too.
+    or higher-rank), merged rank by rank (`merge.apply_answer`); ITIS's English name replaces
+    the source's. `sources` maps query_id -> source. Same rows, same order; returns the counts.
     """
     rows = taxa.to_pylist()
     todo = {
@@ -351,17 +345,14 @@ def refine_with_itis(
         schema=pa.schema([(c, pa.string()) for c in QUERY_COLUMNS]),
     )
     counts = {"asked": len(todo), "improved": 0}
-    for new in resolve_with_itis(queries, db_path).to_pylist():
-        i = todo[new["query_id"]]
-        old = rows[i]
-        if _depth(new) <= _authority_depth(old, sources.get(new["query_id"])):
+    for found in resolve_with_itis(queries, db_path).to_pylist():
+        i = todo[found["query_id"]]
+        answer = {**found, "ranks": {r: found[r] for r in RANKS}}
+        new, refused, _ = apply_answer(rows[i], answer, AUTHORITY, answer_common_name_first=True)
+        if new is None:
+            counts[refused] = counts.get(refused, 0) + 1
             continue
-        new["common_name"] = new["common_name"] or old["common_name"]
         rows[i] = new
         counts["improved"] += 1
     log.info("itis refine: %s", counts)
     return pa.Table.from_pylist(rows, schema=TAXA), counts
-
-
-def _depth(row: dict) -> int:
-    return max((i for i, r in enumerate(RANKS) if row[r]), default=-1)

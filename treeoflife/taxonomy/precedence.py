@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from treeoflife.config import check_precedence  # noqa: F401 - re-exported
 from treeoflife.schemas import TAXA
+from treeoflife.taxonomy.kingdoms import canonical_kingdom
+from treeoflife.taxonomy.merge import scientific_name
 from treeoflife.taxonomy.names import normalize_name
-from treeoflife.taxonomy.resolve import kingdom_key
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,7 @@ def _source_label(row: dict, rank: str) -> str | None:
     if not value:
         return None
     if rank == "kingdom":
-        key = kingdom_key(value)
-        return key.capitalize() if key else None
+        return canonical_kingdom(value)
     return value
 
 
@@ -68,8 +68,7 @@ def apply_rank_precedence(
                 changed = True
                 switched += 1
         if changed:
-            if row["genus"] and row["species"]:
-                row["scientific_name"] = f"{row['genus']} {row['species']}"
+            row["scientific_name"] = scientific_name(row, row["scientific_name"])
             row["flags"] = sorted({*(row["flags"] or []), FLAG})
     if switched:
         log.info("taxonomy: %d ranks took the source's label by precedence", switched)

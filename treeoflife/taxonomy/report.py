@@ -3,7 +3,9 @@
 Per source, weighted by images (a query stands for every catalog row that shares it): the share
 with all seven ranks, with a species, with a common name; images and queries per match type;
 flags. Then the conflicts between a source's own labels and the resolved ranks (and the rule
-that settled each), and the unresolved names, most frequent first.
+that settled each), the unresolved names, most frequent first, the kingdom values each source
+wrote and what each was read as (a GBIF kingdom, `unplaced` or `unknown`), and the names that
+lost a rank in a step after the local resolution (which step, which ranks).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from collections import Counter, defaultdict
 import pyarrow as pa
 
 from treeoflife.schemas import RANKS
+from treeoflife.taxonomy.kingdoms import KINGDOMS, kingdom_key, kingdom_mapping
 from treeoflife.taxonomy.names import match_key, normalize_rank_value
-from treeoflife.taxonomy.resolve import HIGHER_RANKS, KINGDOM_SYNONYMS, kingdom_key
+from treeoflife.taxonomy.resolve import HIGHER_RANKS
 
-RULE_KINGDOM_SYNONYM = "kingdom_synonym"  # Metazoa -> Animalia, Viridiplantae -> Plantae
+RULE_KINGDOM_SYNONYM = "kingdom_synonym"  # Metazoa, animals -> Animalia (taxonomy.kingdoms)
 RULE_AUTHORITY = "authority_over_source"  # the backbone's classification wins
 RULE_KNOWN = "known_rank_conflict"  # a documented disagreement between classifications
 
@@ -55,7 +58,7 @@ def _conflicts(row: dict) -> list[tuple[str, str, str | None, str]]:
             continue  # the source's own label was kept
         resolved = row[r]
         if _rank_key(r, given) == _rank_key(r, resolved):
-            if r == "kingdom" and given.lower() in KINGDOM_SYNONYMS:
+            if r == "kingdom" and given not in KINGDOMS:
                 out.append((r, given, resolved, RULE_KINGDOM_SYNONYM))
             continue
         known = known_conflict(r, given, resolved) is not None
@@ -63,12 +66,28 @@ def _conflicts(row: dict) -> list[tuple[str, str, str | None, str]]:
     return out
 
 
+def _kingdoms_seen(seen: dict[str, Counter]) -> dict:
+    """source -> verbatim kingdom value -> {read_as, images}."""
+    return {
+        src: {
+            value: {"read_as": kingdom_mapping(value), "images": n}
+            for value, n in sorted(values.items())
+        }
+        for src, values in sorted(seen.items())
+    }
+
+
 def taxonomy_report(
-    taxa: pa.Table, sources: dict[str, str], images: dict[str, int] | None = None
+    taxa: pa.Table,
+    sources: dict[str, str],
+    images: dict[str, int] | None = None,
+    lost: list[dict] | None = None,
 ) -> dict:
     """The report as a JSON-ready dict. `sources` and `images` map query_id -> source name and
-    -> number of catalog rows (1 per query when not given)."""
+    -> number of catalog rows (1 per query when not given); `lost` lists
+    {query_id, step, ranks} for every rank a step after the local resolution took away."""
     images = images or {}
+    kingdoms_seen: dict[str, Counter] = defaultdict(Counter)
     per_source: dict[str, Counter] = defaultdict(Counter)
     match_images: dict[str, Counter] = defaultdict(Counter)
     match_queries: dict[str, Counter] = defaultdict(Counter)
@@ -94,6 +113,9 @@ def taxonomy_report(
             name = row["verbatim_scientific_name"] or row["verbatim_genus"] or ""
             unresolved[(src, name, row["reason"] or "")] += n
             unresolved_queries[(src, name, row["reason"] or "")] += 1
+        verbatim_kingdom = normalize_rank_value(row.get("verbatim_kingdom"))
+        if verbatim_kingdom is not None:
+            kingdoms_seen[src][verbatim_kingdom] += n
         match_images[src][row["match_type"] or "none"] += n
         match_queries[src][row["match_type"] or "none"] += 1
         for f in row["flags"] or []:
@@ -142,7 +164,24 @@ def taxonomy_report(
     totals: Counter = Counter()
     for src_counts in match_images.values():
         totals.update(src_counts)
+    names = {
+        r["query_id"]: r
+        for r in taxa.select(["query_id", "verbatim_scientific_name", "verbatim_genus"]).to_pylist()
+    }
+    lost_list = [
+        {
+            "source": sources.get(x["query_id"], "unknown"),
+            "name": names.get(x["query_id"], {}).get("verbatim_scientific_name")
+            or names.get(x["query_id"], {}).get("verbatim_genus"),
+            "step": x["step"],
+            "ranks": list(x["ranks"]),
+            "images": images.get(x["query_id"], 1),
+        }
+        for x in sorted(lost or [], key=lambda x: (x["step"], x["query_id"]))
+    ]
     return {
+        "kingdoms": _kingdoms_seen(kingdoms_seen),
+        "lost_ranks": {"names": len(lost_list), "listed": lost_list[:MAX_LISTED]},
         "by_source": by_source,
         "match_types": dict(sorted(totals.items())),
         "conflicts": {

@@ -24,11 +24,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from treeoflife.errors import InputError
 from treeoflife.progress import Progress, or_null
-from treeoflife.records import VERBATIM_QUERY_FIELDS, query_id
 from treeoflife.schemas import RANKS, TAXA
 from treeoflife.taxonomy.backbone import AUTHORITY, open_backbone
+from treeoflife.taxonomy.kingdoms import canonical_kingdom, is_unknown_kingdom, kingdom_key
+from treeoflife.taxonomy.merge import scientific_name
 from treeoflife.taxonomy.names import (
     ParsedName,
     clean_text,
@@ -37,24 +37,13 @@ from treeoflife.taxonomy.names import (
     normalize_rank_value,
 )
 from treeoflife.taxonomy.provenance import with_rank_match_types
+from treeoflife.taxonomy.queries import QUERY_COLUMNS, prepare_queries
+from treeoflife.taxonomy.unify import unify_species_labels
 
 log = logging.getLogger(__name__)
 
 HIGHER_RANKS = RANKS[:-1]  # kingdom..genus: the classification columns of the backbone
-QUERY_COLUMNS = (
-    "query_id",
-    "source",
-    "verbatim_kingdom",
-    "verbatim_phylum",
-    "verbatim_class",
-    "verbatim_order",
-    "verbatim_family",
-    "verbatim_genus",
-    "verbatim_scientific_name",
-    "verbatim_common_name",
-)
-KINGDOM_SYNONYMS = {"metazoa": "animalia", "viridiplantae": "plantae"}
-_UNKNOWN_KINGDOMS = {"incertae sedis", "unknown"}
+FLAG_UNKNOWN_KINGDOM = "unknown_kingdom"
 _ENGLISH = ("en", "eng", "english")
 
 CONFIDENCE_EXACT = 1.0
@@ -83,16 +72,6 @@ def fuzzy_confidence(distance: int) -> float:
 def allowed_distance(epithet: str, fuzzy_max_distance: int) -> int:
     """Edit distance allowed for an epithet: short epithets get less (alba/alpa/arba...)."""
     return min(fuzzy_max_distance, max(1, len(epithet) // 4))
-
-
-def kingdom_key(value: str | None) -> str | None:
-    """A kingdom for comparison: lower-case, Metazoa -> Animalia, Viridiplantae -> Plantae."""
-    if value is None:
-        return None
-    k = value.strip().lower()
-    if not k or k in _UNKNOWN_KINGDOMS:
-        return None
-    return KINGDOM_SYNONYMS.get(k, k)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -132,15 +111,18 @@ class _Query:
     ranks: dict[str, str | None]  # cleaned verbatim kingdom..genus
     name: ParsedName
     common_name: str | None
+    flags: frozenset[str] = frozenset()  # about the query itself (unknown_kingdom)
 
     @property
     def name_keys(self) -> list[tuple[str, bool]]:
-        """(lookup key, infraspecific part dropped?) in the order tried."""
+        """(lookup key, infraspecific part dropped?) in the order tried. A third word without
+        rank marker that the backbone does not hold as a trinomial was an author ("Anax
+        junius linnaeus"): the binomial is then the name itself, nothing dropped."""
         keys = []
         if self.name.canonical:
             keys.append((match_key(self.name.canonical), False))
             if self.name.infraspecific and self.name.binomial:
-                keys.append((match_key(self.name.binomial), True))
+                keys.append((match_key(self.name.binomial), self.name.infra_marked))
         return keys
 
     @property
@@ -396,8 +378,8 @@ def _empty_row(q: _Query) -> dict:
 
 def _name_flags(q: _Query) -> set[str]:
     if not q.name.flags:
-        return set()
-    return set(q.name.flags) - {"empty", "placeholder", "unparsed"}
+        return set(q.flags)
+    return (set(q.name.flags) - {"empty", "placeholder", "unparsed"}) | q.flags
 
 
 def _taxon_row(
@@ -441,12 +423,7 @@ def _taxon_row(
         flags = flags | {"source_below_match"}
     if _overrules_source(row, q):
         flags = flags | {"conflict"}
-    if row["species"] and row["genus"]:
-        row["scientific_name"] = f"{row['genus']} {row['species']}"
-    elif max_rank is not None and "source_below_match" in flags:
-        row["scientific_name"] = next(row[r] for r in reversed(HIGHER_RANKS) if row[r])
-    else:
-        row["scientific_name"] = c.canonical
+    row["scientific_name"] = scientific_name(row, c.canonical)
     row.update(
         common_name=vernaculars.get(c.taxon_id) or q.common_name,
         taxon_id=c.taxon_id,
@@ -532,10 +509,7 @@ def _source_row(q: _Query, flags: set[str]) -> dict | None:
         and match_key(q.name.genus) == match_key(row["genus"])
     ):
         row["species"], row["species_provenance"] = q.name.epithet, q.source
-    if row["species"]:
-        row["scientific_name"] = f"{row['genus']} {row['species']}"
-    else:
-        row["scientific_name"] = next(row[r] for r in reversed(HIGHER_RANKS) if row[r])
+    row["scientific_name"] = scientific_name(row)
     row.update(
         common_name=q.common_name,
         authority=q.source,
@@ -578,6 +552,10 @@ def _parse_queries(rows: list[dict]) -> list[_Query]:
     out = []
     for raw in rows:
         ranks = {r: normalize_rank_value(raw.get(f"verbatim_{r}")) for r in HIGHER_RANKS}
+        # The kingdom as GBIF spells it ("animals" -> Animalia); a value that names no kingdom
+        # is never compared nor kept as a label, and the row says so.
+        flags = frozenset({FLAG_UNKNOWN_KINGDOM} if is_unknown_kingdom(ranks["kingdom"]) else ())
+        ranks["kingdom"] = canonical_kingdom(ranks["kingdom"])
         out.append(
             _Query(
                 query_id=raw["query_id"],
@@ -586,6 +564,7 @@ def _parse_queries(rows: list[dict]) -> list[_Query]:
                 ranks=ranks,
                 name=normalize_name(raw.get("verbatim_scientific_name")),
                 common_name=clean_text(raw.get("verbatim_common_name")),
+                flags=flags,
             )
         )
     return out
@@ -693,109 +672,6 @@ def _resolve_batch(
     return out
 
 
-AUTHORITIES = frozenset({AUTHORITY, "gbif-api", "itis-api"})
-
-
-def _authority_ranks(row: dict) -> int:
-    return sum(1 for r in RANKS if row[r] and row[f"{r}_provenance"] in AUTHORITIES)
-
-
-def _labels(row: dict) -> tuple:
-    return tuple(row[r] for r in RANKS)
-
-
-def unify_species_labels(rows: list[dict]) -> int:
-    """Give one species one label across sources: rows whose genus + epithet agree (and whose
-    labelled higher ranks do not differ) take the ranks of the member an authority vouches for
-    most (then highest confidence, then smallest query_id), when that member is better backed
-    than they are. Ranks the donor lacks keep the row's own value. Flag
-    `unified_across_sources`.
-    Rows are changed in place; returns how many changed.
-    """
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        if row["species"] and row["genus"]:
-            key = (match_key(row["genus"]), match_key(row["species"]))
-            groups.setdefault(key, []).append(row)
-    changed = 0
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        kingdoms = {_rank_key("kingdom", m["kingdom"]) for m in members} - {None}
-        if len(kingdoms) > 1:  # a cross-kingdom homonym, not one species
-            continue
-        donor = min(members, key=lambda m: (-_authority_ranks(m), -m["confidence"], m["query_id"]))
-        backing = _authority_ranks(donor)
-        for m in members:
-            if m is donor or _labels(m) == _labels(donor) or _authority_ranks(m) >= backing:
-                continue
-            if any(
-                m[r] and donor[r] and _rank_key(r, m[r]) != _rank_key(r, donor[r])
-                for r in HIGHER_RANKS
-            ):  # the row's own ranks say it is another taxon with the same name
-                continue
-            for r in RANKS:
-                if donor[r]:
-                    m[r], m[f"{r}_provenance"] = donor[r], donor[f"{r}_provenance"]
-            m["scientific_name"] = donor["scientific_name"]
-            m["taxon_id"] = m["taxon_id"] or donor["taxon_id"]
-            m["common_name"] = m["common_name"] or donor["common_name"]
-            m["flags"] = sorted(set(m["flags"]) | {"unified_across_sources"})
-            if m["reason"] is not None and m["kingdom"]:
-                m["reason"] = None
-            changed += 1
-    return changed
-
-
-def _prepare(queries: pa.Table) -> pa.Table:
-    missing = [c for c in ("query_id", "source") if c not in queries.column_names]
-    if missing:
-        raise InputError(f"taxonomy queries lack column(s) {missing}")
-    cols = {}
-    for c in QUERY_COLUMNS:
-        if c in queries.column_names:
-            cols[c] = queries.column(c).cast(pa.string())
-        else:
-            cols[c] = pa.nulls(queries.num_rows, pa.string())
-    table = pa.table(cols)
-    if table.column("query_id").null_count:
-        raise InputError("taxonomy queries: query_id must not be null")
-    table = table.take(pc.sort_indices(table, [("query_id", "ascending")]))
-    ids = table.column("query_id").to_pylist()
-    keep = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
-    if len(keep) < len(ids):
-        log.warning("taxonomy queries: %d duplicate query_id rows ignored", len(ids) - len(keep))
-        table = table.take(pa.array(keep, pa.int64()))
-    return table
-
-
-def taxonomy_queries(catalog: pa.Table) -> pa.Table:
-    """Distinct queries of a source catalog (or several concatenated), ready for `resolve_taxa`.
-
-    One row per query_id (`treeoflife.records.query_id` of source + verbatim ranks and name),
-    sorted by query_id; the common name is the smallest non-empty one its rows carry.
-    """
-    fields = ["source", *VERBATIM_QUERY_FIELDS]
-    missing = [c for c in fields if c not in catalog.column_names]
-    if missing:
-        raise InputError(f"catalog lacks column(s) {missing} needed for taxonomy queries")
-    common = (
-        catalog.column("verbatim_common_name").to_pylist()
-        if "verbatim_common_name" in catalog.column_names
-        else [None] * catalog.num_rows
-    )
-    by_id: dict[str, dict] = {}
-    for row, name in zip(catalog.select(fields).to_pylist(), common, strict=True):
-        qid = query_id(row["source"], row)
-        seen = by_id.get(qid)
-        if seen is None:
-            by_id[qid] = {"query_id": qid, **row, "verbatim_common_name": name or None}
-        elif name and (seen["verbatim_common_name"] is None or name < seen["verbatim_common_name"]):
-            seen["verbatim_common_name"] = name
-    schema = pa.schema([(c, pa.string()) for c in QUERY_COLUMNS])
-    return pa.Table.from_pylist([by_id[k] for k in sorted(by_id)], schema=schema)
-
-
 def resolve_taxa(
     queries: pa.Table,
     db_path: Path,
@@ -810,7 +686,7 @@ def resolve_taxa(
     its higher ranks confirm the match (flag `source_below_match`, provenance = the source).
     """
     progress = or_null(progress)
-    table = _prepare(queries)
+    table = prepare_queries(queries)
     progress.start("taxonomy.resolve", table.num_rows)
     out: list[dict] = []
     with open_backbone(Path(db_path)) as con:

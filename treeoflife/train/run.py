@@ -37,6 +37,7 @@ from pathlib import Path
 from treeoflife.config import TrainConfig
 from treeoflife.errors import InputError, TreeOfLifeError
 from treeoflife.progress import Progress, or_null
+from treeoflife.train.steps import STEP_LOG, describe_step, parse_train_step
 
 log = logging.getLogger(__name__)
 
@@ -316,9 +317,11 @@ def train_clip(
     """Train (or resume) `<out_dir>/<name>` to `train.epochs` epochs in an open_clip subprocess.
 
     A run whose epochs are all checkpointed returns at once. open_clip's output is appended
-    to `<out_dir>/<name>/train.log` and logged here; a failure raises `TrainError` with the
-    log tail. `device` defaults to `train.device`, else cuda when available, else cpu;
-    `train.nproc_per_node > 1` runs the same under torchrun (one node, N processes).
+    to `<out_dir>/<name>/train.log` and logged here; each step it reports is logged as one line
+    (epoch, step, loss, samples/s, time left) on `treeoflife.train.steps`; `progress` counts
+    epochs. A failure raises `TrainError` with the log tail. `device` defaults to
+    `train.device`, else cuda when available, else cpu; `train.nproc_per_node > 1` runs the
+    same under torchrun (one node, N processes).
     """
     out_dir = Path(out_dir).resolve()
     run_dir = out_dir / name
@@ -344,8 +347,15 @@ def train_clip(
     progress.start("train", train.epochs)
     progress.advance(start_epoch)
     log.info("training %s from epoch %d to %d on %s", run_dir, start_epoch, train.epochs, device)
+    global_batch = train.batch_size * train.accum_freq * max(train.nproc_per_node, 1)
+
+    def on_step(line: str) -> None:
+        step = parse_train_step(line)
+        if step is not None:
+            STEP_LOG.info("%s", describe_step(step, train.epochs, global_batch))
+
     returncode, tail, reported = _run_streaming(
-        command, _subprocess_env(env, device), log_path, progress, start_epoch
+        command, _subprocess_env(env, device), log_path, progress, start_epoch, on_step
     )
 
     done = checkpoint_epochs(checkpoint_dir)
@@ -374,8 +384,10 @@ def _run_streaming(
     log_path: Path,
     progress: Progress,
     start_epoch: int,
+    on_line=None,
 ) -> tuple[int, list[str], int]:
-    """Run `command`, append its output to `log_path` and the logger.
+    """Run `command`, append its output to `log_path` and the logger (and hand each line to
+    `on_line`).
 
     Returns the exit code, the last lines and the last epoch reported to `progress`.
     """
@@ -403,6 +415,8 @@ def _run_streaming(
                 line = line.rstrip("\n")
                 tail.append(line)
                 log.info("open_clip: %s", line)
+                if on_line is not None:
+                    on_line(line)
                 started = _START_EPOCH.search(line)
                 if started and int(started[1]) > reported:
                     progress.advance(int(started[1]) - reported)

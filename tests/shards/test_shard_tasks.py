@@ -1,5 +1,5 @@
-"""The per-shard split of the shard writer (treeoflife.shards.fanout): whatever runs the tasks
-and in whatever order they finish, the files are the sequential writer's, byte for byte."""
+"""The shard driver's per-shard tasks (treeoflife.shards.tasks): whatever runs the tasks and in
+whatever order they finish, the files are those of the driver's in-process path, byte for byte."""
 
 import json
 
@@ -9,15 +9,16 @@ import pytest
 
 from treeoflife.errors import InputError
 from treeoflife.fanout import map_in_order
-from treeoflife.schemas import CATALOG
-from treeoflife.shards.fanout import (
+from treeoflife.shards.manifest import MANIFEST_FILE, ShardEntry
+from treeoflife.shards.settings import ShardSettings
+from treeoflife.shards.tasks import (
     ROWS_FILE,
+    ROWS_SCHEMA,
     WORK_DIR,
+    MappedSplit,
     ShardTask,
-    SplitJob,
     plan_shards,
     write_planned_shard,
-    write_split_shards_mapped,
 )
 from treeoflife.shards.writer import write_split_shards
 from treeoflife.testing.fanout import map_out_of_order
@@ -25,31 +26,48 @@ from treeoflife.testing.fanout import map_out_of_order
 from .conftest import make_rows
 
 ARGS = {"image_size": 64, "jpeg_quality": 90, "text_type": "taxon_com", "seed": 0}
-LOCATION = [
-    pa.field("image_file", pa.string()),
-    pa.field("image_offset", pa.int64()),
-    pa.field("image_size", pa.int64()),
-]
 
 
 def _table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=pa.schema([*CATALOG, *LOCATION]))
+    return pa.Table.from_pylist(rows, schema=ROWS_SCHEMA)
+
+
+def _settings(**args) -> ShardSettings:
+    return ShardSettings(**ARGS, **args)
+
+
+def _mapped(table, keys, out, data_root, mapper, assign_location=True, shared=None, **args):
+    """write_split_shards with per-shard tasks run by `mapper`."""
+    return write_split_shards(
+        table,
+        out,
+        _settings(**args),
+        data_root=data_root,
+        keys=keys,
+        assign_location=assign_location,
+        map_parts=mapper,
+        shared=shared,
+    )
 
 
 def _files(folder) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def _both(tmp_path, data_root, rows, keys=None, mapper=map_in_order, **args):
-    """(sequential folder, mapped folder) for the same rows and settings."""
+def _both(tmp_path, data_root, rows, keys=None, mapper=map_in_order, assign_location=True, **a):
+    """(in-process folder, mapped folder) for the same rows and settings."""
     keys = [r["key"] for r in rows] if keys is None else keys
     by_key = {r["key"]: r for r in rows}
     seq, mapped = tmp_path / "seq" / "train", tmp_path / "mapped" / "train"
-    a = write_split_shards([by_key[k] for k in keys], seq, data_root, **ARGS, **args)
-    b = write_split_shards_mapped(
-        _table(rows), keys, mapped, data_root, **ARGS, map_parts=mapper, **args
+    one = write_split_shards(
+        [by_key[k] for k in keys],
+        seq,
+        _settings(**a),
+        data_root=data_root,
+        assign_location=assign_location,
     )
-    assert a.shards == b.shards
+    two = _mapped(_table(rows), keys, mapped, data_root, mapper, assign_location, **a)
+    assert one.shards == two.shards
     return seq, mapped
 
 
@@ -108,15 +126,10 @@ def test_empty_split(tmp_path, data_root):
 
 def test_keys_missing_from_the_catalog_fail_clearly(tmp_path, data_root):
     rows = make_rows(data_root, 3)
-    with pytest.raises(InputError, match="1 keys to shard are not in the catalog"):
-        write_split_shards_mapped(
-            _table(rows),
-            ["inat21/img0000", "inat21/nope"],
-            tmp_path / "train",
-            data_root,
-            **ARGS,
-            map_parts=map_in_order,
-        )
+    keys = ["inat21/img0000", "inat21/nope"]
+    for mapper in (None, map_in_order):
+        with pytest.raises(InputError, match="1 keys to shard are not in the catalog"):
+            _mapped(_table(rows), keys, tmp_path / "train", data_root, mapper)
 
 
 def _stop_after(n: int):
@@ -139,59 +152,49 @@ def test_killed_run_resumes_with_the_same_bytes(tmp_path, data_root, max_bytes):
     out = tmp_path / "killed" / "train"
     keys = [r["key"] for r in rows]
     with pytest.raises(KeyboardInterrupt):
-        write_split_shards_mapped(
-            _table(rows), keys, out, data_root, **ARGS, **args, map_parts=_stop_after(2)
-        )
-    records = sorted(p.name for p in (out / WORK_DIR).glob("*.json"))
-    assert records  # what finished is recorded for the rerun
+        _mapped(_table(rows), keys, out, data_root, _stop_after(2), **args)
+    # What finished is recorded for the rerun: shards in the manifest, or encoded chunks.
+    manifest = out / MANIFEST_FILE
+    shards = json.loads(manifest.read_text())["shards"] if manifest.exists() else {}
+    chunks = list((out / WORK_DIR).glob("chunk-*.json"))
+    assert sorted(shards) == (["shard-000000.tar", "shard-000001.tar"] if not max_bytes else [])
+    assert bool(chunks) == bool(max_bytes)
     shard0 = out / "shard-000000.tar"
     first = shard0.stat().st_mtime_ns if shard0.exists() else None
-    write_split_shards_mapped(
-        _table(rows), keys, out, data_root, **ARGS, **args, map_parts=map_in_order
-    )
+    _mapped(_table(rows), keys, out, data_root, map_in_order, **args)
     assert _files(out) == _files(seq)
     if first is not None:
         assert shard0.stat().st_mtime_ns == first  # kept, not rewritten
     assert not (out / WORK_DIR).exists()
 
 
-def test_a_retried_shard_task_keeps_its_finished_shard(tmp_path, data_root):
+def test_a_retried_shard_task_writes_the_same_shard(tmp_path, data_root):
     rows = make_rows(data_root, 6)
     out = tmp_path / "train"
     keys = [r["key"] for r in rows]
     table = _table(rows)
-    write_split_shards_mapped(
-        table, keys, out, data_root, **ARGS, samples_per_shard=4, map_parts=map_in_order
-    )
-    # Re-run shard 0's task by hand, as a worker retry would, with a fresh .work folder.
-    from treeoflife.shards.fanout import ROWS_FILE, _write_rows
-
-    params = json.loads((out / "manifest.json").read_text())["params"]
-    _write_rows(table, keys, out / WORK_DIR / ROWS_FILE, 4)
-    job = SplitJob(str(out), str(data_root), params)
-    before = (out / "shard-000000.tar").stat().st_mtime_ns
-    entry = json.loads((out / "manifest.json").read_text())["shards"]["shard-000000.tar"]
-    task = ShardTask(job, 0, 0, 4, old_entry=entry)
-    assert write_planned_shard(task) == {**entry, "name": "shard-000000.tar"}
-    assert write_planned_shard(task) == {**entry, "name": "shard-000000.tar"}
-    assert (out / "shard-000000.tar").stat().st_mtime_ns == before
+    _mapped(table, keys, out, data_root, map_in_order, samples_per_shard=4)
+    before = (out / "shard-000000.tar").read_bytes()
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    # Run shard 0's task again by hand, as a worker retry would, with a fresh .work folder.
+    settings = _settings(samples_per_shard=4)
+    split = MappedSplit(table, keys, out, data_root, settings, manifest["params"])
+    assert (out / WORK_DIR / ROWS_FILE).exists()
+    for _ in range(2):
+        result = write_planned_shard(ShardTask(split.job, 0, 0, 4))
+        assert result.entry == ShardEntry(**manifest["shards"]["shard-000000.tar"])
+        assert result.index.num_rows == 4
+        assert (out / "shard-000000.tar").read_bytes() == before
 
 
 def test_an_earlier_sequential_build_is_reused(tmp_path, data_root, caplog):
     rows = make_rows(data_root, 8)
     out = tmp_path / "train"
-    write_split_shards(rows, out, data_root, **ARGS, samples_per_shard=4)
+    write_split_shards(rows, out, _settings(samples_per_shard=4), data_root=data_root)
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.tar")}
     caplog.set_level("INFO")
-    write_split_shards_mapped(
-        _table(rows),
-        [r["key"] for r in rows],
-        out,
-        data_root,
-        **ARGS,
-        map_parts=map_in_order,
-        samples_per_shard=4,
-    )
+    keys = [r["key"] for r in rows]
+    _mapped(_table(rows), keys, out, data_root, map_in_order, samples_per_shard=4)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.tar")} == before
     assert "already written" in caplog.text
 
@@ -214,7 +217,7 @@ def test_tasks_on_object_storage_give_the_same_files(tmp_path, data_root, s3_sto
     _push_stores(data_root, rows, s3_storage, tmp_path / "pushed.jsonl")
     keys = [r["key"] for r in rows]
     seq = tmp_path / "seq" / "train"
-    write_split_shards(rows, seq, data_root, **ARGS, **args)
+    write_split_shards(rows, seq, _settings(**args), data_root=data_root)
     ran: list[str] = []
 
     def mapper(fn, items):
@@ -223,20 +226,10 @@ def test_tasks_on_object_storage_give_the_same_files(tmp_path, data_root, s3_sto
         assert all(i.job.shared == s3_storage for i in items)  # tasks see shared storage only
         yield from map_out_of_order(fn, items)
 
-    out = tmp_path / "data2" / "train"
+    out = data_root / "release" / "shards" / "train"  # its place on shared storage too
 
     def write():
-        return write_split_shards_mapped(
-            _table(rows),
-            keys,
-            out,
-            data_root,
-            **ARGS,
-            **args,
-            map_parts=mapper,
-            shared=s3_storage,
-            shared_split="release/shards/train",
-        )
+        return _mapped(_table(rows), keys, out, data_root, mapper, shared=s3_storage, **args)
 
     write()
     expected = _files(seq)
@@ -263,21 +256,12 @@ def test_a_shard_that_changed_on_its_way_back_is_refused(tmp_path, data_root, s3
     def corrupting(fn, items):
         for item in items:
             result = fn(item)
-            name = result["name"]
-            s3_storage.write_bytes(f"train/{name}", b"x" * result["bytes"])  # same size
+            name = result.name
+            s3_storage.write_bytes(f"train/{name}", b"x" * result.entry.bytes)  # same size
             yield result
 
-    out = tmp_path / "out" / "train"
+    out = data_root / "train"
+    keys, four = [r["key"] for r in rows], {"samples_per_shard": 4}
     with pytest.raises(OutputError, match="does not match the sha256"):
-        write_split_shards_mapped(
-            _table(rows),
-            [r["key"] for r in rows],
-            out,
-            data_root,
-            **ARGS,
-            samples_per_shard=4,
-            map_parts=corrupting,
-            shared=s3_storage,
-            shared_split="train",
-        )
+        _mapped(_table(rows), keys, out, data_root, corrupting, shared=s3_storage, **four)
     assert not list(out.glob("shard-*.tar"))  # nothing unverified under a release name
