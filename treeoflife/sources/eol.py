@@ -100,7 +100,7 @@ def status_parquet(cfg: BuildConfig, index: int) -> Path:
 
 def hosts_report(cfg: BuildConfig, index: int | None = None) -> Path:
     """The run's per-host download figures (one per download process: per part there)."""
-    name = "hosts" if index is None else PART_NAME.format(index) + ".hosts"
+    name = "hosts" if index is None else "hosts." + PART_NAME.format(index)  # not a part-* file
     return catalog_dir(cfg, SOURCE) / (name + ".status.parquet")
 
 
