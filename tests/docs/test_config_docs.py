@@ -21,8 +21,8 @@ def test_every_setting_is_documented_with_its_rule():
     text = config_docs.render()
     # a few keys with what the page must say about them (type, default, rule, comment)
     assert (
-        "| `concurrency` | `int` | `256` | >= 1 | a ceiling: requests in flight, all hosts together |"
-        in text
+        "| `concurrency` | `int` | `256` | >= 1 | a ceiling: requests in flight, all hosts "
+        "together |" in text
     )
     assert "| `val_fraction` | `float` | `0.05` | >= 0 and < 1 |" in text
     assert "| `resize_mode` | `str` | `shorter_side` | one of shorter_side, square |" in text
