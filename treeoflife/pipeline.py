@@ -76,6 +76,10 @@ def stage_sample(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     marker = Layout(cfg.root).sample_dir / ".complete"
     before = marker.stat().st_mtime_ns if marker.exists() else None
     result = generate_sample(Layout(cfg.root).sample_dir, seed=seed, progress=progress)
+    if cfg.sample.get("published"):  # the same world in TreeOfLife-10M's published layout
+        from treeoflife.sample.published import write_published_world
+
+        result["published"] = write_published_world(Layout(cfg.root).sample_dir)["totals"]
     return {**result, "up_to_date": before == marker.stat().st_mtime_ns}
 
 
@@ -119,6 +123,10 @@ def stage_ingest(
 
     layout = Layout(cfg.root)
     stage = f"ingest-{source}"
+    if cfg.published.configured:  # one published ingest fills the three sources
+        from treeoflife.sources.published.stage import published_ingest_stage
+
+        return published_ingest_stage(cfg, source, progress)
     if not source_configured(cfg, source):
         return {"source": source, "rows": 0, "skipped": "not configured"}
     section = dataclasses.asdict(getattr(cfg.sources, source))
@@ -473,18 +481,28 @@ def stage_release(
         {"evaluate.text_type": cfg.evaluate.text_type},  # class names of the eval sets
         [dataclasses.asdict(e) for e in cfg.evalsets],
         _upstream(cfg, "taxonomy", "hashes", "dedup", *[f"ingest-{s}" for s in schemas.SOURCES]),
+        *([cfg.section_dict("published")] if cfg.published.configured else []),
     )
     done = completed(layout.state_dir, "release", fp, [layout.catalog, layout.summary])
     if done is not None:
         return {**done, "up_to_date": True}
     _check_shard_settings(cfg)
     _sweep(layout, layout.release_dir)
-    catalog, order = assemble_catalog(joined_catalog(cfg), cfg.splits, cfg.shards)
+    joined = joined_catalog(cfg)
+    if cfg.published.configured:  # published ids, split and (label mode) labels
+        from treeoflife.release import published as pub
+
+        joined, published_report = pub.before_assembly(cfg, layout.release_dir, joined)
+    catalog, order = assemble_catalog(joined, cfg.splits, cfg.shards)
+    if cfg.published.configured:
+        catalog, order = pub.published_splits(cfg, catalog, order)
     catalog, shard_results = write_release_shards(cfg, catalog, order, progress, map_parts)
     public = catalog.drop_columns(IMAGE_LOCATION)
     del catalog
     write_catalog(public, layout.catalog)
     write_licenses_csv(public, layout.release_dir / "licenses.csv")
+    if cfg.published.configured:
+        published_report.update(pub.after_release(cfg, layout.release_dir, public))
     evalsets = package_evalsets(cfg, progress=progress)
     summary = {
         **catalog_summary(public),
@@ -500,6 +518,8 @@ def stage_release(
             "report": str((layout.release_dir / "report" / "index.html").relative_to(layout.root)),
         },
     }
+    if cfg.published.configured:
+        summary["published"] = published_report
     write_dataset_card(layout.release_dir, summary)
     write_croissant(layout.release_dir, summary)
     write_stats_report(layout.release_dir, public)
