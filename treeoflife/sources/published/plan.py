@@ -132,6 +132,7 @@ def write_plan(
     then treeoflife_id); returns counts. Rows that cannot be rebuilt stay, with a `problem`."""
     con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
     con.execute(f"SET threads={threads or min(4, os.cpu_count() or 1)}")
+    con.execute("SET enable_progress_bar=false")
     tmp_dir = out.parent / ".duckdb-tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory='{_quote(tmp_dir)}'")
@@ -197,16 +198,16 @@ def write_plan(
             con.execute(f"COPY ({sql}) TO '{_quote(tmp)}' (FORMAT parquet, ROW_GROUP_SIZE 100000)")
         counts = con.execute(
             f"""SELECT coalesce(source, '(none)'), count(*), count(problem),
-                  count(*) FILTER (WHERE in_train_small), count(*) FILTER (WHERE split = 'val')
+                  count(*) FILTER (WHERE in_train_small), count(*) FILTER (WHERE split = 'val'),
+                  sum(catalog_rows)
                 FROM read_parquet('{_quote(out)}') GROUP BY 1 ORDER BY 1"""
         ).fetchall()
-        raw_rows = con.execute(f"SELECT count(*) FROM {_csv(catalog, CATALOG_COLUMNS)}").fetchone()
     except duckdb.Error as exc:
         raise InputError(f"published catalog {catalog}: {exc}") from None
     finally:
         con.close()
     return {
-        "catalog_rows": int(raw_rows[0]),
+        "catalog_rows": sum(int(r[5]) for r in counts),  # rows naming a treeoflife_id
         "images": sum(int(r[1]) for r in counts),
         "by_source": {
             r[0]: {"images": int(r[1]), "problems": int(r[2]), "train_small": int(r[3]),
