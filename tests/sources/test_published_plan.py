@@ -71,3 +71,25 @@ def test_plan_refuses_a_file_without_the_published_columns(tmp_path):
         write_plan(bad, None, tmp_path / "plan.parquet")
     with pytest.raises(InputError, match="no such file"):
         write_plan(tmp_path / "nope.csv", None, tmp_path / "plan.parquet")
+
+
+def test_plan_reads_the_columns_the_dataset_card_lists():
+    from tests.conftest import REAL_FIXTURES
+
+    card = REAL_FIXTURES / "treeoflife-10m-card"
+    catalog = (card / "catalog.header.csv").read_text().strip().split(",")
+    licenses = (card / "licenses.header.csv").read_text().strip().split(",")
+    assert tuple(catalog) == CATALOG_COLUMNS
+    assert tuple(licenses) == LICENSE_COLUMNS
+
+
+def test_the_documented_configs_load():
+    from tests.conftest import REPO
+    from treeoflife.config import load_config
+
+    real = load_config(REPO / "configs" / "tol10m-published.yaml")
+    sample = load_config(REPO / "configs" / "sample-published.yaml")
+    for cfg in (real, sample):
+        assert cfg.published.configured and cfg.published.label_mode == "published"
+    assert real.published.expected_totals["full_taxonomy"] == 8_455_243
+    assert real.published.inat21_archives[0].startswith("https://")
