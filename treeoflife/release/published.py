@@ -78,13 +78,15 @@ def published_splits(
         pa.scalar(None, pa.bool_()),
     )
     catalog = _set(catalog, "in_train_small", small, planned)
-    rows = catalog.select(["key", "split", "in_train_small"]).to_pylist()
     seed = cfg.shards.seed
+    keys = catalog.column("key")
     order = {
-        name: splits.shuffled([r["key"] for r in rows if r["split"] == name], seed)
+        name: splits.shuffled(
+            keys.filter(pc.fill_null(pc.equal(catalog["split"], name), False)).to_pylist(), seed
+        )
         for name in ("train", "val")
     }
-    small_keys = {r["key"] for r in rows if r["in_train_small"]}
+    small_keys = set(keys.filter(pc.fill_null(catalog["in_train_small"], False)).to_pylist())
     order["train_small"] = [k for k in order["train"] if k in small_keys]
     return catalog, order
 

@@ -12,10 +12,10 @@ the image sets), `unreadable` (bytes that are not a usable image), `transient` (
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from treeoflife.io import write_parquet_atomic, write_text_atomic
 from treeoflife.schemas import RANKS, STATUS_FAILED, STATUS_KEPT, STATUS_REMOVED
@@ -41,21 +41,28 @@ def reason_group(reason: str | None) -> str:
     return "unreadable"
 
 
-def _source_report(rows: list[dict]) -> dict:
-    final = Counter(r["status"] for r in rows)
-    missing = [r for r in rows if r["status"] == STATUS_FAILED]
+def _counts(table: pa.Table, keys: list[str]) -> list[dict]:
+    return table.group_by(keys).aggregate([([], "count_all")]).to_pylist()
+
+
+def _source_report(rows: pa.Table) -> dict:
+    """Counts of one source's rows (or all): published, found, missing by reason, final."""
+    final = {r["status"]: r["count_all"] for r in _counts(rows, ["status"])}
+    missing = rows.filter(pc.equal(rows["status"], STATUS_FAILED))
     by_group: dict[str, dict[str, int]] = {}
-    for r in missing:
-        g = by_group.setdefault(reason_group(r["reason"]), {})
-        g[r["reason"] or "unknown"] = g.get(r["reason"] or "unknown", 0) + 1
-    full = sum(1 for r in rows if r["status"] == STATUS_KEPT and all(r[k] for k in RANKS))
+    for r in _counts(missing, ["reason"]):
+        reason = r["reason"] or "unknown"
+        by_group.setdefault(reason_group(r["reason"]), {})[reason] = r["count_all"]
+    seven = pc.equal(rows["status"], STATUS_KEPT)
+    for rank in RANKS:
+        seven = pc.and_(seven, pc.is_valid(rows[rank]))
     return {
-        "published": len(rows),
-        "found": len(rows) - len(missing),
-        "missing": len(missing),
+        "published": rows.num_rows,
+        "found": rows.num_rows - missing.num_rows,
+        "missing": missing.num_rows,
         "missing_by_reason": {g: dict(sorted(v.items())) for g, v in sorted(by_group.items())},
         "final": dict(sorted(final.items())),
-        "kept_with_seven_ranks": full,
+        "kept_with_seven_ranks": pc.sum(pc.cast(seven, pa.int64())).as_py() or 0,
     }
 
 
@@ -63,24 +70,35 @@ def reproduction(
     plan: pa.Table, catalog: pa.Table, expected: dict[str, int]
 ) -> tuple[dict, pa.Table]:
     """(report, removals): `catalog` is the release catalog (published ids), `plan` the
-    published plan (treeoflife_id, source, split, problem)."""
-    cols = ["treeoflife_id", "key", "source", "status", "reason", "removal_evalset",
+    published plan (treeoflife_id, source, split, problem). Arrow joins and group-bys, so
+    10M rows stay columnar."""
+    cols = ["treeoflife_id", "key", "status", "reason", "removal_evalset",
             "removal_eval_key", "removal_distance", *RANKS]  # fmt: skip
-    by_id = {r["treeoflife_id"]: r for r in catalog.select(cols).to_pylist()}
-    per_source: dict[str, list[dict]] = {}
-    train_removed = []
-    for p in plan.select(["treeoflife_id", "source", "split", "problem"]).to_pylist():
-        row = by_id.get(p["treeoflife_id"])
-        if row is None:  # not in the release: a row naming no source, or a repeated key
-            reason = p["problem"] or ("duplicate_key" if p["source"] else "no_source_id")
-            row = {"status": STATUS_FAILED, "reason": reason,
-                   **dict.fromkeys(RANKS)}  # fmt: skip
-        per_source.setdefault(p["source"] or "(none)", []).append(row)
-        if p["split"] == "train" and row["status"] == STATUS_REMOVED:
-            train_removed.append({**row, "treeoflife_id": p["treeoflife_id"]})
-    sources = {s: _source_report(rows) for s, rows in sorted(per_source.items())}
-    all_rows = [r for rows in per_source.values() for r in rows]
-    totals = _source_report(all_rows)
+    rows = plan.select(["treeoflife_id", "source", "split", "problem"]).join(
+        catalog.select(cols), "treeoflife_id", join_type="left outer"
+    )
+    # Not in the release: a row naming no source, or a repeated key (its `#dup` row keeps
+    # our own id): failed, with the plan's problem as the reason.
+    absent = pc.is_null(rows["status"])
+    fallback = pc.coalesce(
+        rows["problem"],
+        pc.if_else(pc.is_valid(rows["source"]), "duplicate_key", "no_source_id"),
+    )
+    rows = rows.set_column(
+        rows.schema.get_field_index("status"), "status",
+        pc.if_else(absent, STATUS_FAILED, rows["status"]),
+    )  # fmt: skip
+    rows = rows.set_column(
+        rows.schema.get_field_index("reason"), "reason",
+        pc.if_else(absent, fallback, rows["reason"]),
+    )  # fmt: skip
+    rows = rows.set_column(
+        rows.schema.get_field_index("source"), "source", pc.fill_null(rows["source"], "(none)")
+    )
+    sources = {}
+    for name in sorted(set(rows["source"].unique().to_pylist())):
+        sources[name] = _source_report(rows.filter(pc.equal(rows["source"], name)))
+    totals = _source_report(rows)
     rebuilt = {s: v["found"] for s, v in sources.items()}
     rebuilt["images"] = totals["found"]
     rebuilt["full_taxonomy"] = totals["kept_with_seven_ranks"]
@@ -89,23 +107,34 @@ def reproduction(
             "difference": None if rebuilt.get(k) is None else rebuilt[k] - v}
         for k, v in sorted(expected.items())
     }  # fmt: skip
-    removals = pa.Table.from_pylist(
-        [{"treeoflife_id": r["treeoflife_id"], "key": r["key"], "source": r["source"],
-          "reason": r["reason"], "evalset": r["removal_evalset"],
-          "eval_key": r["removal_eval_key"], "distance": r["removal_distance"]}
-         for r in sorted(train_removed, key=lambda r: r["treeoflife_id"])],
-        schema=REMOVALS_SCHEMA,
-    )  # fmt: skip
+    removed = rows.filter(
+        pc.and_(pc.equal(rows["split"], "train"), pc.equal(rows["status"], STATUS_REMOVED))
+    )
+    removals = (
+        pa.table(
+            {
+                "treeoflife_id": removed["treeoflife_id"],
+                "key": removed["key"],
+                "source": removed["source"],
+                "reason": removed["reason"],
+                "evalset": removed["removal_evalset"],
+                "eval_key": removed["removal_eval_key"],
+                "distance": removed["removal_distance"],
+            }
+        )
+        .cast(REMOVALS_SCHEMA)
+        .sort_by("treeoflife_id")
+    )
     report = {
         "sources": sources,
         "total": totals,
         "card_totals": compared,
         "published_training_removed_by_dedup": {
             "images": removals.num_rows,
-            "by_reason": dict(sorted(Counter(removals["reason"].to_pylist()).items())),
-            "by_evalset": dict(
-                sorted(Counter(e or "-" for e in removals["evalset"].to_pylist()).items())
-            ),
+            "by_reason": {r["reason"]: r["count_all"] for r in _counts(removals, ["reason"])},
+            "by_evalset": {
+                (r["evalset"] or "-"): r["count_all"] for r in _counts(removals, ["evalset"])
+            },
         },
     }
     return report, removals
