@@ -146,9 +146,9 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     before = os.getloadavg()
     lines = [
-        "| images | catalog.csv rows | ours: wall s | ours: peak RSS | peer (polars whole): wall s "
-        "| peer: peak RSS |",
-        "|---|---|---|---|---|---|",
+        "| images | catalog.csv rows | ours: wall s | ours: CPU s | ours: peak RSS "
+        "| peer (polars whole): wall s | peer: CPU s | peer: peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n in args.rows:
         catalog, licenses = published_files(n)
@@ -166,10 +166,16 @@ def main() -> None:
                 f"a run failed: ours {ours.returncode}, peer {peer and peer.returncode}"
             )
         peer_cells = (
-            f"{peer.wall_s:.1f} | {peer.peak_rss / 2**20:,.0f} MB" if peer else "not run | -"
+            f"{peer.wall_s:.1f} | {peer.cpu_s:.1f} | {peer.peak_rss / 2**20:,.0f} MB"
+            if peer
+            else "not run | - | -"
+        )
+        print(
+            f"{n:,} images: ours {ours.wall_s:.1f} s, {ours.peak_rss / 2**20:,.0f} MB", flush=True
         )
         lines.append(
-            f"| {n:,} | {csv_rows:,} | {ours.wall_s:.1f} | {ours.peak_rss / 2**20:,.0f} MB "
+            f"| {n:,} | {csv_rows:,} | {ours.wall_s:.1f} | {ours.cpu_s:.1f} "
+            f"| {ours.peak_rss / 2**20:,.0f} MB "
             f"| {peer_cells} |"
         )
         shutil.rmtree(out, ignore_errors=True)

@@ -85,10 +85,6 @@ def _q(name: str) -> str:
     return f'"{name}"'  # `order` and `class` are SQL words
 
 
-def _nullif(col: str) -> str:
-    return f"NULLIF(trim({col}), '')"
-
-
 def _header(con, path: Path) -> list[str]:
     try:
         rel = con.sql(
@@ -142,34 +138,44 @@ def write_plan(
         lic = _csv(licenses, LICENSE_COLUMNS)
     else:
         lic = "(SELECT " + ", ".join(f"NULL::VARCHAR AS {c}" for c in LICENSE_COLUMNS) + ")"
-    ranks = ", ".join(f"{_nullif(f'any_value(c.{_q(r)})')} AS {_q(r)}" for r in RANKS)
-    ids = ", ".join(f"{_nullif('any_value(' + c + ')')} AS {c}" for c in CATALOG_COLUMNS[2:9])
+    cols = ", ".join(_q(c) for c in CATALOG_COLUMNS)
+    wide = ", ".join(f"any_value({_q(c)}) AS {_q(c)}" for c in CATALOG_COLUMNS[2:])
+    lcols = ", ".join(_q(c) for c in LICENSE_COLUMNS)
+    lwide = ", ".join(f"any_value({_q(c)}) AS {_q(c)}" for c in LICENSE_COLUMNS[1:])
+    # One row per image without a wide GROUP BY (the costly part at 10M rows): an image's row
+    # is its only non-train_small row; the rare images listed otherwise (train_small only,
+    # or twice) are folded by a GROUP BY over just those.
     sql = f"""
     WITH raw AS (
-      SELECT {", ".join(f"{_nullif(_q(c))} AS {_q(c)}" for c in CATALOG_COLUMNS)}
-      FROM {_csv(catalog, CATALOG_COLUMNS)}
+      SELECT {cols} FROM {_csv(catalog, CATALOG_COLUMNS)} WHERE treeoflife_id IS NOT NULL
     ),
-    folded AS (
+    flags AS (
       SELECT treeoflife_id,
         CASE WHEN bool_or(split = 'val') THEN 'val'
              WHEN bool_or(split IN ('train', 'train_small')) THEN 'train' END AS split,
         bool_or(split = 'train_small') AS in_train_small,
         count(*)::INTEGER AS catalog_rows,
+        count(*) FILTER (WHERE split IS DISTINCT FROM 'train_small') AS n_main,
         bool_or(split NOT IN ('train', 'val', 'train_small') OR split IS NULL) AS bad_split,
-        count(DISTINCT split) FILTER (WHERE split IN ('train', 'val')) AS n_splits,
-        {ids}, {ranks}, {_nullif("any_value(common)")} AS common
-      FROM raw c WHERE treeoflife_id IS NOT NULL GROUP BY treeoflife_id
+        bool_or(split = 'val') AND bool_or(split IN ('train', 'train_small')) AS two_splits
+      FROM raw GROUP BY treeoflife_id
     ),
-    lic AS (
-      SELECT {_nullif("treeoflife_id")} AS treeoflife_id,
-        lower({_nullif("any_value(md5)")}) AS md5,
-        {_nullif("any_value(eol_full_size_copy_url)")} AS eol_full_size_copy_url,
-        {_nullif("any_value(medium_source_url)")} AS medium_source_url,
-        {_nullif("any_value(license_name)")} AS license_name,
-        {_nullif("any_value(copyright_owner)")} AS copyright_owner,
-        {_nullif("any_value(license_link)")} AS license_link,
-        {_nullif("any_value(title)")} AS title
-      FROM {lic} GROUP BY 1
+    odd AS (SELECT treeoflife_id FROM flags WHERE n_main <> 1),
+    rows AS (
+      SELECT * EXCLUDE (split) FROM raw
+      WHERE split IS DISTINCT FROM 'train_small' AND treeoflife_id NOT IN (SELECT * FROM odd)
+      UNION ALL
+      SELECT treeoflife_id, {wide} FROM raw
+      WHERE treeoflife_id IN (SELECT * FROM odd) GROUP BY treeoflife_id
+    ),
+    c AS (SELECT * FROM rows JOIN flags USING (treeoflife_id)),
+    lraw AS (SELECT {lcols} FROM {lic} WHERE treeoflife_id IS NOT NULL),
+    ldup AS (SELECT treeoflife_id FROM lraw GROUP BY 1 HAVING count(*) > 1),
+    l AS (
+      SELECT * FROM lraw WHERE treeoflife_id NOT IN (SELECT * FROM ldup)
+      UNION ALL
+      SELECT treeoflife_id, {lwide} FROM lraw
+      WHERE treeoflife_id IN (SELECT * FROM ldup) GROUP BY treeoflife_id
     )
     SELECT c.treeoflife_id, {_SOURCE} AS source, {_KEY} AS key, c.split, c.in_train_small,
       c.catalog_rows,
@@ -177,11 +183,11 @@ def write_plan(
       TRY_CAST(c.eol_page_id AS BIGINT) AS eol_page_id,
       c.bioscan_part, c.bioscan_filename, c.inat21_filename, c.inat21_cls_name,
       c.inat21_cls_num, {", ".join("c." + _q(r) for r in RANKS)}, c.common,
-      l.md5, l.eol_full_size_copy_url, l.medium_source_url, l.license_name,
+      lower(l.md5) AS md5, l.eol_full_size_copy_url, l.medium_source_url, l.license_name,
       l.copyright_owner, l.license_link, l.title,
       CASE
         WHEN c.bad_split THEN 'unknown_split'
-        WHEN c.n_splits > 1 THEN 'conflicting_splits'
+        WHEN c.two_splits THEN 'conflicting_splits'
         WHEN ({_SOURCE}) IS NULL THEN 'no_source_id'
         WHEN c.eol_content_id IS NOT NULL AND (TRY_CAST(c.eol_content_id AS BIGINT) IS NULL
              OR TRY_CAST(c.eol_page_id AS BIGINT) IS NULL) THEN 'malformed_row'
@@ -189,7 +195,7 @@ def write_plan(
         WHEN c.eol_content_id IS NOT NULL AND l.eol_full_size_copy_url IS NULL
              AND l.medium_source_url IS NULL THEN 'no_url'
       END AS problem
-    FROM folded c LEFT JOIN lic l USING (treeoflife_id)
+    FROM c LEFT JOIN l USING (treeoflife_id)
     ORDER BY source NULLS LAST, c.treeoflife_id
     """
     out.parent.mkdir(parents=True, exist_ok=True)
