@@ -25,6 +25,7 @@ from treeoflife.taxonomy.api_client import ApiSettings, fetch_json
 from treeoflife.taxonomy.kingdoms import canonical_kingdom, kingdom_key
 from treeoflife.taxonomy.merge import apply_answer
 from treeoflife.taxonomy.names import match_key, normalize_name
+from treeoflife.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,9 @@ def itis_lookup(
         row = {"name": name, "tsn": None, "ranks": dict.fromkeys(RANKS), "common_name": None}
         tsns = exact_tsns(answer.body, name) if answer.error is None else []
         if answer.error is not None:
-            row["reason"] = "api_error"
+            row["reason"] = Reason.API_ERROR
         elif not tsns:
-            row["reason"] = "no_match"
+            row["reason"] = Reason.NO_MATCH
         else:
             row["reason"] = None
             hits[i] = tsns
@@ -129,12 +130,12 @@ def itis_lookup(
         want = kingdom_key(kingdoms[i])
         kept = [t for t in usable if want is None or kingdom_key(ranks_of[t]["kingdom"]) == want]
         if not usable:
-            out[i]["reason"] = "api_error"
+            out[i]["reason"] = Reason.API_ERROR
             out[i]["tsn"] = tsns[0] if len(tsns) == 1 else None
         elif not kept:
-            out[i]["reason"] = "kingdom_contradicts_source"
+            out[i]["reason"] = Reason.KINGDOM_CONTRADICTS_SOURCE
         elif len(kept) > 1:
-            out[i]["reason"] = "ambiguous_homonym"
+            out[i]["reason"] = Reason.AMBIGUOUS_HOMONYM
         else:
             chosen[i] = kept[0]
     names_wanted = sorted(set(chosen.values()), key=lambda t: (len(t), t))
@@ -161,7 +162,10 @@ def refine_with_itis_api(
     rows = taxa.to_pylist()
     todo = []
     for i, r in enumerate(rows):
-        if r["match_type"] not in ("none", "source", "higherrank") or r["reason"] == "empty_name":
+        if (
+            r["match_type"] not in ("none", "source", "higherrank")
+            or r["reason"] == Reason.EMPTY_NAME
+        ):
             continue
         canonical = normalize_name(r["verbatim_scientific_name"]).canonical
         if canonical:
