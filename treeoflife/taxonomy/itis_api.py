@@ -22,8 +22,9 @@ import pyarrow as pa
 from treeoflife.progress import Progress
 from treeoflife.schemas import RANKS, TAXA
 from treeoflife.taxonomy.api_client import ApiSettings, fetch_json
+from treeoflife.taxonomy.itis_db import ENGLISH, ITIS_RANKS
 from treeoflife.taxonomy.kingdoms import canonical_kingdom, kingdom_key
-from treeoflife.taxonomy.merge import apply_answer
+from treeoflife.taxonomy.merge import take_answer
 from treeoflife.taxonomy.names import match_key, normalize_name
 from treeoflife.vocabulary import Reason
 
@@ -31,17 +32,6 @@ log = logging.getLogger(__name__)
 
 AUTHORITY = "itis-api"
 SERVICE = "/ITISWebService/jsonservice"
-_ITIS_RANKS = {
-    "kingdom": "kingdom",
-    "phylum": "phylum",
-    "division": "phylum",
-    "class": "class",
-    "order": "order",
-    "family": "family",
-    "genus": "genus",
-    "species": "species",
-}
-_ENGLISH = {"english", "en", "eng"}
 
 
 def exact_tsns(body: object, name: str) -> list[str]:
@@ -64,7 +54,7 @@ def hierarchy_ranks(body: object, tsn: str) -> dict[str, str | None]:
     for rec in body.get("hierarchyList") or []:
         if not rec:
             continue
-        rank = _ITIS_RANKS.get((rec.get("rankName") or "").strip().lower())
+        rank = ITIS_RANKS.get((rec.get("rankName") or "").strip().lower())
         name = rec.get("taxonName")
         if rank == "species" and name:
             parts = name.split()
@@ -84,7 +74,7 @@ def english_common_name(body: object) -> str | None:
         return None
     for c in body.get("commonNames") or []:
         name = (c or {}).get("commonName") or ""
-        if name.strip() and ((c.get("language") or "").lower() in _ENGLISH):
+        if name.strip() and ((c.get("language") or "").lower() in ENGLISH):
             return name.strip()
     return None
 
@@ -187,11 +177,6 @@ def refine_with_itis_api(
             "flags": [],
             "common_name": hit["common_name"],
         }
-        new, refused, _ = apply_answer(rows[i], answer, AUTHORITY, answer_common_name_first=True)
-        if new is None:
-            counts[refused] = counts.get(refused, 0) + 1
-            continue
-        rows[i] = new
-        counts["improved"] += 1
+        take_answer(rows, i, answer, AUTHORITY, counts, answer_common_name_first=True)
     log.info("itis api: %s", counts)
     return pa.Table.from_pylist(rows, schema=TAXA), counts
