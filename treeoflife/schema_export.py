@@ -26,6 +26,7 @@ from treeoflife.vocabulary import (
     HTTP_STATUS,
     HTTP_STATUS_DESCRIPTION,
     FetchStatus,
+    Ignored,
     IngestStatus,
     Reason,
     Stage,
@@ -237,6 +238,7 @@ def reasons_document() -> dict:
             "eval_hashes": [s.value for s in IngestStatus],
             "eol_fetch_status": [s.value for s in FetchStatus],
         },
+        "ignored_members": [i.value for i in Ignored],
     }
 
 

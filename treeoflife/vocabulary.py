@@ -53,6 +53,15 @@ class FetchStatus(Word):
     SKIPPED = "skipped"  # never fetched: the row names no URL or repeats an earlier key
 
 
+class Ignored(Word):
+    """Why an archive member that is not a row was passed over (the ingest report's `ignored`)."""
+
+    UNSAFE_MEMBER = "unsafe_member"  # a link, a device, an absolute or `..` path
+    UNLISTED_MEMBER = "unlisted_member"  # an image no metadata row names
+    DUPLICATE_MEMBER = "duplicate_member"  # a second member of the same name
+    OTHER_PACKAGE = "other_package"  # BIOSCAN: a member of an image package not configured
+
+
 class Stage(Word):
     """The build stage that records a reason (the names of `treeoflife.pipeline.STAGES`)."""
 
