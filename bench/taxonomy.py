@@ -340,9 +340,9 @@ def _answer(path, params):
 def step_api(work: Path, n: int, latency: float, concurrency: int, peer_n: int) -> dict:
     import requests
 
+    from tests.support.api_replay import ApiReplayServer
     from treeoflife.taxonomy.api_client import ApiSettings
     from treeoflife.taxonomy.gbif_api import match_names, match_request
-    from treeoflife.testing.api_replay import ApiReplayServer
 
     queries = [{"verbatim_scientific_name": f"Benchus name{i}a"} for i in range(n)]
     cache = work / "api-cache.duckdb"
