@@ -18,13 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.support.mirror_server import MirrorServer
 from treeoflife import pipeline
 from treeoflife.config import config_from_dict
 from treeoflife.release.reproduction import reason_group
 from treeoflife.sample import generate_sample
 from treeoflife.sample.published import write_published_world
 from treeoflife.sources.published.ingest import aside_path
-from treeoflife.testing.mirror_server import MirrorServer
+from treeoflife.vocabulary import known_reason
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "sample-published.yaml"
@@ -120,6 +121,7 @@ def test_release_keeps_published_ids_splits_and_labels(by_url, sample_dir):
     catalog = _catalog(by_url["root"])
     kept = {tid: r for tid, r in catalog.items() if r["status"] == "kept"}
     assert kept and set(kept) <= set(published)
+    assert all(known_reason(r["reason"]) for r in catalog.values() if r["reason"])
     for tid, r in kept.items():
         rows = published[tid]
         splits = {p["split"] for p in rows}

@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 
 from treeoflife.io import write_parquet_atomic, write_text_atomic
 from treeoflife.release.plots import esc
-from treeoflife.schemas import INGEST_OK, RANKS
+from treeoflife.schemas import RANKS
+from treeoflife.vocabulary import IngestStatus
 
 LABELS = (*RANKS, "common_name")
 TOP = 25
@@ -57,7 +58,8 @@ def label_diff(joined: pa.Table, plan: pa.Table) -> tuple[pa.Table, int]:
     """DIFF_SCHEMA rows: `joined` (stage tables, resolved labels) against the plan's labels,
     over the rows whose image was found (ingest ok)."""
     where = pc.index_in(joined["key"], value_set=plan["key"])
-    rows = joined.filter(pc.and_(pc.is_valid(where), pc.equal(joined["status"], INGEST_OK)))
+    found = pc.equal(joined["status"], IngestStatus.OK.value)
+    rows = joined.filter(pc.and_(pc.is_valid(where), found))
     p = plan.take(pc.index_in(rows["key"], value_set=plan["key"]))
     parts = []
     for label in LABELS:

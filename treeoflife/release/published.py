@@ -16,8 +16,9 @@ from treeoflife import splits
 from treeoflife.config import BuildConfig
 from treeoflife.release.label_diff import write_label_diff
 from treeoflife.release.reproduction import write_reproduction
-from treeoflife.schemas import RANKS, STATUS_KEPT
+from treeoflife.schemas import RANKS
 from treeoflife.sources.published.ingest import plan_path
+from treeoflife.vocabulary import Status
 
 PROVENANCE = "published"  # provenance and match type of a published label
 
@@ -68,7 +69,7 @@ def published_splits(
     """The assembled catalog with the published treeoflife_id, split and train_small flag,
     and the shard order of each split re-derived from them (same seeded shuffle)."""
     plan, planned = _aligned(read_plan(cfg), catalog.column("key"))
-    kept = pc.equal(catalog.column("status"), STATUS_KEPT)
+    kept = pc.equal(catalog.column("status"), Status.KEPT.value)
     catalog = _set(catalog, "treeoflife_id", plan["treeoflife_id"], planned)
     split = pc.if_else(kept, plan["split"], pa.scalar(None, pa.string()))
     catalog = _set(catalog, "split", split, planned)

@@ -18,15 +18,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from treeoflife.io import write_parquet_atomic, write_text_atomic
-from treeoflife.schemas import RANKS, STATUS_FAILED, STATUS_KEPT, STATUS_REMOVED
+from treeoflife.schemas import RANKS
 from treeoflife.sources.download import is_transient
+from treeoflife.vocabulary import Reason, Status, http_reason
+
+FAILED, KEPT, REMOVED = Status.FAILED.value, Status.KEPT.value, Status.REMOVED.value
 
 GROUPS = {
-    "url_gone": {"not_found", "no_url", "http_404", "http_410", "http_403", "http_401"},
-    "md5_changed": {"md5_mismatch"},
-    "file_absent": {"file_absent", "missing_in_archive"},
-    "catalog_row": {"unknown_split", "conflicting_splits", "no_source_id", "malformed_row",
-                    "no_license_row", "duplicate_key"},
+    "url_gone": {Reason.NOT_FOUND, Reason.NO_URL, *(http_reason(s) for s in (401, 403, 404, 410))},
+    "md5_changed": {Reason.MD5_MISMATCH},
+    "file_absent": {Reason.FILE_ABSENT, Reason.MISSING_IN_ARCHIVE},
+    "catalog_row": {Reason.UNKNOWN_SPLIT, Reason.CONFLICTING_SPLITS, Reason.NO_SOURCE_ID,
+                    Reason.MALFORMED_ROW, Reason.NO_LICENSE_ROW, Reason.DUPLICATE_KEY},
 }  # fmt: skip
 
 
@@ -48,12 +51,12 @@ def _counts(table: pa.Table, keys: list[str]) -> list[dict]:
 def _source_report(rows: pa.Table) -> dict:
     """Counts of one source's rows (or all): published, found, missing by reason, final."""
     final = {r["status"]: r["count_all"] for r in _counts(rows, ["status"])}
-    missing = rows.filter(pc.equal(rows["status"], STATUS_FAILED))
+    missing = rows.filter(pc.equal(rows["status"], FAILED))
     by_group: dict[str, dict[str, int]] = {}
     for r in _counts(missing, ["reason"]):
         reason = r["reason"] or "unknown"
         by_group.setdefault(reason_group(r["reason"]), {})[reason] = r["count_all"]
-    seven = pc.equal(rows["status"], STATUS_KEPT)
+    seven = pc.equal(rows["status"], KEPT)
     for rank in RANKS:
         seven = pc.and_(seven, pc.is_valid(rows[rank]))
     return {
@@ -82,11 +85,13 @@ def reproduction(
     absent = pc.is_null(rows["status"])
     fallback = pc.coalesce(
         rows["problem"],
-        pc.if_else(pc.is_valid(rows["source"]), "duplicate_key", "no_source_id"),
+        pc.if_else(
+            pc.is_valid(rows["source"]), Reason.DUPLICATE_KEY.value, Reason.NO_SOURCE_ID.value
+        ),
     )
     rows = rows.set_column(
         rows.schema.get_field_index("status"), "status",
-        pc.if_else(absent, STATUS_FAILED, rows["status"]),
+        pc.if_else(absent, FAILED, rows["status"]),
     )  # fmt: skip
     rows = rows.set_column(
         rows.schema.get_field_index("reason"), "reason",
@@ -108,7 +113,7 @@ def reproduction(
         for k, v in sorted(expected.items())
     }  # fmt: skip
     removed = rows.filter(
-        pc.and_(pc.equal(rows["split"], "train"), pc.equal(rows["status"], STATUS_REMOVED))
+        pc.and_(pc.equal(rows["split"], "train"), pc.equal(rows["status"], REMOVED))
     )
     removals = (
         pa.table(

@@ -19,12 +19,9 @@ from treeoflife.sources.download import Downloader, is_transient
 from treeoflife.sources.eol import rewrite_url
 from treeoflife.sources.inat21 import open_input
 from treeoflife.sources.ingest import member_is_unsafe, normal_member_name, tar_member_is_special
+from treeoflife.vocabulary import Reason
 
 log = logging.getLogger(__name__)
-
-REASON_FILE_ABSENT = "file_absent"  # not in the user's copy / the image sets
-REASON_MD5_MISMATCH = "md5_mismatch"  # bytes differ from licenses.csv's md5 (kept aside)
-REASON_NO_URL = "no_url"
 
 
 def stem(name: str) -> str:
@@ -34,10 +31,10 @@ def stem(name: str) -> str:
 
 
 def md5_problem(data: bytes, expected: str | None, check: bool) -> str | None:
-    """REASON_MD5_MISMATCH when the check is on and the published md5 differs."""
+    """Reason.MD5_MISMATCH when the check is on and the published md5 differs."""
     if not check or not expected:
         return None
-    return None if md5_hex(data) == expected.lower() else REASON_MD5_MISMATCH
+    return None if md5_hex(data) == expected.lower() else Reason.MD5_MISMATCH.value
 
 
 # ----------------------------------------------------------------------------- EOL by URL
@@ -52,7 +49,7 @@ async def fetch_eol(
     mirror = cfg.sources.eol.mirror
     urls = [u for u in (row["eol_full_size_copy_url"], row["medium_source_url"]) if u]
     if not urls:
-        return None, REASON_NO_URL, None
+        return None, Reason.NO_URL.value, None
     reason = None
     for i, url in enumerate(dict.fromkeys(urls)):
         async with downloader.fetching(rewrite_url(url, mirror, cfg)) as result:

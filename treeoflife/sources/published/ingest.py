@@ -28,7 +28,6 @@ from treeoflife.schemas import RANKS
 from treeoflife.sources.download import Downloader, DownloadSettings
 from treeoflife.sources.fetch_policy import FetchPolicy, public_url
 from treeoflife.sources.ingest import (
-    REASON_DUPLICATE_KEY,
     DecodePool,
     IngestStats,
     fail,
@@ -42,8 +41,6 @@ from treeoflife.sources.ingest import (
     write_part,
 )
 from treeoflife.sources.published.images import (
-    REASON_FILE_ABSENT,
-    REASON_MD5_MISMATCH,
     BioscanZips,
     fetch_eol,
     iter_tar_images,
@@ -52,6 +49,7 @@ from treeoflife.sources.published.images import (
 )
 from treeoflife.sources.published.plan import write_plan
 from treeoflife.sources.seen import SeenKeys
+from treeoflife.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +118,7 @@ def keyed_rows(cfg: BuildConfig, source: str) -> Iterator[tuple[dict, dict]]:
         dup = seen.duplicate_of(p["key"])
         if dup is not None:
             row["key"] = dup
-            fail(row, REASON_DUPLICATE_KEY)
+            fail(row, Reason.DUPLICATE_KEY.value)
         yield p, row
 
 
@@ -138,9 +136,9 @@ def _batches(items, size: int) -> Iterator[list]:
 def _image_of(cfg, p: dict, data: bytes | None, reason: str | None, pool: DecodePool):
     """A future-like outcome: the decoded image, or a reason (md5 mismatch: bytes set aside)."""
     if data is None:
-        return reason or REASON_FILE_ABSENT
+        return reason or Reason.FILE_ABSENT.value
     problem = md5_problem(data, p.get("md5"), cfg.published.md5_check)
-    if problem == REASON_MD5_MISMATCH:
+    if problem == Reason.MD5_MISMATCH:
         write_bytes_atomic(aside_path(cfg, p["treeoflife_id"]), data)
         return problem
     return pool.submit(data)
@@ -270,8 +268,8 @@ def _streamed(cfg, source: str, archives: list[str], name_of, pool, run, progres
     rest = sorted(leftover + list(wanted.values()), key=lambda pr: pr[1]["key"])
     for batch in _batches(rest, size):
         rows = [r for _, r in batch]
-        write_part(cfg, source, part, rows, [None if r["status"] != "ok" else REASON_FILE_ABSENT
-                                             for r in rows])  # fmt: skip
+        absent = [None if r["status"] != "ok" else Reason.FILE_ABSENT.value for r in rows]
+        write_part(cfg, source, part, rows, absent)
         progress.advance(len(batch))
         part += 1
     return part

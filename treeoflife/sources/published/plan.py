@@ -20,6 +20,7 @@ import pyarrow as pa
 from treeoflife.errors import InputError
 from treeoflife.io import atomic_path
 from treeoflife.schemas import RANKS
+from treeoflife.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +187,15 @@ def write_plan(
       lower(l.md5) AS md5, l.eol_full_size_copy_url, l.medium_source_url, l.license_name,
       l.copyright_owner, l.license_link, l.title,
       CASE
-        WHEN c.bad_split THEN 'unknown_split'
-        WHEN c.two_splits THEN 'conflicting_splits'
-        WHEN ({_SOURCE}) IS NULL THEN 'no_source_id'
+        WHEN c.bad_split THEN '{Reason.UNKNOWN_SPLIT.value}'
+        WHEN c.two_splits THEN '{Reason.CONFLICTING_SPLITS.value}'
+        WHEN ({_SOURCE}) IS NULL THEN '{Reason.NO_SOURCE_ID.value}'
         WHEN c.eol_content_id IS NOT NULL AND (TRY_CAST(c.eol_content_id AS BIGINT) IS NULL
-             OR TRY_CAST(c.eol_page_id AS BIGINT) IS NULL) THEN 'malformed_row'
-        WHEN c.eol_content_id IS NOT NULL AND l.treeoflife_id IS NULL THEN 'no_license_row'
+             OR TRY_CAST(c.eol_page_id AS BIGINT) IS NULL) THEN '{Reason.MALFORMED_ROW.value}'
+        WHEN c.eol_content_id IS NOT NULL AND l.treeoflife_id IS NULL
+             THEN '{Reason.NO_LICENSE_ROW.value}'
         WHEN c.eol_content_id IS NOT NULL AND l.eol_full_size_copy_url IS NULL
-             AND l.medium_source_url IS NULL THEN 'no_url'
+             AND l.medium_source_url IS NULL THEN '{Reason.NO_URL.value}'
       END AS problem
     FROM c LEFT JOIN l USING (treeoflife_id)
     ORDER BY source NULLS LAST, c.treeoflife_id
