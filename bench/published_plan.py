@@ -91,7 +91,7 @@ OURS = """
 import sys
 from pathlib import Path
 from treeoflife.sources.published.plan import write_plan
-counts = write_plan(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+counts = write_plan(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[5])
 assert counts["images"] == int(sys.argv[4]), counts
 """
 PEER = """
@@ -139,6 +139,7 @@ print(f"label diff of {n} images: {diff.num_rows} changes in {time.monotonic() -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--memory-limit", default="1GB", help="DuckDB's memory_limit for the plan")
     ap.add_argument("--peer-max", type=int, default=1_000_000, help="largest size the peer runs")
     ap.add_argument("--diff-rows", type=int, nargs="*", default=[1_000_000])
     ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "published_plan.md"))
@@ -157,7 +158,9 @@ def main() -> None:
         out = CACHE / "published" / f"plan-{n}"
         shutil.rmtree(out, ignore_errors=True)
         argv = [str(catalog), str(licenses), str(out / "plan.parquet"), str(n)]
-        ours = run_measured([sys.executable, "-c", OURS, *argv], env=env, cwd=ROOT)
+        ours = run_measured(
+            [sys.executable, "-c", OURS, *argv, args.memory_limit], env=env, cwd=ROOT
+        )
         peer = None
         if n <= args.peer_max:
             peer = run_measured([sys.executable, "-c", PEER, *argv], env=env, cwd=ROOT)
