@@ -18,6 +18,7 @@ from treeoflife import pipeline
 from treeoflife.config import BuildConfig, load_config
 from treeoflife.errors import ConfigError, TreeOfLifeError
 from treeoflife.layout import Layout
+from treeoflife.release.stage import verify_release
 from treeoflife.resume import read_marker
 from treeoflife.schemas import SOURCES, SPLITS
 from treeoflife.train.steps import STEP_LOG
@@ -240,7 +241,7 @@ def verify(
     cfg = _load(config, data_root)
     progress = TqdmProgress(disable=quiet)
     try:
-        result = _run(pipeline.verify_release, cfg, progress)
+        result = _run(verify_release, cfg, progress)
     finally:
         progress.finish()
     for split, rep in result["splits"].items():
@@ -287,11 +288,13 @@ def train(
 ) -> None:
     """Train a CLIP model on the built shards with stock open_clip_train; open_clip's steps
     (loss, samples/s, time left) stream to the terminal and to the run's train.log."""
+    from treeoflife.train.stage import run_train  # torch, when training starts
+
     cfg = _load(config, data_root)
     progress = TqdmProgress(disable=quiet)
     try:
         with _steps_on_terminal(quiet):
-            result = _run(pipeline.stage_train, cfg, "run", progress)
+            result = _run(run_train, cfg, "run", progress)
     finally:
         progress.finish()
     typer.echo(json.dumps(result, indent=1, default=str))
@@ -311,13 +314,13 @@ def evaluate(
 ) -> None:
     """Zero-shot and few-shot top-1 of a model on every packaged evaluation set (a progress
     bar per set)."""
+    from treeoflife.evaluation.stage import run_evaluate  # torch and open_clip
+
     cfg = _load(config, data_root)
     progress = TqdmProgress(disable=quiet)
     try:
         result = _run(
-            lambda: pipeline.stage_evaluate(
-                cfg, checkpoint, model=model, label=label, progress=progress
-            )
+            lambda: run_evaluate(cfg, checkpoint, model=model, label=label, progress=progress)
         )
     finally:
         progress.finish()

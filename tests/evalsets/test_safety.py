@@ -21,6 +21,8 @@ from treeoflife import pipeline
 from treeoflife.config import load_config
 from treeoflife.dedup import hash_evalset_rows
 from treeoflife.errors import ConfigError, InputError
+from treeoflife.evalsets.package import package_evalsets
+from treeoflife.evalsets.sets import read_evalset
 from treeoflife.layout import Layout
 
 RANKS = ["kingdom", "phylum", "cls", "order", "family", "genus", "species", "common_name"]
@@ -77,7 +79,7 @@ def test_filepaths_outside_the_set_are_never_read_hashed_or_packaged(
     assert listed["outside_set"] == 4 and listed["outside_set_paths"] == outside
     assert listed["missing"] == 1 and listed["missing_paths"] == ["img/g.jpg"]
 
-    packaged = pipeline.package_evalsets(cfg)
+    packaged = package_evalsets(cfg)
     assert packaged["rare"]["skipped"] == {"missing_file": 1, "outside_set": 4}
     assert packaged["rare"]["images"] == 2  # img/r.jpg and the symlink to it
     wds_dir = layout.evalsets_wds / "rare"
@@ -94,7 +96,7 @@ def test_a_symlinked_class_folder_out_of_a_folder_set_is_not_read(tmp_path, make
     (root / "Quercus_robur").mkdir(parents=True)
     (root / "Quercus_robur" / "1.jpg").write_bytes(make_jpeg(2))
     (root / "Private_thing").symlink_to(outside, target_is_directory=True)
-    rows = pipeline.read_evalset(_folder_set(tmp_path, root), _cfg(tmp_path, root))
+    rows = read_evalset(_folder_set(tmp_path, root), _cfg(tmp_path, root))
     table = hash_evalset_rows("mine", rows, root).to_pylist()
     got = {r["eval_key"]: (r["status"], r["reason"], r["md5"]) for r in table}
     assert got["Private_thing/1.jpg"] == ("failed", "outside_set", None)
