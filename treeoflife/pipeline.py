@@ -1,188 +1,210 @@
-"""The build's stages as plain functions: read tables from disk, call a stage, write tables.
+"""The build's stage table: each stage's name, what it reads, what it writes, what it depends on
+and the function (in its own package) that runs it.
 
-The CLI and the Prefect flows both call these; neither holds logic of its own. Each stage skips
-itself when its fingerprint (inputs, config, code version, upstream stages) is unchanged, and the
-stages' own parts or shards are the finer unit of resume inside a stage.
+The CLI and the Prefect flows both run stages through `run` / `build`; treeoflife.runner decides
+whether a stage is up to date (fingerprint + intact recorded outputs), sweeps, repairs and
+records. Stages' own parts or shards are the finer unit of resume inside a stage. Training and
+evaluation are not build stages (treeoflife.train.stage, treeoflife.evaluation.stage).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 
-from treeoflife import __version__, schemas
+from treeoflife import schemas
 from treeoflife.config import BuildConfig
 from treeoflife.dedup.phash import PHASH_ALGO
 from treeoflife.dedup.stage import hash_evalsets, hash_training_images, run_dedup
+from treeoflife.evalsets.layouts import metadata_file
+from treeoflife.evalsets.sets import evalset_input_files
 from treeoflife.fanout import PartMapper
-from treeoflife.io import remove_stale_temporaries
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress
 from treeoflife.release.stage import run_release, shard_output_settings
-from treeoflife.resume import completed, fingerprint, fingerprint_paths, mark_done, read_marker
+from treeoflife.runner import Stage, StageContext, StageResult, output_problems, run_stage
 from treeoflife.sample import generate_sample
-from treeoflife.sources.catalogs import ingest_source, source_configured, source_inputs
+from treeoflife.sources.catalogs import (
+    ingest_source,
+    remove_damaged_parts,
+    source_configured,
+    source_inputs,
+)
 from treeoflife.sources.eol import transient_reruns_pending
 from treeoflife.taxonomy.stage import run_taxonomy
 
-log = logging.getLogger(__name__)
-
-STAGES = ("sample", "ingest", "taxonomy", "hashes", "dedup", "release")
+INGESTS = tuple(f"ingest-{s}" for s in schemas.SOURCES)
 
 
-def _fp(cfg: BuildConfig, stage: str, *parts) -> str:
-    return fingerprint(stage, __version__, *parts)
+# --------------------------------------------------------------------------- what stages read
 
 
-def _sweep(layout: Layout, *folders: Path) -> None:
-    """Remove what a killed run left half-written in these folders and in the stage markers
-    (files whose writer is still alive, e.g. a concurrent stage of this run, are kept)."""
-    for folder in (*folders, layout.state_dir):
-        remove_stale_temporaries(folder)
+def evalset_files(cfg: BuildConfig) -> list[Path]:
+    """Every evaluation set's list file and every image it points at."""
+    return [f for es in cfg.evalsets for f in evalset_input_files(es, cfg)]
 
 
-def _upstream(cfg: BuildConfig, *stages: str) -> list:
-    state = Layout(cfg.root).state_dir
-    return [(s, (read_marker(state, s) or {}).get("fingerprint")) for s in stages]
+def evalset_lists(cfg: BuildConfig) -> list[Path]:
+    """What an evaluation set's rows come from: its list file, or its images where the folder
+    tree is the list (the `folder` layout)."""
+    out: list[Path] = []
+    for es in cfg.evalsets:
+        listing = metadata_file(es.layout, cfg.path(es.metadata))
+        out += [listing] if listing is not None else evalset_input_files(es, cfg)
+    return out
 
 
-def stage_sample(cfg: BuildConfig, progress: Progress | None = None) -> dict:
-    """Generate the bundled sample world when the config asks for it (sample.yaml does)."""
-    if not cfg.sample:
-        return {"skipped": "no sample section in the config"}
+def _evalset_settings(cfg: BuildConfig) -> list[dict]:
+    return [dataclasses.asdict(e) for e in cfg.evalsets]
+
+
+# --------------------------------------------------------------------------- the stages
+
+
+def _sample(cfg: BuildConfig, ctx: StageContext) -> dict:
     seed = int(cfg.sample.get("seed", 0))
-    marker = Layout(cfg.root).sample_dir / ".complete"
-    before = marker.stat().st_mtime_ns if marker.exists() else None
-    result = generate_sample(Layout(cfg.root).sample_dir, seed=seed, progress=progress)
-    return {**result, "up_to_date": before == marker.stat().st_mtime_ns}
+    return generate_sample(Layout(cfg.root).sample_dir, seed=seed, progress=ctx.progress)
 
 
-def stage_ingest(
-    cfg: BuildConfig,
-    source: str,
-    progress: Progress | None = None,
-    map_parts: PartMapper | None = None,
-) -> dict:
-    layout = Layout(cfg.root)
-    stage = f"ingest-{source}"
-    if not source_configured(cfg, source):
-        return {"source": source, "rows": 0, "skipped": "not configured"}
-    section = dataclasses.asdict(getattr(cfg.sources, source))
-    fp = _fp(cfg, stage, section, fingerprint_paths(source_inputs(cfg, source)))
-    done = completed(layout.state_dir, stage, fp, [layout.catalog_dir(source)])
-    if done is not None and source == "eol" and transient_reruns_pending(cfg):
-        done = None  # rows that failed transiently are fetched again (sources/rerun.py)
-    if done is not None:
-        log.info("%s: up to date, skipped", stage)
-        return {**done, "up_to_date": True}
-    _sweep(layout, layout.catalog_dir(source), layout.images_dir(source))
-    result = ingest_source(cfg, source, progress, map_parts)
-    mark_done(layout.state_dir, stage, fp, result)
-    return {**result, "up_to_date": False}
+def _no_rerun(cfg: BuildConfig) -> bool:
+    return False
 
 
-def stage_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
-    """Load the backbone into DuckDB and resolve every distinct query to seven ranks."""
-    layout = Layout(cfg.root)
-    ingests = [f"ingest-{s}" for s in schemas.SOURCES]
-    evalset_files = [cfg.path(es.metadata) for es in cfg.evalsets]
-    fp = _fp(
-        cfg,
-        "taxonomy",
-        cfg.section_dict("taxonomy"),
-        [dataclasses.asdict(e) for e in cfg.evalsets],
-        fingerprint_paths(
-            [cfg.path(cfg.taxonomy.backbone), cfg.path(cfg.taxonomy.itis_sqlite), *evalset_files]
-        ),
-        _upstream(cfg, *ingests),
+def _eol_rerun(cfg: BuildConfig) -> bool:
+    """Rows that failed transiently are fetched again (sources/rerun.py)."""
+    return transient_reruns_pending(cfg) > 0
+
+
+def _ingest(source: str) -> Stage:
+    def outputs(cfg: BuildConfig) -> list[Path]:
+        return [Layout(cfg.root).catalog_dir(source), Layout(cfg.root).images_dir(source)]
+
+    return Stage(
+        f"ingest-{source}",
+        run=lambda cfg, ctx: ingest_source(cfg, source, ctx.progress, ctx.map_parts),
+        outputs=outputs,
+        inputs=lambda cfg: source_inputs(cfg, source),
+        settings=lambda cfg: dataclasses.asdict(getattr(cfg.sources, source)),
+        skip=lambda cfg: None if source_configured(cfg, source) else "not configured",
+        rerun=_eol_rerun if source == "eol" else _no_rerun,
+        repair=lambda cfg, damaged: remove_damaged_parts(cfg, source, damaged),
     )
-    done = completed(layout.state_dir, "taxonomy", fp, [layout.taxa])
-    if done is not None:
-        return {**done, "up_to_date": True}
-    _sweep(layout, layout.taxonomy_dir)
-    result = run_taxonomy(cfg, progress)
-    mark_done(layout.state_dir, "taxonomy", fp, result)
-    return {**result, "up_to_date": False}
 
 
-def stage_hashes(
-    cfg: BuildConfig, progress: Progress | None = None, map_parts: PartMapper | None = None
-) -> dict:
+def _taxonomy_inputs(cfg: BuildConfig) -> list[Path | None]:
+    tc = cfg.taxonomy
+    return [cfg.path(tc.backbone), cfg.path(tc.itis_sqlite), *evalset_lists(cfg)]
+
+
+def _taxonomy_outputs(cfg: BuildConfig) -> list[Path]:
+    return [Layout(cfg.root).taxa, Layout(cfg.root).taxonomy_dir / "report.json"]
+
+
+def _hash_outputs(cfg: BuildConfig) -> list[Path]:
     layout = Layout(cfg.root)
-    fp = _fp(
-        cfg,
-        "hashes",
-        PHASH_ALGO,
-        [dataclasses.asdict(e) for e in cfg.evalsets],
-        fingerprint_paths([cfg.path(e.metadata) for e in cfg.evalsets]),
-        _upstream(cfg, *[f"ingest-{s}" for s in schemas.SOURCES]),
-    )
-    outputs = [layout.hashes(s) for s in schemas.SOURCES]
-    outputs += [layout.evalset_hashes(e.name) for e in cfg.evalsets]
-    done = completed(layout.state_dir, "hashes", fp, outputs)
-    if done is not None:
-        return {**done, "up_to_date": True}
-    _sweep(layout, layout.hashes_dir)
-    result = {**hash_training_images(cfg, fp, progress, map_parts), **hash_evalsets(cfg)}
-    mark_done(layout.state_dir, "hashes", fp, result)
-    return {**result, "up_to_date": False}
+    return [p for s in schemas.SOURCES for p in (layout.hashes(s), layout.hashes_dir / s)]
 
 
-def stage_dedup(cfg: BuildConfig, progress: Progress | None = None) -> dict:
-    layout = Layout(cfg.root)
-    fp = _fp(
-        cfg,
-        "dedup",
-        cfg.section_dict("dedup"),
-        [dataclasses.asdict(e) for e in cfg.evalsets],
-        _upstream(cfg, "hashes", "taxonomy"),
-    )
-    done = completed(layout.state_dir, "dedup", fp, [layout.removals])
-    if done is not None:
-        return {**done, "up_to_date": True}
-    _sweep(layout, layout.dedup_dir)
-    result = run_dedup(cfg, progress)
-    mark_done(layout.state_dir, "dedup", fp, result)
-    return {**result, "up_to_date": False}
+def _hashes(cfg: BuildConfig, ctx: StageContext) -> dict:
+    # the fingerprint names the parts' inputs and algorithm: parts of another are rehashed
+    return hash_training_images(cfg, ctx.fingerprint, ctx.progress, ctx.map_parts)
 
 
-def stage_release(
-    cfg: BuildConfig, progress: Progress | None = None, map_parts: PartMapper | None = None
-) -> dict:
-    layout = Layout(cfg.root)
-    fp = _fp(
-        cfg,
-        "release",
+def _release_settings(cfg: BuildConfig) -> list:
+    return [
         cfg.section_dict("splits"),
         shard_output_settings(cfg),
         {"evaluate.text_type": cfg.evaluate.text_type},  # class names of the eval sets
-        [dataclasses.asdict(e) for e in cfg.evalsets],
-        _upstream(cfg, "taxonomy", "hashes", "dedup", *[f"ingest-{s}" for s in schemas.SOURCES]),
-    )
-    done = completed(layout.state_dir, "release", fp, [layout.catalog, layout.summary])
-    if done is not None:
-        return {**done, "up_to_date": True}
-    _sweep(layout, layout.release_dir)
-    summary = run_release(cfg, progress, map_parts)
-    mark_done(layout.state_dir, "release", fp, summary)
-    return {**summary, "up_to_date": False}
+        _evalset_settings(cfg),
+    ]
+
+
+TABLE: dict[str, Stage] = {
+    s.name: s
+    for s in [
+        Stage(
+            "sample",
+            run=_sample,
+            outputs=lambda cfg: [Layout(cfg.root).sample_dir / ".complete"],
+            settings=lambda cfg: cfg.sample,
+            skip=lambda cfg: None if cfg.sample else "no sample section in the config",
+        ),
+        *(_ingest(s) for s in schemas.SOURCES),
+        Stage(
+            "taxonomy",
+            run=lambda cfg, ctx: run_taxonomy(cfg, ctx.progress),
+            outputs=_taxonomy_outputs,
+            inputs=_taxonomy_inputs,
+            settings=lambda cfg: [cfg.section_dict("taxonomy"), _evalset_settings(cfg)],
+            depends=INGESTS,
+        ),
+        Stage(
+            "hashes",  # md5 + pHash of every ingested image, by catalog part
+            run=_hashes,
+            outputs=_hash_outputs,
+            settings=lambda cfg: PHASH_ALGO,  # a new algorithm rehashes all
+            depends=INGESTS,
+        ),
+        Stage(
+            "evalset-hashes",  # md5 + pHash of every evaluation image
+            run=lambda cfg, ctx: hash_evalsets(cfg),
+            outputs=lambda cfg: [Layout(cfg.root).hashes_dir / "evalsets"],
+            inputs=evalset_files,
+            settings=lambda cfg: [PHASH_ALGO, _evalset_settings(cfg)],
+        ),
+        Stage(
+            "dedup",
+            run=lambda cfg, ctx: run_dedup(cfg, ctx.progress),
+            outputs=lambda cfg: [Layout(cfg.root).dedup_dir],
+            inputs=evalset_files,  # lists (held-out species) and images (the near-pair sheet)
+            settings=lambda cfg: [cfg.section_dict("dedup"), _evalset_settings(cfg)],
+            depends=(*INGESTS, "taxonomy", "hashes", "evalset-hashes"),
+        ),
+        Stage(
+            "release",
+            run=lambda cfg, ctx: run_release(cfg, ctx.progress, ctx.map_parts),
+            outputs=lambda cfg: [Layout(cfg.root).release_dir],
+            inputs=evalset_files,  # packaged in wds layout
+            settings=_release_settings,
+            depends=(*INGESTS, "taxonomy", "hashes", "evalset-hashes", "dedup"),
+        ),
+    ]
+}
+
+# What `treeoflife build --stage` names, each a group of the table's stages, in build order.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "sample": ("sample",),
+    "ingest": INGESTS,
+    "taxonomy": ("taxonomy",),
+    "hashes": ("hashes", "evalset-hashes"),
+    "dedup": ("dedup",),
+    "release": ("release",),
+}
+STAGES = tuple(GROUPS)
+
+
+def run(
+    name: str,
+    cfg: BuildConfig,
+    progress: Progress | None = None,
+    map_parts: PartMapper | None = None,
+) -> StageResult:
+    """Run one stage of the table (skipped when up to date and intact)."""
+    return run_stage(TABLE[name], cfg, progress, map_parts)
 
 
 def build(cfg: BuildConfig, progress: Progress | None = None, stages=STAGES) -> dict:
-    """Run every stage in order; each skips itself when already done."""
-    results: dict = {}
-    if "sample" in stages:
-        results["sample"] = stage_sample(cfg, progress)
-    if "ingest" in stages:
-        for source in schemas.SOURCES:
-            results[f"ingest-{source}"] = stage_ingest(cfg, source, progress)
-    if "taxonomy" in stages:
-        results["taxonomy"] = stage_taxonomy(cfg, progress)
-    if "hashes" in stages:
-        results["hashes"] = stage_hashes(cfg, progress)
-    if "dedup" in stages:
-        results["dedup"] = stage_dedup(cfg, progress)
-    if "release" in stages:
-        results["release"] = stage_release(cfg, progress)
-    return results
+    """Run the stages of the named groups in order; each skips itself when already done.
+    Returns {stage name: StageResult}."""
+    return {
+        name: run(name, cfg, progress)
+        for group in STAGES
+        if group in stages
+        for name in GROUPS[group]
+    }
+
+
+def damaged_outputs(cfg: BuildConfig) -> dict[str, list[str]]:
+    """{stage: its recorded output files that are missing or changed} (for `verify`; the
+    sample's files are the build's inputs, not checked)."""
+    return output_problems([s for s in TABLE.values() if s.name != "sample"], cfg)

@@ -63,7 +63,7 @@ def test_filepaths_outside_the_set_are_never_read_hashed_or_packaged(
     outside += ["img/../../secret.txt"]
     _append_rows(rare / "metadata.csv", [*outside, "img/same.jpg"])
 
-    pipeline.stage_hashes(cfg)
+    pipeline.build(cfg, stages=("hashes",))
     layout = Layout(cfg.root)
     rows = {r["eval_key"]: r for r in pq.read_table(layout.evalset_hashes("rare")).to_pylist()}
     for path in outside:
@@ -71,7 +71,7 @@ def test_filepaths_outside_the_set_are_never_read_hashed_or_packaged(
         assert rows[path]["md5"] is None  # not even the md5 of an outside file is recorded
     assert rows["img/same.jpg"]["status"] == "ok"
 
-    pipeline.stage_dedup(cfg)
+    pipeline.run("dedup", cfg)
     removals = {r["key"]: r["reason"] for r in pq.read_table(layout.removals).to_pylist()}
     assert "eol/6_1" not in removals  # the outside copy of it was not taken as an eval image
     report = json.loads((layout.dedup_dir / "report.json").read_text())
@@ -157,7 +157,7 @@ def test_a_set_with_none_of_its_images_stops_the_build_before_dedup(
     cfg = build_root(tmp_path, make_photo, encode_image)
     (tmp_path / "evalsets" / "rare" / "img" / "r.jpg").unlink()  # g.jpg was never there
     with pytest.raises(InputError) as err:
-        pipeline.stage_hashes(cfg)
+        pipeline.build(cfg, stages=("hashes",))
     message = str(err.value)
     assert message.startswith("evaluation set rare: none of its 2 images is usable")
     assert "'img/r.jpg' (missing_file)" in message and "'img/g.jpg' (missing_file)" in message
@@ -170,7 +170,7 @@ def test_a_set_whose_list_names_no_image_stops_the_build(tmp_path, make_photo, e
     csv.writer(header).writerow([*RANKS, "filepath"])
     (tmp_path / "evalsets" / "rare" / "metadata.csv").write_text(header.getvalue())
     with pytest.raises(InputError, match="evaluation set rare: none of its 0 images.*no images"):
-        pipeline.stage_hashes(cfg)
+        pipeline.build(cfg, stages=("hashes",))
 
 
 def test_a_set_with_some_images_missing_is_a_warning_and_listed(
@@ -178,10 +178,10 @@ def test_a_set_with_some_images_missing_is_a_warning_and_listed(
 ):
     cfg = build_root(tmp_path, make_photo, encode_image)
     with caplog.at_level("WARNING"):
-        pipeline.stage_hashes(cfg)
+        pipeline.build(cfg, stages=("hashes",))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("evaluation set rare: 1 of 2 images not usable" in w for w in warnings)
-    pipeline.stage_dedup(cfg)
+    pipeline.run("dedup", cfg)
     report = json.loads((Layout(cfg.root).dedup_dir / "report.json").read_text())
     rare = report["settings"]["evaluation_images"]["rare"]
     assert (rare["listed"], rare["hashed"], rare["missing"]) == (2, 1, 1)

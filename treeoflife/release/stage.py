@@ -17,6 +17,7 @@ from treeoflife.assemble import (
     join_stage_tables,
 )
 from treeoflife.config import BuildConfig
+from treeoflife.errors import InputError
 from treeoflife.evalsets.package import package_evalsets
 from treeoflife.fanout import PartMapper
 from treeoflife.io import write_text_atomic
@@ -29,6 +30,7 @@ from treeoflife.release.report import write_stats_report
 from treeoflife.shards.release import write_release_shards as release_shards
 from treeoflife.shards.settings import ShardSettings
 from treeoflife.shards.verify import verify_release as verify
+from treeoflife.shards.verify import verify_split
 from treeoflife.sources.catalogs import add_query_ids, push_image_stores, read_all_source_catalogs
 from treeoflife.storage import shared_storage
 
@@ -110,9 +112,24 @@ def run_release(
 
 
 def verify_release(cfg: BuildConfig, progress: Progress | None = None) -> dict:
-    """Read every shard of the release back; check it against its manifest and the catalog."""
-    reports = verify(Layout(cfg.root).release_dir, progress=progress)
+    """Read every shard of the release back; check it against its manifest and the catalog.
+
+    {ok, problems (release-wide), splits: {split: report}}. An unreadable catalog is a problem
+    and the shards are still read back against their manifests; no catalog at all (nothing
+    built) is an InputError."""
+    release_dir = Layout(cfg.root).release_dir
+    problems: list[str] = []
+    try:
+        reports = verify(release_dir, progress=progress)
+    except InputError as exc:
+        catalog = release_dir / "catalog.parquet"
+        if not catalog.exists():
+            raise
+        problems.append(f"{catalog.name}: cannot read it ({exc.__cause__ or exc})")
+        roots = sorted(p for p in (release_dir / "shards").glob("*") if p.is_dir())
+        reports = [verify_split(p, None, progress) for p in roots]
     return {
-        "ok": all(r.ok for r in reports),
+        "ok": not problems and all(r.ok for r in reports),
+        "problems": problems,
         "splits": {r.split: r.to_dict() for r in reports},
     }

@@ -4,6 +4,7 @@ its catalog parts read back, and one ingest run (`ingest_source`)."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,6 +61,29 @@ def ingest_source(
         fn = {"inat21": ingest_inat21, "bioscan": ingest_bioscan, "eol": ingest_eol}
         stats = fn[source](cfg, progress=progress).to_dict()
     return stats
+
+
+_PART_NUMBER = re.compile(r"(?:^|\.)part-(\d+)\.")
+
+
+def remove_damaged_parts(cfg: BuildConfig, source: str, damaged: list[Path]) -> None:
+    """Before an ingest runs again over damaged files: remove every file of each damaged part
+    (its image store, catalog and sidecars), so the ingest writes the whole part again (a part
+    whose catalog exists is done). Other files are removed alone."""
+    layout = Layout(cfg.root)
+    folders = (layout.catalog_dir(source), layout.images_dir(source))
+    numbers = set()
+    for path in damaged:
+        match = _PART_NUMBER.search(path.name)
+        if match:
+            numbers.add(int(match[1]))
+        path.unlink(missing_ok=True)
+    for folder in folders:
+        for path in sorted(folder.glob("*part-*")):
+            match = _PART_NUMBER.search(path.name)
+            if match and int(match[1]) in numbers:
+                log.info("%s: removing %s (its part was damaged)", source, path)
+                path.unlink()
 
 
 def read_source_catalog(cfg: BuildConfig, source: str) -> pa.Table:
