@@ -115,18 +115,21 @@ def verify_release(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     """Read every shard of the release back; check it against its manifest and the catalog.
 
     {ok, problems (release-wide), splits: {split: report}}. An unreadable catalog is a problem
-    and the shards are still read back against their manifests; no catalog at all (nothing
-    built) is an InputError."""
+    and the shards are still read back against their manifests; no release at all (no catalog,
+    no shards) is an InputError."""
     release_dir = Layout(cfg.root).release_dir
     problems: list[str] = []
     try:
         reports = verify(release_dir, progress=progress)
     except InputError as exc:
         catalog = release_dir / "catalog.parquet"
-        if not catalog.exists():
-            raise
-        problems.append(f"{catalog.name}: cannot read it ({exc.__cause__ or exc})")
         roots = sorted(p for p in (release_dir / "shards").glob("*") if p.is_dir())
+        if not roots:  # nothing was built
+            raise
+        if catalog.exists():
+            problems.append(f"{catalog.name}: cannot read it ({exc.__cause__ or exc})")
+        else:
+            problems.append(f"{catalog.name}: missing")
         reports = [verify_split(p, None, progress) for p in roots]
     return {
         "ok": not problems and all(r.ok for r in reports),
