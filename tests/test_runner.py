@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from treeoflife import pipeline, schemas
 from treeoflife.config import config_from_dict
 from treeoflife.layout import Layout
 from treeoflife.runner import Stage, read_marker, run_stage
+from treeoflife.sources.catalogs import REGISTRY
 
 
 class Copier:
@@ -177,3 +179,12 @@ def test_a_killed_run_leaves_no_marker(world):
     with pytest.raises(KeyboardInterrupt):
         run_stage(stage, _cfg(root))
     assert read_marker(Layout(root).state_dir, "copy") is None
+
+
+def test_the_stage_table_is_in_dependency_order():
+    assert tuple(REGISTRY) == schemas.SOURCES  # every source registered once, in order
+    names = list(pipeline.TABLE)
+    for i, stage in enumerate(pipeline.TABLE.values()):
+        assert set(stage.depends) <= set(names[:i]), stage.name
+    grouped = [n for g in pipeline.STAGES for n in pipeline.GROUPS[g]]
+    assert grouped == names  # every stage in exactly one `--stage` group, in table order

@@ -1,10 +1,12 @@
-"""The sources as the later stages see them: which are configured, the files each ingest reads,
-its catalog parts read back, and one ingest run (`ingest_source`)."""
+"""The sources as the build sees them: the registry (which are configured, the files each
+ingest reads, the ingest), their catalog parts read back, and repair of damaged parts."""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,30 +20,74 @@ from treeoflife.progress import Progress
 from treeoflife.sources.bioscan import ingest_bioscan, zip_paths
 from treeoflife.sources.eol import ingest_eol
 from treeoflife.sources.inat21 import ingest_inat21
+from treeoflife.sources.ingest import IngestStats
 from treeoflife.storage import FsspecStorage, push_files
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SourceEntry:
+    """What the build needs to know of a source: whether the config names it, every file its
+    ingest reads (the stage's fingerprint), and the ingest itself (resumable by part, into
+    `catalog/<name>/` + `images/<name>/`). Register a new source in `REGISTRY`."""
+
+    name: str
+    configured: Callable[[BuildConfig], bool]
+    inputs: Callable[[BuildConfig], list[Path | None]]
+    ingest: Callable[[BuildConfig, Progress | None, PartMapper | None], IngestStats]
+
+
+def _inat21_inputs(cfg: BuildConfig) -> list[Path | None]:
+    return [cfg.path(p) for a in cfg.sources.inat21.archives for p in (a.images, a.annotations)]
+
+
+def _bioscan_inputs(cfg: BuildConfig) -> list[Path | None]:
+    return [cfg.path(cfg.sources.bioscan.metadata), *zip_paths(cfg)]  # glob patterns expanded
+
+
+def _eol_inputs(cfg: BuildConfig) -> list[Path | None]:
+    eol = cfg.sources.eol
+    return (
+        [cfg.path(m) for m in eol.manifests]
+        + [cfg.path(eol.pages)]
+        + [cfg.path(v) for v in eol.mirror.values() if "://" not in v]  # a local mirror
+    )
+
+
+REGISTRY: dict[str, SourceEntry] = {
+    e.name: e
+    for e in [
+        SourceEntry(
+            "inat21",
+            configured=lambda cfg: bool(cfg.sources.inat21.archives),
+            inputs=_inat21_inputs,
+            ingest=lambda cfg, progress, map_parts: ingest_inat21(cfg, progress),
+        ),
+        SourceEntry(
+            "bioscan",
+            configured=lambda cfg: bool(cfg.sources.bioscan.metadata),
+            inputs=_bioscan_inputs,
+            ingest=lambda cfg, progress, map_parts: ingest_bioscan(cfg, progress),
+        ),
+        SourceEntry(
+            "eol",
+            configured=lambda cfg: bool(cfg.sources.eol.manifests),
+            inputs=_eol_inputs,
+            # map_parts runs the download parts elsewhere (e.g. Dask workers); None: here
+            ingest=lambda cfg, progress, map_parts: ingest_eol(cfg, progress, map_parts=map_parts),
+        ),
+    ]
+}
+
+
 def source_inputs(cfg: BuildConfig, source: str) -> list[Path | None]:
     """Every file (or folder of files) the source's ingest reads."""
-    s = cfg.sources
-    if source == "inat21":
-        return [cfg.path(p) for a in s.inat21.archives for p in (a.images, a.annotations)]
-    if source == "bioscan":
-        return [cfg.path(s.bioscan.metadata), *zip_paths(cfg)]  # glob patterns expanded
-    return (
-        [cfg.path(m) for m in s.eol.manifests]
-        + [cfg.path(s.eol.pages)]
-        + [cfg.path(v) for v in s.eol.mirror.values() if "://" not in v]
-    )
+    return REGISTRY[source].inputs(cfg)
 
 
 def source_configured(cfg: BuildConfig, source: str) -> bool:
-    s = cfg.sources
-    return bool(
-        {"inat21": s.inat21.archives, "bioscan": s.bioscan.metadata, "eol": s.eol.manifests}[source]
-    )
+    return REGISTRY[source].configured(cfg)
 
 
 def ingest_source(
@@ -50,17 +96,9 @@ def ingest_source(
     progress: Progress | None = None,
     map_parts: PartMapper | None = None,
 ) -> dict:
-    """Ingest one source into `catalog/<source>/` + `images/<source>/` (resumable by part).
-
-    `map_parts` (treeoflife.fanout) runs EOL's download parts elsewhere (e.g. Dask workers);
-    by default they run here. The outputs do not depend on it.
-    """
-    if source == "eol" and map_parts is not None:
-        stats = ingest_eol(cfg, progress=progress, map_parts=map_parts).to_dict()
-    else:
-        fn = {"inat21": ingest_inat21, "bioscan": ingest_bioscan, "eol": ingest_eol}
-        stats = fn[source](cfg, progress=progress).to_dict()
-    return stats
+    """Ingest one source (resumable by part); its stats. `map_parts` (treeoflife.fanout) runs
+    the parts elsewhere where the source can; the outputs do not depend on it."""
+    return REGISTRY[source].ingest(cfg, progress, map_parts).to_dict()
 
 
 _PART_NUMBER = re.compile(r"(?:^|\.)part-(\d+)\.")
