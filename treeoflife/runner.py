@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from treeoflife.layout import Layout
 from treeoflife.progress import Progress
 
 log = logging.getLogger(__name__)
+
+_TEMPORARY = re.compile(r"^\..+\.tmp(?:\.|$)")  # io.atomic_path's `.name.<pid>.tmp` (and derived)
 
 
 @dataclass(frozen=True)
@@ -166,8 +169,13 @@ def read_marker(state_dir: Path, stage: str) -> dict | None:
 
 
 def record_outputs(root: Path, outputs: list[Path]) -> list[list]:
-    """Every file under `outputs` as [path relative to root, size, mtime_ns]."""
-    return [r for r in fingerprint_paths(outputs, root) if r[1] is not None]
+    """Every file under `outputs` as [path relative to root, size, mtime_ns] (not a temporary
+    a concurrent writer still holds: it is renamed or removed later)."""
+    return [
+        r
+        for r in fingerprint_paths(outputs, root)
+        if r[1] is not None and not _TEMPORARY.match(r[0].rsplit("/", 1)[-1])
+    ]
 
 
 def damaged_outputs(root: Path, recorded: list) -> list[str]:
