@@ -190,13 +190,13 @@ def test_resolved_labels_and_image_sets(by_url, sample_dir, tmp_path):
     assert catalog[tid]["family_provenance"] != "published"
     summary = json.loads((tmp_path / "release" / "label_diff.json").read_text())
     assert summary["changed_by_rank"]["family"] >= 1
-    assert built["result"]["release"]["published"]["label_mode"] == "resolved"
+    assert built["result"]["release"].summary["published"]["label_mode"] == "resolved"
 
 
 def test_a_second_build_does_nothing(by_url):
     again = pipeline.build(by_url["cfg"])
     for stage in ("ingest-eol", "ingest-inat21", "ingest-bioscan", "taxonomy", "release"):
-        assert again[stage]["up_to_date"], stage
+        assert again[stage].up_to_date, stage
 
 
 def test_an_interrupted_ingest_resumes_to_the_same_release(by_url, sample_dir, tmp_path):
@@ -204,8 +204,12 @@ def test_an_interrupted_ingest_resumes_to_the_same_release(by_url, sample_dir, t
     root = tmp_path / "data"
     shutil.copytree(by_url["root"], root)
     lost = root / "catalog" / "eol" / "part-00001.parquet"
-    lost.unlink()
-    (root / "state" / "ingest-published.done.json").unlink()
+    lost.unlink()  # killed while writing the second EOL part: no stage marker written yet
+    for marker in [
+        *(root / "state").glob("ingest-*.done.json"),
+        root / "published" / "ingest.done.json",
+    ]:
+        marker.unlink()
     with MirrorServer(sample_dir / "eol" / "mirror") as server:
         data = yaml.safe_load(CONFIG.read_text())
         data.pop("sample")
@@ -214,7 +218,7 @@ def test_an_interrupted_ingest_resumes_to_the_same_release(by_url, sample_dir, t
         data["sources"]["eol"]["allow_hosts"] = ["127.0.0.1"]
         pipeline.build(config_from_dict(data))
         fetched = sum(server.hits.values())
-    assert 0 < fetched <= 100 + 10  # one part's rows (rows_per_part 100), a few retries
+    assert 0 < fetched <= 100  # that part's 66 rows, fallbacks and retries: not the 166
     assert lost.exists()
     for name in ("catalog.parquet", "label_diff.parquet", "reproduction.json"):
         assert (root / "release" / name).read_bytes() == (

@@ -233,7 +233,8 @@ def _streamed(cfg, source: str, archives: list[str], name_of, pool, run, progres
     for archive_no, spec in enumerate(archives):
         marker = state / f"{source}-archive-{archive_no:03d}.json"
         done = json.loads(marker.read_text()) if marker.exists() else None
-        if done and done.get("spec") == spec and done.get("first") == part:
+        kept = done and done.get("spec") == spec and done.get("first") == part
+        if kept and all(part_done(cfg, source, part + i) for i in range(done["parts"])):
             for index in range(done["first"], done["first"] + done["parts"]):
                 table = pq.read_table(part_parquet(cfg, source, index), columns=["key"])
                 found.update(table.column("key").to_pylist())
@@ -311,5 +312,5 @@ def ingest_published(cfg: BuildConfig, progress: Progress | None = None) -> dict
             remove_parts_from(cfg, source, n)
             p.finish()
             stats = finish_stats(cfg, source, n, run, {})
-            result[source] = stats.to_dict()
+            result[source] = {**stats.to_dict(), "parts": n}
     return result
