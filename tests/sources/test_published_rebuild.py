@@ -169,6 +169,11 @@ def test_reproduction_report_counts_every_published_image(by_url, sample_dir):
         assert {p["split"] for p in published[r["treeoflife_id"]]} & {"train", "train_small"}
     page = (release / "report" / "label_diff.html").read_text()
     assert "Wrongidae" in page
+    index = (release / "report" / "index.html").read_text()
+    assert "href='label_diff.html'" in index and "href='reproduction.html'" in index
+    reproduction = (release / "report" / "reproduction.html").read_text()
+    assert "<td>eol</td>" in reproduction and "md5_changed: md5_mismatch 1" in reproduction
+
 
 
 def test_resolved_labels_and_image_sets(by_url, sample_dir, tmp_path):

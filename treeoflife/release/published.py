@@ -8,12 +8,15 @@ training images that removes is in the reproduction report.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from treeoflife import splits
 from treeoflife.config import BuildConfig
+from treeoflife.io import write_text_atomic
 from treeoflife.release.label_diff import write_label_diff
 from treeoflife.release.reproduction import write_reproduction
 from treeoflife.schemas import RANKS
@@ -101,6 +104,18 @@ def before_assembly(cfg: BuildConfig, release_dir, joined: pa.Table) -> tuple[pa
     if mode == "published":
         joined = published_labels(cfg, joined)
     return joined, {"label_mode": mode, "label_diff": diff}
+
+
+def link_report_pages(release_dir) -> None:
+    """Link the label diff and reproduction pages from the stats report's first screen."""
+    index = Path(release_dir) / "report" / "index.html"
+    html = index.read_text(encoding="utf-8")
+    links = (
+        "<p>Published rebuild: <a href='reproduction.html'>reproduction report</a> · "
+        "<a href='label_diff.html'>label diff</a></p>"
+    )
+    head, sep, tail = html.partition("</h1>")
+    write_text_atomic(index, head + sep + links + tail if sep else html)
 
 
 def after_release(cfg: BuildConfig, release_dir, public: pa.Table) -> dict:

@@ -11,6 +11,7 @@ the image sets), `unreadable` (bytes that are not a usable image), `transient` (
 
 from __future__ import annotations
 
+import html as _html
 import json
 from pathlib import Path
 
@@ -186,6 +187,38 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_html(report: dict) -> str:
+    """The reproduction report as a page of the HTML report (its tables, escaped)."""
+    rows = render_markdown(report).splitlines()
+    body, table = [], []
+    for line in rows + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if not set("".join(cells)) <= set("-:"):
+                table.append(cells)
+            continue
+        if table:
+            head, *rest = table
+            body.append("<table><thead><tr>" + "".join(f"<th>{_html.escape(c)}</th>" for c in head)
+                        + "</tr></thead><tbody>" + "".join(
+                            "<tr>" + "".join(f"<td>{_html.escape(c)}</td>" for c in r) + "</tr>"
+                            for r in rest) + "</tbody></table>")  # fmt: skip
+            table = []
+        if line.startswith("# "):
+            body.append(f"<h1>{_html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{_html.escape(line[3:])}</h2>")
+        elif line:
+            body.append(f"<p>{_html.escape(line)}</p>")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Reproduction report</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>"
+        + "".join(body)
+        + "</body></html>\n"
+    )
+
+
 def write_reproduction(
     release_dir: Path, plan: pa.Table, catalog: pa.Table, expected: dict[str, int]
 ) -> dict:
@@ -196,6 +229,7 @@ def write_reproduction(
         release_dir / "reproduction.json", json.dumps(report, indent=1, sort_keys=True)
     )
     write_text_atomic(release_dir / "reproduction.md", render_markdown(report))
+    write_text_atomic(release_dir / "report" / "reproduction.html", render_html(report))
     return report
 
 

@@ -117,6 +117,8 @@ def run_release(
     write_dataset_card(layout.release_dir, summary)
     write_croissant(layout.release_dir, summary)
     write_stats_report(layout.release_dir, public)
+    if cfg.published.configured:  # the report links the label diff and reproduction pages
+        pub.link_report_pages(layout.release_dir)
     write_text_atomic(layout.summary, json.dumps(summary, indent=1, sort_keys=True))
     return summary
 
