@@ -175,7 +175,6 @@ def test_reproduction_report_counts_every_published_image(by_url, sample_dir):
     assert "<td>eol</td>" in reproduction and "md5_changed: md5_mismatch 1" in reproduction
 
 
-
 def test_resolved_labels_and_image_sets(by_url, sample_dir, tmp_path):
     """Image sets instead of URLs (no request at all), labels from our taxonomy stage."""
     built = _build(
