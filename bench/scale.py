@@ -1,0 +1,479 @@
+"""Scale rehearsal: generated worlds of 10k .. 1M images built end to end, stage by stage.
+
+    .venv/bin/python bench/scale.py --sizes 10k,100k            # ~5 min + ~40 min here
+    .venv/bin/python bench/scale.py --sizes 1M --keep           # the full rehearsal (quiet box)
+    .venv/bin/python bench/scale.py --sizes 100k --kill         # + a SIGKILL per stage, rerun
+
+For each size: bench/scale_world.py writes the world (iNat21 tar.gz + COCO JSON, BIOSCAN TSV +
+zips, EOL manifest chunks whose images a loopback MirrorServer serves over real HTTP, a 1M-row
+backbone, 10k evaluation images); then every stage (`treeoflife build --stage S`, its own
+process) runs alone while a sampler watches its process tree. Per stage: wall, CPU (user +
+system of the stage and every process it waited for), the driver's peak RSS (VmHWM), the
+workers' peak RSS (largest one and the largest sum at one moment), bytes read and written
+(/proc/<pid>/io of the tree, sampled; processes that live < 0.2 s can be missed), and the
+per-image cost. The catalog's final counts are checked against the world's planted ones
+(world.json). Prints the growth table (per-image cost relative to the smallest size) and
+writes bench/results/scale.md (+ scale.json) with the machine and the load average around
+every stage: on a shared box read the figures with the load beside them.
+
+`--kill`: a second data root built with one SIGKILL per stage (at half the stage's clean wall
+time, whole process group), each stage rerun to completion; the release's files must be
+byte-identical to the clean build's (summary.json, report/ and run timings excepted, as in
+every other byte comparison of this project).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.scale_world import EOL_PREFIX, WorldSpec, generate_world  # noqa: E402
+
+STAGES = ("ingest", "taxonomy", "hashes", "dedup", "release")
+RESULTS = ROOT / "bench" / "results"
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower()
+    mult = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("km")) * mult)
+
+
+def label(n: int) -> str:
+    if n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+# ------------------------------------------------------------------------------ the server
+
+
+@contextlib.contextmanager
+def mirror_server(folder: Path):
+    """The EOL mirror in its own process (its CPU is not the stages'); yields its URL."""
+    code = (
+        "import sys, time; from treeoflife.testing.mirror_server import MirrorServer\n"
+        "s = MirrorServer(sys.argv[1]); s.__enter__(); print(s.url, flush=True)\n"
+        "while True: time.sleep(3600)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"mirror server did not start: {url!r}")
+        yield url
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def write_config(path: Path, world: Path, root: Path, url: str, workers: int, dask: bool = False):
+    """The build's config: every source in its real format, the sizes tol10m.yaml uses."""
+    host = url.split("://", 1)[1].rstrip("/")
+    bioscan_zips = sorted(str(p) for p in (world / "bioscan").glob("*.zip"))
+    cfg = {
+        "data_root": str(root),
+        "sources": {
+            "inat21": {
+                "archives": [
+                    {
+                        "images": str(world / f"inat21/{s}.tar.gz"),
+                        "annotations": str(world / f"inat21/{s}.json"),
+                    }
+                    for s in ("train", "val")
+                ],  # fmt: skip
+                "images_per_part": 10_000,
+            },
+            "bioscan": {
+                "metadata": str(world / "bioscan/BIOSCAN_Insect_Dataset_metadata.tsv"),
+                "zips": bioscan_zips,
+                "images_per_part": 10_000,
+            },
+            "eol": {
+                "manifests": sorted(str(p) for p in (world / "eol").glob("media_manifest_*.csv")),
+                "pages": str(world / "eol/pages.csv"),
+                "mirror": {EOL_PREFIX: url + "/"},
+                "allow_hosts": [host],
+                "rows_per_part": 10_000,
+                "retries": 1,
+            },
+        },
+        "taxonomy": {"backbone": str(world / "backbone")},
+        "evalsets": [
+            {
+                "name": "rare_species",
+                "metadata": str(world / "evalsets/rare_species/metadata.csv"),
+                "hold_out_species": True,
+            },
+            {"name": "seen_species", "metadata": str(world / "evalsets/seen_species/metadata.csv")},
+        ],  # fmt: skip
+        "dedup": {"phash_max_distance": 8, "hash_workers": workers},
+        "splits": {"seed": 0, "val_fraction": 0.05, "train_small_fraction": 0.1},
+        "shards": {"samples_per_shard": 10_000, "image_size": 128, "workers": workers},
+    }
+    if dask:
+        cfg["execution"] = {"task_runner": "dask", "dask_workers": workers}
+    path.write_text(json.dumps(cfg, indent=1))  # JSON is YAML
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
+def _read_proc(pid: int) -> tuple[int, int, int] | None:
+    """(VmHWM bytes, read_bytes, write_bytes) of a live process."""
+    try:
+        hwm = 0
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1]) * 1024
+                    break
+        io = {}
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                k, v = line.split(":")
+                io[k] = int(v)
+        return hwm, io.get("read_bytes", 0), io.get("write_bytes", 0)
+    except (OSError, ValueError):
+        return None
+
+
+class TreeSampler(threading.Thread):
+    """Samples a process and its descendants every `every` s until stopped."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.every = pid, every
+        self.stop = threading.Event()
+        self.driver_hwm = 0
+        self.worker_hwm = 0  # largest single worker
+        self.workers_sum = 0  # largest sum of workers' RSS at one moment
+        self.io: dict[int, tuple[int, int]] = {}
+        self.workers_seen: set[int] = set()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(self.every)
+
+    def sample(self):
+        try:
+            root = psutil.Process(self.pid)
+            kids = root.children(recursive=True)
+        except psutil.Error:
+            return
+        now_sum = 0
+        for p in [root, *kids]:
+            got = _read_proc(p.pid)
+            if got is None:
+                continue
+            hwm, rb, wb = got
+            self.io[p.pid] = (rb, wb)
+            if p.pid == self.pid:
+                self.driver_hwm = max(self.driver_hwm, hwm)
+            else:
+                self.workers_seen.add(p.pid)
+                self.worker_hwm = max(self.worker_hwm, hwm)
+                with contextlib.suppress(psutil.Error):
+                    now_sum += p.memory_info().rss
+        self.workers_sum = max(self.workers_sum, now_sum)
+
+
+def run_stage(config: Path, stage: str, log: Path, kill_after: float | None = None) -> dict:
+    """One stage in its own process; measured. `kill_after`: SIGKILL its group after that
+    many seconds (returns killed=True, or False when it finished first)."""
+    cmd = [sys.executable, "-m", "treeoflife.cli", "build", "--config", str(config),
+           "--stage", stage, "-q"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env, cwd=ROOT,
+                                start_new_session=True)  # fmt: skip
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        killed = False
+        try:
+            proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed = True
+        sampler.stop.set()
+        sampler.join()
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0 and not killed:
+        raise RuntimeError(f"stage {stage} failed ({proc.returncode}); see {log}")
+    return {
+        "stage": stage,
+        "killed": killed,
+        "wall_s": wall,
+        "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "driver_peak_rss": sampler.driver_hwm,
+        "worker_peak_rss": sampler.worker_hwm,
+        "workers_peak_rss_sum": sampler.workers_sum,
+        "workers": len(sampler.workers_seen),
+        "read_bytes": sum(r for r, _ in sampler.io.values()),
+        "write_bytes": sum(w for _, w in sampler.io.values()),
+        "load_before": [round(x, 2) for x in load0],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def du(path: Path) -> int:
+    """Bytes of the files under `path` (apparent sizes)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def release_hashes(root: Path) -> dict[str, str]:
+    """sha256 of the release's data files (summary.json, html and report/ carry timings)."""
+    rel = root / "release"
+    out = {}
+    for p in sorted(rel.rglob("*")):
+        r = p.relative_to(rel)
+        if not p.is_file() or p.name == "summary.json" or p.suffix == ".html":
+            continue
+        if r.parts[0] == "report" or p.name.startswith("report"):
+            continue
+        out[str(r)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def catalog_counts(root: Path) -> dict:
+    t = pq.read_table(root / "release" / "catalog.parquet", columns=["status", "reason", "source"])
+    counts: dict = {"rows": t.num_rows, "kept": 0, "failed": {}, "removed": {}, "excluded": {}}
+    for r in t.group_by(["status", "reason"]).aggregate([([], "count_all")]).to_pylist():
+        if r["status"] == "kept":
+            counts["kept"] += r["count_all"]
+        else:
+            bucket = counts.setdefault(r["status"], {})
+            bucket[r["reason"]] = bucket.get(r["reason"], 0) + r["count_all"]
+    return counts
+
+
+def compare_counts(expected: dict, got: dict) -> list[str]:
+    """Lines naming each count that differs from the world's plan."""
+    diffs = []
+    for key in ("rows", "kept"):
+        if expected[key] != got.get(key):
+            diffs.append(f"{key}: expected {expected[key]}, got {got.get(key)}")
+    for status in ("failed", "removed", "excluded"):
+        exp, have = expected[status], got.get(status, {})
+        if status == "failed":  # 404s are recorded as http_404 or not_found
+            have = dict(have)
+            have["not_found"] = have.pop("not_found", 0) + have.pop("http_404", 0)
+        for reason in sorted(set(exp) | set(have)):
+            if exp.get(reason, 0) != have.get(reason, 0):
+                diffs.append(f"{status}/{reason}: expected {exp.get(reason, 0)}, got "
+                             f"{have.get(reason, 0)}")  # fmt: skip
+    return diffs
+
+
+# ------------------------------------------------------------------------------ one size
+
+
+def disk_parts(root: Path) -> dict[str, int]:
+    """The data root's bytes by what they hold."""
+    parts = {name: du(root / name) for name in ("images", "catalog", "taxonomy", "hashes",
+                                                "dedup", "state")}  # fmt: skip
+    parts["release/shards"] = du(root / "release" / "shards")
+    parts["release/other"] = du(root / "release") - parts["release/shards"]
+    return parts
+
+
+def run_size(n: int, base: Path, args) -> dict:
+    world = base / f"world-{label(n)}"
+    spec = WorldSpec(n, args.seed, args.backbone_rows, min(args.eval_images, max(500, n // 10)))
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    info = generate_world(world, spec, args.workers)
+    gen_s = time.perf_counter() - t0
+    print(f"[{label(n)}] world in {gen_s:.0f} s (load {load0[0]:.1f})", flush=True)
+    result: dict = {"images": n, "world": info, "world_s": gen_s, "stages": []}
+    result["inputs_bytes"] = du(world)
+    root = base / f"root-{label(n)}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    with mirror_server(world / "eol" / "mirror") as url:
+        config = base / f"config-{label(n)}.yaml"
+        write_config(config, world, root, url, args.workers)
+        for stage in STAGES:
+            m = run_stage(config, stage, base / f"build-{label(n)}.log")
+            m["per_image_ms"] = 1000 * m["wall_s"] / n
+            m["cpu_per_image_ms"] = 1000 * m["cpu_s"] / n
+            m["disk_after"] = du(root)
+            result["stages"].append(m)
+            print(f"[{label(n)}] {stage:<9} wall {m['wall_s']:7.1f} s  cpu {m['cpu_s']:7.1f} s  "
+                  f"driver {m['driver_peak_rss'] / 2**20:6.0f} MiB  workers "
+                  f"{m['worker_peak_rss'] / 2**20:5.0f} MiB  load {m['load_after'][0]:.1f}",
+                  flush=True)  # fmt: skip
+        result["disk"] = disk_parts(root)
+        result["counts"] = catalog_counts(root)
+        result["count_diffs"] = compare_counts(info["expected"], result["counts"])
+        if args.kill:
+            result["kill"] = kill_run(n, base, world, url, args, result)
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(world, ignore_errors=True)
+    return result
+
+
+def kill_run(n: int, base: Path, world: Path, url: str, args, clean: dict) -> dict:
+    """One SIGKILL per stage at half its clean wall time, then the stage rerun; the release
+    must equal the clean build's, file for file."""
+    root = base / f"root-{label(n)}-kill"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    config = base / f"config-{label(n)}-kill.yaml"
+    write_config(config, world, root, url, args.workers)
+    log = base / f"build-{label(n)}-kill.log"
+    walls = {m["stage"]: m["wall_s"] for m in clean["stages"]}
+    kills = {}
+    for stage in STAGES:
+        m = run_stage(config, stage, log, kill_after=max(1.0, walls[stage] / 2))
+        kills[stage] = m["killed"]
+        run_stage(config, stage, log)
+    a = release_hashes(base / f"root-{label(n)}")
+    b = release_hashes(root)
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"killed": kills, "files": len(a), "differ": differ}
+
+
+# ------------------------------------------------------------------------------ reporting
+
+
+def growth_table(results: list[dict]) -> list[str]:
+    """Per-image wall (ms) per stage at each size, and relative to the smallest size."""
+    base = results[0]
+    sizes = [label(r["images"]) for r in results]
+    lines = ["| stage | " + " | ".join(f"ms/img {s}" for s in sizes) + " | "
+             + " | ".join(f"x at {s}" for s in sizes[1:]) + " |",  # fmt: skip
+             "|---" * (1 + 2 * len(sizes) - 1) + "|"]  # fmt: skip
+    for i, stage in enumerate(STAGES):
+        per = [r["stages"][i]["per_image_ms"] for r in results]
+        rel = [p / base["stages"][i]["per_image_ms"] for p in per[1:]]
+        lines.append(f"| {stage} | " + " | ".join(f"{p:.3f}" for p in per) + " | "
+                     + " | ".join(f"{x:.2f}" for x in rel) + " |")  # fmt: skip
+    tot = [sum(m["wall_s"] for m in r["stages"]) * 1000 / r["images"] for r in results]
+    lines.append("| **all** | " + " | ".join(f"{p:.3f}" for p in tot) + " | "
+                 + " | ".join(f"{p / tot[0]:.2f}" for p in tot[1:]) + " |")  # fmt: skip
+    return lines
+
+
+def stage_table(r: dict) -> list[str]:
+    mib = 2**20
+    lines = [
+        f"### {label(r['images'])} images",
+        "",
+        f"World generated in {r['world_s']:.0f} s; inputs {r['inputs_bytes'] / mib:.0f} MiB; "
+        f"backbone {r['world']['backbone_rows']:,} rows; "
+        f"evaluation images {sum(r['world']['expected']['eval_images'].values()):,}.",
+        "",
+        "| stage | wall s | CPU s | ms/img | CPU ms/img | driver peak RSS MiB | worker peak RSS "
+        "MiB (one / sum) | read MiB | written MiB | load before -> after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in r["stages"]:
+        lines.append(
+            f"| {m['stage']} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['per_image_ms']:.3f} | "
+            f"{m['cpu_per_image_ms']:.3f} | {m['driver_peak_rss'] / mib:.0f} | "
+            f"{m['worker_peak_rss'] / mib:.0f} / {m['workers_peak_rss_sum'] / mib:.0f} | "
+            f"{m['read_bytes'] / mib:.0f} | {m['write_bytes'] / mib:.0f} | "
+            f"{m['load_before'][0]:.1f} -> {m['load_after'][0]:.1f} |"
+        )
+    wall = sum(m["wall_s"] for m in r["stages"])
+    cpu = sum(m["cpu_s"] for m in r["stages"])
+    lines += ["", f"Total: wall {wall:.0f} s, CPU {cpu:.0f} s; driver peak RSS "
+              f"{max(m['driver_peak_rss'] for m in r['stages']) / mib:.0f} MiB.", ""]  # fmt: skip
+    disk = r["disk"]
+    shards = disk["release/shards"]
+    total = sum(disk.values())
+    lines.append(
+        "Data root: "
+        + ", ".join(f"{k} {v / mib:.0f} MiB" for k, v in disk.items())
+        + f"; total {total / mib:.0f} MiB = {total / max(shards, 1):.2f}x the shards "
+        f"(goal: <= 2.2x beside the inputs' {r['inputs_bytes'] / mib:.0f} MiB)."
+    )
+    diffs = r["count_diffs"]
+    lines += ["", "Final statuses vs the world's plan: "
+              + ("all equal." if not diffs else "; ".join(diffs))]  # fmt: skip
+    if "kill" in r:
+        k = r["kill"]
+        lines += ["", f"SIGKILL per stage (killed mid-run: {k['killed']}), rerun: "
+                  f"{k['files']} release "
+                  f"files, differing: {k['differ'] or 'none'}."]  # fmt: skip
+    return lines + [""]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    mem = psutil.virtual_memory().total / 2**30
+    return f"{os.cpu_count()} CPUs ({cpu}), {mem:.1f} GiB RAM, Python {platform.python_version()}"
+
+
+def write_results(results: list[dict], path: Path) -> None:
+    lines = [
+        "# Scale rehearsal (bench/scale.py)",
+        "",
+        f"Machine: {machine()}; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        "The box is shared: the load average beside every stage says how much of it the run had.",
+        "",
+    ]
+    if len(results) > 1:
+        lines += ["## Growth (wall per image, relative to the smallest size)", "",
+                  *growth_table(results), ""]  # fmt: skip
+    lines += ["## Per stage", ""]
+    for r in results:
+        lines += stage_table(r)
+    path.write_text("\n".join(lines))
+    path.with_suffix(".json").write_text(json.dumps(results, indent=1))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="10k,100k")
+    ap.add_argument("--base", type=Path, default=Path("/tmp/treeoflife-scale"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--backbone-rows", type=int, default=1_000_000)
+    ap.add_argument("--eval-images", type=int, default=10_000)
+    ap.add_argument("--keep", action="store_true", help="keep worlds and data roots")
+    ap.add_argument("--kill", action="store_true", help="also a SIGKILL-per-stage build")
+    ap.add_argument("--out", type=Path, default=RESULTS / "scale.md")
+    args = ap.parse_args(argv)
+    args.base.mkdir(parents=True, exist_ok=True)
+    results = [run_size(parse_size(s), args.base, args) for s in args.sizes.split(",")]
+    write_results(results, args.out)
+    if len(results) > 1:
+        print("\n".join(growth_table(results)))
+    for r in results:
+        print(f"[{label(r['images'])}] statuses vs plan: {r['count_diffs'] or 'all equal'}")
+
+
+if __name__ == "__main__":
+    main()
