@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -46,22 +45,16 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.scale_report import (  # noqa: E402
+    STAGES,
+    growth_table,
+    label,
+    parse_size,
+    write_results,
+)
 from bench.scale_world import EOL_PREFIX, WorldSpec, generate_world  # noqa: E402
 
-STAGES = ("ingest", "taxonomy", "hashes", "dedup", "release")
 RESULTS = ROOT / "bench" / "results"
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().lower()
-    mult = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
-    return int(float(text.rstrip("km")) * mult)
-
-
-def label(n: int) -> str:
-    if n % 1_000_000 == 0:
-        return f"{n // 1_000_000}M"
-    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
 # ------------------------------------------------------------------------------ the server
@@ -342,6 +335,8 @@ def run_size(n: int, base: Path, args) -> dict:
         result["count_diffs"] = compare_counts(info["expected"], result["counts"])
         if args.kill:
             result["kill"] = kill_run(n, base, world, url, args, result)
+        if args.dask:
+            result["dask"] = dask_run(n, base, world, url, args)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(world, ignore_errors=True)
@@ -371,94 +366,31 @@ def kill_run(n: int, base: Path, world: Path, url: str, args, clean: dict) -> di
     return {"killed": kills, "files": len(a), "differ": differ}
 
 
-# ------------------------------------------------------------------------------ reporting
-
-
-def growth_table(results: list[dict]) -> list[str]:
-    """Per-image wall (ms) per stage at each size, and relative to the smallest size."""
-    base = results[0]
-    sizes = [label(r["images"]) for r in results]
-    lines = ["| stage | " + " | ".join(f"ms/img {s}" for s in sizes) + " | "
-             + " | ".join(f"x at {s}" for s in sizes[1:]) + " |",  # fmt: skip
-             "|---" * (1 + 2 * len(sizes) - 1) + "|"]  # fmt: skip
-    for i, stage in enumerate(STAGES):
-        per = [r["stages"][i]["per_image_ms"] for r in results]
-        rel = [p / base["stages"][i]["per_image_ms"] for p in per[1:]]
-        lines.append(f"| {stage} | " + " | ".join(f"{p:.3f}" for p in per) + " | "
-                     + " | ".join(f"{x:.2f}" for x in rel) + " |")  # fmt: skip
-    tot = [sum(m["wall_s"] for m in r["stages"]) * 1000 / r["images"] for r in results]
-    lines.append("| **all** | " + " | ".join(f"{p:.3f}" for p in tot) + " | "
-                 + " | ".join(f"{p / tot[0]:.2f}" for p in tot[1:]) + " |")  # fmt: skip
-    return lines
-
-
-def stage_table(r: dict) -> list[str]:
-    mib = 2**20
-    lines = [
-        f"### {label(r['images'])} images",
-        "",
-        f"World generated in {r['world_s']:.0f} s; inputs {r['inputs_bytes'] / mib:.0f} MiB; "
-        f"backbone {r['world']['backbone_rows']:,} rows; "
-        f"evaluation images {sum(r['world']['expected']['eval_images'].values()):,}.",
-        "",
-        "| stage | wall s | CPU s | ms/img | CPU ms/img | driver peak RSS MiB | worker peak RSS "
-        "MiB (one / sum) | read MiB | written MiB | load before -> after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for m in r["stages"]:
-        lines.append(
-            f"| {m['stage']} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['per_image_ms']:.3f} | "
-            f"{m['cpu_per_image_ms']:.3f} | {m['driver_peak_rss'] / mib:.0f} | "
-            f"{m['worker_peak_rss'] / mib:.0f} / {m['workers_peak_rss_sum'] / mib:.0f} | "
-            f"{m['read_bytes'] / mib:.0f} | {m['write_bytes'] / mib:.0f} | "
-            f"{m['load_before'][0]:.1f} -> {m['load_after'][0]:.1f} |"
-        )
-    wall = sum(m["wall_s"] for m in r["stages"])
-    cpu = sum(m["cpu_s"] for m in r["stages"])
-    lines += ["", f"Total: wall {wall:.0f} s, CPU {cpu:.0f} s; driver peak RSS "
-              f"{max(m['driver_peak_rss'] for m in r['stages']) / mib:.0f} MiB.", ""]  # fmt: skip
-    disk = r["disk"]
-    shards = disk["release/shards"]
-    total = sum(disk.values())
-    lines.append(
-        "Data root: "
-        + ", ".join(f"{k} {v / mib:.0f} MiB" for k, v in disk.items())
-        + f"; total {total / mib:.0f} MiB = {total / max(shards, 1):.2f}x the shards "
-        f"(goal: <= 2.2x beside the inputs' {r['inputs_bytes'] / mib:.0f} MiB)."
+def dask_run(n: int, base: Path, world: Path, url: str, args) -> dict:
+    """The Prefect flow `tree-of-life` on a Dask LocalCluster (`workers` processes) into its
+    own data root; its release must equal the CLI build's, file for file."""
+    root = base / f"root-{label(n)}-dask"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    config = base / f"config-{label(n)}-dask.yaml"
+    write_config(config, world, root, url, args.workers, dask=True)
+    code = (
+        "import sys; from flows.tree_of_life import tree_of_life\ntree_of_life(sys.argv[1], None)\n"
     )
-    diffs = r["count_diffs"]
-    lines += ["", "Final statuses vs the world's plan: "
-              + ("all equal." if not diffs else "; ".join(diffs))]  # fmt: skip
-    if "kill" in r:
-        k = r["kill"]
-        lines += ["", f"SIGKILL per stage (killed mid-run: {k['killed']}), rerun: "
-                  f"{k['files']} release "
-                  f"files, differing: {k['differ'] or 'none'}."]  # fmt: skip
-    return lines + [""]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    mem = psutil.virtual_memory().total / 2**30
-    return f"{os.cpu_count()} CPUs ({cpu}), {mem:.1f} GiB RAM, Python {platform.python_version()}"
-
-
-def write_results(results: list[dict], path: Path) -> None:
-    lines = [
-        "# Scale rehearsal (bench/scale.py)",
-        "",
-        f"Machine: {machine()}; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-        "The box is shared: the load average beside every stage says how much of it the run had.",
-        "",
-    ]
-    if len(results) > 1:
-        lines += ["## Growth (wall per image, relative to the smallest size)", "",
-                  *growth_table(results), ""]  # fmt: skip
-    lines += ["## Per stage", ""]
-    for r in results:
-        lines += stage_table(r)
-    path.write_text("\n".join(lines))
-    path.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()
+    with (base / f"build-{label(n)}-dask.log").open("ab") as out:
+        subprocess.run([sys.executable, "-c", code, str(config)], stdout=out, stderr=out,
+                       env=env, cwd=ROOT, check=True)  # fmt: skip
+    wall = time.perf_counter() - t0
+    a = release_hashes(base / f"root-{label(n)}")
+    b = release_hashes(root)
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"wall_s": wall, "files": len(a), "differ": differ,
+            "load": [load0[0], os.getloadavg()[0]]}  # fmt: skip
 
 
 def main(argv=None) -> None:
@@ -471,10 +403,17 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-images", type=int, default=10_000)
     ap.add_argument("--keep", action="store_true", help="keep worlds and data roots")
     ap.add_argument("--kill", action="store_true", help="also a SIGKILL-per-stage build")
+    ap.add_argument("--dask", action="store_true", help="also the Prefect flow on Dask")
+    ap.add_argument("--report", type=Path, nargs="*", help="only rewrite the results from "
+                    "these scale.json files (merged by size)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS / "scale.md")
     args = ap.parse_args(argv)
-    args.base.mkdir(parents=True, exist_ok=True)
-    results = [run_size(parse_size(s), args.base, args) for s in args.sizes.split(",")]
+    if args.report:
+        merged = {r["images"]: r for f in args.report for r in json.loads(f.read_text())}
+        results = [merged[n] for n in sorted(merged)]
+    else:
+        args.base.mkdir(parents=True, exist_ok=True)
+        results = [run_size(parse_size(s), args.base, args) for s in args.sizes.split(",")]
     write_results(results, args.out)
     if len(results) > 1:
         print("\n".join(growth_table(results)))
