@@ -205,7 +205,8 @@ def write_results(results: list[dict], path: Path) -> None:
         lines += ["## Growth (CPU per image, relative to the smallest size)", "",
                   *growth_table(results), "", "Wall per image (follows the machine's load):",
                   "", *growth_table(results, "wall_s"), "",
-                  "## Cost model (as measured: ~5 KB images)", "", *model_lines(results), ""]  # fmt: skip
+                  "## Cost model (as measured: ~5 KB images)", "",
+                  *model_lines(results), ""]  # fmt: skip
     lines += ["## Per stage", ""]
     for r in results:
         lines += stage_table(r)
