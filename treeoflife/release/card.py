@@ -28,7 +28,8 @@ from treeoflife.release.hub import (
     write_metadata_repo,
 )
 from treeoflife.schema_export import describe
-from treeoflife.schemas import CATALOG, STATUS_KEPT
+from treeoflife.schemas import CATALOG
+from treeoflife.vocabulary import Status
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def render_dataset_card(summary: Mapping, shards: Mapping[str, Mapping[str, int]
     """The card text for a summary (see write_dataset_card) and {split: {shard: samples}}."""
     by_status = dict(summary.get("by_status", {}))
     total = int(summary.get("images", sum(by_status.values())))
-    kept = int(by_status.get(STATUS_KEPT, sum(sum(s.values()) for s in shards.values())))
+    kept = int(by_status.get(Status.KEPT, sum(sum(s.values()) for s in shards.values())))
     name = summary.get("pretty_name", "TreeOfLife (treeoflife build)")
     out = ["---", _front_matter(summary, shards, kept).rstrip("\n"), "---", "", f"# {name}", ""]
     out += [
@@ -321,7 +322,7 @@ def write_licenses_csv(table: pa.Table, path: Path, batch_rows: int = 65_536) ->
     Written batch by batch into the temporary file: at 10M rows a whole-table to_pylist and
     one in-memory CSV held ~5 GB of the driver."""
     if "status" in table.column_names:
-        table = table.filter(pc.equal(table.column("status"), STATUS_KEPT))
+        table = table.filter(pc.equal(table.column("status"), Status.KEPT))
     table = table.select(list(LICENSES_COLUMNS)).sort_by("key")
     with writing(path), atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
