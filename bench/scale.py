@@ -64,7 +64,7 @@ RESULTS = ROOT / "bench" / "results"
 def mirror_server(folder: Path):
     """The EOL mirror in its own process (its CPU is not the stages'); yields its URL."""
     code = (
-        "import sys, time; from treeoflife.testing.mirror_server import MirrorServer\n"
+        "import sys, time; from tests.support.mirror_server import MirrorServer\n"
         "s = MirrorServer(sys.argv[1]); s.__enter__(); print(s.url, flush=True)\n"
         "while True: time.sleep(3600)\n"
     )
@@ -304,6 +304,31 @@ def disk_parts(root: Path) -> dict[str, int]:
     return parts
 
 
+def _earlier_result(path: Path, n: int) -> dict | None:
+    """A size's result from a saved scale.json (for --reuse)."""
+    for r in json.loads(Path(path).read_text()):
+        if r["images"] == n:
+            return {k: v for k, v in r.items() if k not in ("kill", "dask")}
+    return None
+
+
+def build_clean(n: int, base: Path, config: Path, root: Path, info: dict, result: dict) -> None:
+    """Every stage once, measured; the catalog's statuses checked against the world's plan."""
+    for stage in STAGES:
+        m = run_stage(config, stage, base / f"build-{label(n)}.log")
+        m["per_image_ms"] = 1000 * m["wall_s"] / n
+        m["cpu_per_image_ms"] = 1000 * m["cpu_s"] / n
+        m["disk_after"] = du(root)
+        result["stages"].append(m)
+        print(f"[{label(n)}] {stage:<9} wall {m['wall_s']:7.1f} s  cpu {m['cpu_s']:7.1f} s  "
+              f"driver {m['driver_peak_rss'] / 2**20:6.0f} MiB  workers "
+              f"{m['worker_peak_rss'] / 2**20:5.0f} MiB  load {m['load_after'][0]:.1f}",
+              flush=True)  # fmt: skip
+    result["disk"] = disk_parts(root)
+    result["counts"] = catalog_counts(root)
+    result["count_diffs"] = compare_counts(info["expected"], result["counts"])
+
+
 def run_size(n: int, base: Path, args) -> dict:
     world = base / f"world-{label(n)}"
     spec = WorldSpec(n, args.seed, args.backbone_rows, min(args.eval_images, max(500, n // 10)))
@@ -315,24 +340,19 @@ def run_size(n: int, base: Path, args) -> dict:
     result: dict = {"images": n, "world": info, "world_s": gen_s, "stages": []}
     result["inputs_bytes"] = du(world)
     root = base / f"root-{label(n)}"
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    earlier = _earlier_result(args.reuse, n) if args.reuse else None
+    if earlier is not None and (root / "release" / "summary.json").exists():
+        print(f"[{label(n)}] clean build reused from {args.reuse}", flush=True)
+        result = earlier  # the --keep'd root and its measurements (no stage rerun)
+    else:
+        earlier = None
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
     with mirror_server(world / "eol" / "mirror") as url:
         config = base / f"config-{label(n)}.yaml"
-        write_config(config, world, root, url, args.workers)
-        for stage in STAGES:
-            m = run_stage(config, stage, base / f"build-{label(n)}.log")
-            m["per_image_ms"] = 1000 * m["wall_s"] / n
-            m["cpu_per_image_ms"] = 1000 * m["cpu_s"] / n
-            m["disk_after"] = du(root)
-            result["stages"].append(m)
-            print(f"[{label(n)}] {stage:<9} wall {m['wall_s']:7.1f} s  cpu {m['cpu_s']:7.1f} s  "
-                  f"driver {m['driver_peak_rss'] / 2**20:6.0f} MiB  workers "
-                  f"{m['worker_peak_rss'] / 2**20:5.0f} MiB  load {m['load_after'][0]:.1f}",
-                  flush=True)  # fmt: skip
-        result["disk"] = disk_parts(root)
-        result["counts"] = catalog_counts(root)
-        result["count_diffs"] = compare_counts(info["expected"], result["counts"])
+        if earlier is None:
+            write_config(config, world, root, url, args.workers)
+            build_clean(n, base, config, root, info, result)
         if args.kill:
             result["kill"] = kill_run(n, base, world, url, args, result)
         if args.dask:
@@ -404,6 +424,8 @@ def main(argv=None) -> None:
     ap.add_argument("--keep", action="store_true", help="keep worlds and data roots")
     ap.add_argument("--kill", action="store_true", help="also a SIGKILL-per-stage build")
     ap.add_argument("--dask", action="store_true", help="also the Prefect flow on Dask")
+    ap.add_argument("--reuse", type=Path, help="a scale.json whose sizes' clean builds (kept "
+                    "roots) are reused: only --kill / --dask run")  # fmt: skip
     ap.add_argument("--report", type=Path, nargs="*", help="only rewrite the results from "
                     "these scale.json files (merged by size)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS / "scale.md")

@@ -12,7 +12,7 @@ taxa among generated filler rows up to `--backbone-rows` (default 1M). Images ar
 JPEGs (96-256 px, smooth colour fields from a random 8x8 grid, ~5 KB; their pHashes are as
 far apart as random balanced 64-bit hashes): the codec's cost per pixel is measured
 separately (bench/shards.py). EOL's images are files under `eol/mirror/`, served over loopback
-HTTP by bench/scale.py (treeoflife.testing.MirrorServer); an absent file is a real 404.
+HTTP by bench/scale.py (tests/support/mirror_server.py); an absent file is a real 404.
 
 Trouble, planted on rows of ordinary species (never held-out or unresolvable ones, so each row
 has exactly one expected outcome): iNat21 and BIOSCAN rows whose image is in no archive, truncated

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from bench.scale import catalog_counts, compare_counts, release_hashes, write_config
 from bench.scale_world import WorldSpec, generate_world
+from tests.support.mirror_server import MirrorServer
 from treeoflife import pipeline
 from treeoflife.config import load_config
-from treeoflife.testing.mirror_server import MirrorServer
 
 SPEC = WorldSpec(images=3000, seed=7, backbone_rows=20_000, eval_images=300)
 
