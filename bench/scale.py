@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.scale_report import (  # noqa: E402
+from bench._scale_report import (  # noqa: E402
     STAGES,
     growth_table,
     label,

@@ -70,4 +70,7 @@ def main(config: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) < 2:
+        print("usage: bench/scale_profile.py CONFIG (a root kept by bench/scale.py --keep)")
+    else:
+        main(sys.argv[1])

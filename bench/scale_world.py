@@ -2,7 +2,7 @@
 formats at any size, a GBIF-style backbone, evaluation sets, and the counts every final status
 must reach (`world.json`).
 
-    .venv/bin/python bench/scale_world.py OUT --images 100000 [--seed 0] [--workers 2]
+    .venv/bin/python bench/scale_world.py [OUT] [--images 10000] [--seed 0] [--workers 2]
 
 Deterministic from the seed: every image is rendered from its own generator keyed by
 (seed, kind, id), archives are written in a fixed member order with fixed metadata, and the
@@ -34,14 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.scale_formats import (  # noqa: E402
+from bench._scale_formats import (  # noqa: E402
     write_backbone,
     write_bioscan,
     write_eol,
     write_evalsets,
     write_inat21,
 )
-from bench.scale_plan import EOL_PREFIX, Renderer, WorldSpec, expected_counts, make_plan  # noqa: E402
+from bench._scale_plan import EOL_PREFIX, Renderer, WorldSpec, expected_counts, make_plan  # noqa: E402
 
 __all__ = ["EOL_PREFIX", "WorldSpec", "generate_world"]
 
@@ -89,8 +89,8 @@ def generate_world(out: Path, spec: WorldSpec, workers: int = 2) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--images", type=int, required=True)
+    ap.add_argument("out", type=Path, nargs="?", default=Path("/tmp/treeoflife-scale/world-10k"))
+    ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backbone-rows", type=int, default=1_000_000)
     ap.add_argument("--eval-images", type=int, default=10_000)

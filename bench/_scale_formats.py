@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.scale_plan import (
+from bench._scale_plan import (
     BIOSCAN,
     EOL,
     EOL_PREFIX,
