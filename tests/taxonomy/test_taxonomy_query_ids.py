@@ -7,8 +7,9 @@ from collections import Counter
 
 import pyarrow as pa
 
-from treeoflife.records import VERBATIM_QUERY_FIELDS, query_id
-from treeoflife.taxonomy.queries import add_query_ids, query_id_column, taxonomy_queries
+from treeoflife.records import VERBATIM_QUERY_FIELDS, query_id, query_id_column
+from treeoflife.sources.catalogs import add_query_ids
+from treeoflife.taxonomy.queries import taxonomy_queries
 
 
 def _rows(n: int, seed: int = 3) -> list[dict]:

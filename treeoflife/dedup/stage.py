@@ -83,7 +83,8 @@ def hash_evalsets(cfg: BuildConfig) -> dict:
 
 def _resolved_training_taxa(cfg: BuildConfig) -> pa.Table:
     """key + resolved kingdom/genus/species of every ingested row."""
-    catalog = add_query_ids(read_all_source_catalogs(cfg)).select(["key", "query_id"])
+    columns = ["key", "source", *records.VERBATIM_QUERY_FIELDS]
+    catalog = add_query_ids(read_all_source_catalogs(cfg, columns)).select(["key", "query_id"])
     taxa = pq.read_table(Layout(cfg.root).taxa).select(["query_id", "kingdom", "genus", "species"])
     return catalog.join(taxa, "query_id", join_type="left outer").select(
         ["key", "kingdom", "genus", "species"]

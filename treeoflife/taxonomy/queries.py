@@ -4,7 +4,6 @@ resolver labels, built from source catalogs and evaluation-set rows, one column 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterable
@@ -14,40 +13,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from treeoflife.errors import InputError
-from treeoflife.records import TAXONOMY_QUERY_COLUMNS, VERBATIM_QUERY_FIELDS, query_id
+from treeoflife.records import (
+    TAXONOMY_QUERY_COLUMNS,
+    VERBATIM_QUERY_FIELDS,
+    hash_query_keys,
+    query_id,
+    query_keys,
+)
 
 log = logging.getLogger(__name__)
 
 QUERY_COLUMNS = TAXONOMY_QUERY_COLUMNS
-
-
-def _query_keys(table: pa.Table) -> pa.ChunkedArray:
-    """Per row, the text `records.query_id` hashes: source and verbatim fields joined by \x1f,
-    a missing value as "" (column-wise: no Python object per row)."""
-    cols = [table.column(c).cast(pa.string()) for c in ("source", *VERBATIM_QUERY_FIELDS)]
-    return pc.binary_join_element_wise(*cols, "\x1f", null_handling="replace", null_replacement="")
-
-
-def _hash_keys(keys: pa.Array) -> pa.Array:
-    """query_id of each distinct key text (the only per-value Python: one per distinct query)."""
-    return pa.array(
-        [hashlib.sha1(k.encode("utf-8")).hexdigest()[:20] for k in keys.to_pylist()], pa.string()
-    )
-
-
-def query_id_column(table: pa.Table) -> pa.ChunkedArray:
-    """`records.query_id` of every row of a catalog, computed once per distinct query and
-    spread back by dictionary index: at 10M rows the per-row Python loop this replaces held a
-    dict per row and took minutes."""
-    if table.num_rows == 0:
-        return pa.chunked_array([], pa.string())
-    encoded = _query_keys(table).combine_chunks().dictionary_encode()
-    return pa.chunked_array([pc.take(_hash_keys(encoded.dictionary), encoded.indices)])
-
-
-def add_query_ids(table: pa.Table) -> pa.Table:
-    """Append the `query_id` column (a pure function of source + verbatim ranks and name)."""
-    return table.append_column("query_id", query_id_column(table))
 
 
 def _catalog_queries(catalog: pa.Table, images: Counter) -> dict[str, dict]:
@@ -56,7 +32,7 @@ def _catalog_queries(catalog: pa.Table, images: Counter) -> dict[str, dict]:
     fields = ["source", *VERBATIM_QUERY_FIELDS]
     if catalog.num_rows == 0:
         return {}
-    encoded = _query_keys(catalog).combine_chunks().dictionary_encode()
+    encoded = query_keys(catalog).combine_chunks().dictionary_encode()
     common = (
         catalog.column("verbatim_common_name").cast(pa.string())
         if "verbatim_common_name" in catalog.column_names
@@ -75,7 +51,7 @@ def _catalog_queries(catalog: pa.Table, images: Counter) -> dict[str, dict]:
         .aggregate([("row", "min"), ("row", "count"), ("name", "min")])
         .sort_by("row_min")
     )
-    ids = pc.take(_hash_keys(encoded.dictionary), grouped.column("q")).to_pylist()
+    ids = pc.take(hash_query_keys(encoded.dictionary), grouped.column("q")).to_pylist()
     firsts = catalog.select(fields).take(grouped.column("row_min")).to_pylist()
     by_id: dict[str, dict] = {}
     for qid, row, n, name in zip(
