@@ -19,12 +19,13 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from treeoflife import pipeline  # noqa: E402
 from treeoflife.assemble import assemble_catalog, catalog_summary  # noqa: E402
 from treeoflife.config import load_config  # noqa: E402
 from treeoflife.layout import Layout  # noqa: E402
 from treeoflife.release.card import write_licenses_csv  # noqa: E402
 from treeoflife.release.catalog import write_catalog  # noqa: E402
+from treeoflife.release.stage import joined_catalog  # noqa: E402
+from treeoflife.sources.catalogs import read_all_source_catalogs  # noqa: E402
 
 
 def main(config: str) -> None:
@@ -42,13 +43,13 @@ def main(config: str) -> None:
         }
         return value
 
-    catalogs = step("read source catalogs", lambda: pipeline.read_all_source_catalogs(cfg))
+    catalogs = step("read source catalogs", lambda: read_all_source_catalogs(cfg))
     n = catalogs.num_rows
     out["source catalog bytes/img"] = round(catalogs.nbytes / n)
     del catalogs
     held = {}
     held["joined"] = step(
-        "joined catalog (read + query ids + joins + sort)", lambda: pipeline.joined_catalog(cfg)
+        "joined catalog (read + query ids + joins + sort)", lambda: joined_catalog(cfg)
     )
     out["joined catalog bytes/img"] = round(held["joined"].nbytes / n)
     catalog, order = step(

@@ -52,7 +52,7 @@ def test_scale_world_builds_end_to_end_with_every_planted_outcome(tmp_path):
         cfg = load_config(config)
         results = pipeline.build(cfg)
         assert server.hits  # EOL's images came over HTTP
-    assert results["release"]["images"] == SPEC.images
+    assert results["release"].summary["images"] == SPEC.images
     got = catalog_counts(root)
     assert compare_counts(expected, got) == []
     assert release_hashes(root)  # the release's files are there to compare
