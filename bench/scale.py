@@ -17,7 +17,7 @@ per-image cost. The catalog's final counts are checked against the world's plant
 writes bench/results/scale.md (+ scale.json) with the machine and the load average around
 every stage: on a shared box read the figures with the load beside them.
 
-`--kill`: a second data root built with one SIGKILL per stage (at half the stage's clean wall
+`--kill`: a second data root built with one SIGKILL per stage (at `--kill-at` of the clean wall
 time, whole process group), each stage rerun to completion; the release's files must be
 byte-identical to the clean build's (summary.json, report/ and run timings excepted, as in
 every other byte comparison of this project).
@@ -364,8 +364,9 @@ def run_size(n: int, base: Path, args) -> dict:
 
 
 def kill_run(n: int, base: Path, world: Path, url: str, args, clean: dict) -> dict:
-    """One SIGKILL per stage at half its clean wall time, then the stage rerun; the release
-    must equal the clean build's, file for file."""
+    """One SIGKILL per stage at `--kill-at` of its clean wall time (half by default), then
+    the stage rerun; the release must equal the clean build's, file for file. A stage that
+    ends first is reported as not killed."""
     root = base / f"root-{label(n)}-kill"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -375,7 +376,7 @@ def kill_run(n: int, base: Path, world: Path, url: str, args, clean: dict) -> di
     walls = {m["stage"]: m["wall_s"] for m in clean["stages"]}
     kills = {}
     for stage in STAGES:
-        m = run_stage(config, stage, log, kill_after=max(1.0, walls[stage] / 2))
+        m = run_stage(config, stage, log, kill_after=max(1.0, walls[stage] * args.kill_at))
         kills[stage] = m["killed"]
         run_stage(config, stage, log)
     a = release_hashes(base / f"root-{label(n)}")
@@ -423,6 +424,8 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-images", type=int, default=10_000)
     ap.add_argument("--keep", action="store_true", help="keep worlds and data roots")
     ap.add_argument("--kill", action="store_true", help="also a SIGKILL-per-stage build")
+    ap.add_argument("--kill-at", type=float, default=0.5,
+                    help="kill each stage at this fraction of its clean wall time")  # fmt: skip
     ap.add_argument("--dask", action="store_true", help="also the Prefect flow on Dask")
     ap.add_argument("--reuse", type=Path, help="a scale.json whose sizes' clean builds (kept "
                     "roots) are reused: only --kill / --dask run")  # fmt: skip
