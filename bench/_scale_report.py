@@ -174,11 +174,16 @@ def stage_table(r: dict) -> list[str]:
     diffs = r["count_diffs"]
     lines += ["", "Final statuses vs the world's plan: "
               + ("all equal." if not diffs else "; ".join(diffs))]  # fmt: skip
-    if "kill" in r:
-        k = r["kill"]
-        lines += ["", f"SIGKILL per stage (killed mid-run: {k['killed']}), rerun: "
-                  f"{k['files']} release "
-                  f"files, differing: {k['differ'] or 'none'}."]  # fmt: skip
+    for name in sorted(k for k in r if k == "kill" or k.startswith("kill_run_")):
+        k = r[name]
+        if "killed" not in k:
+            continue
+        killed = ", ".join(s for s, hit in k["killed"].items() if hit) or "none"
+        missed = ", ".join(s for s, hit in k["killed"].items() if not hit)
+        lines += ["", f"SIGKILL per stage ({k.get('note', 'at half the clean wall')}): killed "
+                  f"mid-run: {killed}" + (f" (finished before the kill: {missed})" if missed
+                  else "") + f"; every stage rerun: {k['files']} release files, differing "
+                  f"from the clean build: {k['differ'] or 'none'}."]  # fmt: skip
     if "dask" in r:
         d = r["dask"]
         lines += ["", f"Prefect flow on a Dask LocalCluster: wall {d['wall_s']:.0f} s (load "
