@@ -202,7 +202,7 @@ def write_results(results: list[dict], path: Path) -> None:
     lines = [
         "# Scale rehearsal (bench/scale.py)",
         "",
-        f"Machine: {machine()}; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        f"Machine: {machine()}; written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         "The box is shared: the load average beside every stage says how much of it the run had.",
         "",
     ]
