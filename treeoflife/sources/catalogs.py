@@ -22,6 +22,7 @@ from treeoflife.sources.eol import ingest_eol
 from treeoflife.sources.inat21 import ingest_inat21
 from treeoflife.sources.ingest import IngestStats
 from treeoflife.storage import FsspecStorage, push_files
+from treeoflife.vocabulary import Source
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +60,19 @@ REGISTRY: dict[str, SourceEntry] = {
     e.name: e
     for e in [
         SourceEntry(
-            "inat21",
+            Source.INAT21,
             configured=lambda cfg: bool(cfg.sources.inat21.archives),
             inputs=_inat21_inputs,
             ingest=lambda cfg, progress, map_parts: ingest_inat21(cfg, progress),
         ),
         SourceEntry(
-            "bioscan",
+            Source.BIOSCAN,
             configured=lambda cfg: bool(cfg.sources.bioscan.metadata),
             inputs=_bioscan_inputs,
             ingest=lambda cfg, progress, map_parts: ingest_bioscan(cfg, progress),
         ),
         SourceEntry(
-            "eol",
+            Source.EOL,
             configured=lambda cfg: bool(cfg.sources.eol.manifests),
             inputs=_eol_inputs,
             # map_parts runs the download parts elsewhere (e.g. Dask workers); None: here
