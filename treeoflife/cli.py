@@ -21,6 +21,7 @@ from treeoflife.layout import Layout
 from treeoflife.release.stage import verify_release
 from treeoflife.runner import StageResult, read_marker
 from treeoflife.schemas import SPLITS
+from treeoflife.train.stage import run_train  # torch only once training starts
 from treeoflife.train.steps import STEP_LOG
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -303,8 +304,6 @@ def train(
 ) -> None:
     """Train a CLIP model on the built shards with stock open_clip_train; open_clip's steps
     (loss, samples/s, time left) stream to the terminal and to the run's train.log."""
-    from treeoflife.train.stage import run_train  # torch, when training starts
-
     cfg = _load(config, data_root)
     progress = TqdmProgress(disable=quiet)
     try:

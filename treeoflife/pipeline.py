@@ -34,6 +34,7 @@ from treeoflife.sources.catalogs import (
 )
 from treeoflife.sources.eol import transient_reruns_pending
 from treeoflife.taxonomy.stage import run_taxonomy
+from treeoflife.vocabulary import Source
 
 INGESTS = tuple(f"ingest-{s}" for s in schemas.SOURCES)
 
@@ -91,7 +92,7 @@ def _ingest(source: str) -> Stage:
         inputs=lambda cfg: source_inputs(cfg, source),
         settings=lambda cfg: source_settings(cfg, source),
         skip=lambda cfg: None if source_configured(cfg, source) else "not configured",
-        rerun=_eol_rerun if source == "eol" else _no_rerun,
+        rerun=_eol_rerun if source == Source.EOL else _no_rerun,
         repair=lambda cfg, damaged: remove_damaged_parts(cfg, source, damaged),
     )
 

@@ -635,6 +635,7 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending) -> str
     try:
         with tarfile.open(fileobj=reader, mode="r|gz") as tar:
             for member in tar:
+                tar.members = []  # a stream keeps every TarInfo otherwise (~0.6 KB a member)
                 if member.isdir():
                     continue
                 name = normal_member_name(member.name)
