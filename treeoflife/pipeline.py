@@ -228,6 +228,7 @@ def stage_hashes(
         PHASH_ALGO,
         [dataclasses.asdict(e) for e in cfg.evalsets],
         fingerprint_paths([cfg.path(e.metadata) for e in cfg.evalsets]),
+        fingerprint_paths([evalset_root(e, cfg) for e in cfg.evalsets]),  # an image replaced
         _upstream(cfg, *[f"ingest-{s}" for s in schemas.SOURCES]),
     )
     outputs = [layout.hashes(s) for s in schemas.SOURCES]
@@ -248,7 +249,7 @@ def stage_hashes(
             parts,
             layout.hashes_dir / source,
             cfg.root,
-            fp,
+            PHASH_ALGO,  # each part is keyed by the catalog bytes it hashed
             workers=cfg.dedup.hash_workers,
             progress=progress,
             run_marker=layout.state_dir / f"hashes-{source}.run_id",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import logging
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -229,6 +230,35 @@ class HashPart:
     data_root: str
     workers: int = 1  # processes this part may use where it runs (1 inside a Dask worker)
     shared: FsspecStorage | None = None
+    digest: str | None = None  # sha256 of the catalog part's bytes, kept in the target
+
+
+SOURCE_DIGEST = b"treeoflife.hashed_part_sha256"
+
+
+def part_digest(path: str | Path) -> str:
+    """What a hash part is keyed by: the bytes of the catalog part it hashes (not its name)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _target_digest(target: Path) -> str | None:
+    import pyarrow.parquet as pq
+
+    try:
+        value = (pq.read_schema(target).metadata or {}).get(SOURCE_DIGEST)
+    except (OSError, pa.ArrowException):
+        return None
+    return value.decode() if value is not None else None
+
+
+def _with_digest(table: pa.Table, digest: str | None) -> pa.Table:
+    if digest is None:
+        return table
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), SOURCE_DIGEST: digest})
 
 
 def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
@@ -251,14 +281,16 @@ def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
             return pq.read_metadata(target).num_rows
         catalog = pq.read_table(item.part, schema=SOURCE_CATALOG)
         table = hash_catalog(catalog, Path(item.data_root), workers=workers, progress=progress)
-        write_parquet_atomic(table, target)
+        write_parquet_atomic(_with_digest(table, item.digest), target)
         return table.num_rows
     if shared.exists(item.target):
         with shared.open(item.target) as fh:
             return pq.read_metadata(fh).num_rows
     with shared.open(item.part) as fh:
         catalog = pq.read_table(fh, schema=SOURCE_CATALOG)
-    table = hash_catalog(catalog, shared, workers=workers, progress=progress)
+    table = _with_digest(
+        hash_catalog(catalog, shared, workers=workers, progress=progress), item.digest
+    )
     with output_path(shared, item.target) as local:
         pq.write_table(table, local, compression="zstd")  # as write_parquet_atomic does
     return table.num_rows
@@ -287,8 +319,11 @@ def hash_catalog_parts(
     """hash_catalog over a source's catalog parts, resumable part by part; all rows, in order.
 
     Each part's hashes land in `out_dir/<part name>` (atomically), so an interrupted run
-    redoes only the parts it had not finished. `run_id` names the inputs and algorithm: parts
-    written under another id (an older algorithm, other inputs) are discarded, never mixed.
+    redoes only the parts it had not finished. A target is keyed by the bytes of the catalog
+    part it hashed (their sha256 is in its metadata): a changed part is hashed again, an
+    unchanged one is not, whatever else changed. `run_id` names the algorithm (and whatever
+    else the caller wants to invalidate every part with): parts written under another id are
+    discarded, never mixed.
     The id is kept in `run_marker` (default `out_dir/.run_id`; the build keeps it in its
     state folder, since the id holds absolute paths and outputs must not).
 
@@ -312,14 +347,23 @@ def hash_catalog_parts(
     write_text_atomic(marker, run_id)
 
     targets = [out_dir / Path(part).name for part in parts]
+    digests = [part_digest(part) for part in parts]
+    for target, digest in zip(targets, digests, strict=True):
+        if target.exists() and _target_digest(target) != digest:
+            target.unlink()  # made from other catalog bytes
+    names = {t.name for t in targets}
+    for old in out_dir.glob("*.parquet"):
+        if old.name not in names:
+            old.unlink()  # a part no longer in the catalog
     todo = [
         HashPart(
             str(Path(part).resolve()),
             str(target.resolve()),
             str(Path(data_root).resolve()),
             workers,
+            digest=digest,
         )
-        for part, target in zip(parts, targets, strict=True)
+        for part, target, digest in zip(parts, targets, digests, strict=True)
         if not target.exists()
     ]
     local_targets = [Path(item.target) for item in todo]
