@@ -180,6 +180,5 @@ def test_a_shorter_tsv_leaves_no_stale_parts(tmp_path):
     assert sorted(p.name for p in (cfg.root / "catalog/bioscan").glob("part-*")) == [
         "part-00000.metadata.parquet",
         "part-00000.parquet",
-        "part-00000.reuse.parquet",  # the part's record (sources.partstore)
     ]
     assert sorted(p.name for p in (cfg.root / "images/bioscan").iterdir()) == ["part-00000.tar"]

@@ -67,7 +67,7 @@ from treeoflife.sources.ingest import (
     member_is_unsafe,
     new_row,
     normal_member_name,
-    part_done,
+    part_is_current,
     part_parquet,
     part_tar_relpath,
     pool_workers_for,
@@ -456,7 +456,6 @@ def _archive_identity(
     images a redone part already stored are reused: sources.partstore)."""
     return {
         "images": archive.images,
-        "images_file": _file_validator(archive.images, cfg),
         "annotations": archive.annotations,
         "annotations_md5": annotations_md5,
         "md5": archive.md5,
@@ -545,15 +544,21 @@ def _ingest_archive(
 ) -> dict[str, int]:
     marker_path = _archive_marker(cfg, archive_no)
     identity = _archive_identity(cfg, archive, plan, json_md5)
+    # the parts' records also name the archive file's size + mtime (machine facts: not in the
+    # marker, an output): an image replaced in the archive redoes its parts
+    key = PartKey(SOURCE, identity, _file_validator(archive.images, cfg)).hexdigest()
     marker = _read_marker(marker_path)
     stale = marker is not None and marker.get("archive") != identity
     if stale:  # parts of an archive that has since changed: redo them all
         log.info("iNat21 archive %s changed since its parts were written; redoing", archive.images)
-        reuse.set_aside()  # the images its parts stored, before they are replaced
         marker_path.unlink(missing_ok=True)
-        done: set[int] = set()
-    else:
-        done = {p for p in range(plan.n_parts) if part_done(cfg, SOURCE, plan.first_part + p)}
+    done = {
+        p
+        for p in range(plan.n_parts)
+        if not stale and part_is_current(cfg, SOURCE, plan.first_part + p, f"{key}:{p}")
+    }
+    if len(done) < plan.n_parts:
+        reuse.set_aside()  # the images earlier parts stored, before they are replaced
     categories = _categories_parquet(cfg, archive_no)
     complete = marker is not None and not stale and marker.get("complete") is True
     if complete and len(done) == plan.n_parts and categories.exists():
@@ -568,7 +573,6 @@ def _ingest_archive(
     progress.advance(len(plan.entries) - todo)  # parts done earlier
     try:
         with DecodePool(pool_workers_for(todo)) as pool:
-            key = PartKey(SOURCE, identity).hexdigest()
             stream = _Stream(key, reuse)
             ignored, digest = _stream_archive(cfg, archive, plan, done, pool, run, progress, stream)
     except InputError:

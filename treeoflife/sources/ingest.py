@@ -43,6 +43,7 @@ from treeoflife.sources.partstore import (
     StoredImage,
     forget_key,
     part_current,
+    records_dir,
     write_record,
 )
 
@@ -117,7 +118,8 @@ def reuse_index(cfg: BuildConfig, source: str) -> ReuseIndex:
 
 def prepare_source_dirs(cfg: BuildConfig, source: str) -> None:
     """Create the output folders and drop temporaries an interrupted run left behind."""
-    for folder in (catalog_dir(cfg, source), images_dir(cfg, source)):
+    records = records_dir(catalog_dir(cfg, source))
+    for folder in (catalog_dir(cfg, source), images_dir(cfg, source), records):
         folder.mkdir(parents=True, exist_ok=True)
         n = remove_stale_temporaries(folder)
         if n:
@@ -128,7 +130,8 @@ def remove_parts_from(cfg: BuildConfig, source: str, first: int) -> int:
     """Remove parts numbered `first` and up (and their sidecars): what an earlier run over a
     longer input left would otherwise be read as rows of this one."""
     removed = 0
-    for folder in (catalog_dir(cfg, source), images_dir(cfg, source)):
+    records = records_dir(catalog_dir(cfg, source))
+    for folder in (catalog_dir(cfg, source), images_dir(cfg, source), records):
         for path in sorted(folder.glob("part-*")):
             number = re.match(r"part-(\d+)\.", path.name)
             if number and int(number.group(1)) >= first:

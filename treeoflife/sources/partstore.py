@@ -2,16 +2,17 @@
 
 A part is kept by a rerun only when its key, a hash of what it is made from (its input rows'
 content, its images' validators, the settings that shape it), is the key in its record,
-`part-%05d.reuse.parquet` beside the catalog part (written after it, removed before it is
-replaced): a changed row redoes its part, a re-parted input re-parts.
+`state/parts/<source>/part-%05d.parquet` (written after the catalog part, removed before it is
+replaced): a changed row redoes its part, a re-parted input re-parts. Records live in the state
+folder because validators (file mtimes) are facts of this machine, not outputs.
 
 A part redone does not decode (or fetch) again an image it already has: the record names each
 row's stored image by its `image_id` (where it came from + its validators + the settings that
-shaped the stored bytes). Before the first part is
-rewritten, every current part is set aside in `catalog/<source>/_previous/<part key>/` (hard
-links: no copy, and the old bytes stay readable while the part is replaced), and the reuse
-index maps image ids to those stored bytes. The folder is removed once every part of the new
-plan is written (a run killed before keeps it, and the next run reuses it).
+shaped the stored bytes). Before the first part is rewritten, every current part is set aside
+in `state/parts/<source>/_previous/<part key>/` (hard links: no copy, and the old bytes stay
+readable while the part is replaced), and the reuse index maps image ids to those stored
+bytes. The folder is removed once every part of the new plan is written (a run killed before
+keeps it, and the next run reuses it).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 KEY_METADATA = b"treeoflife.part_key"
 PREVIOUS = "_previous"
-REUSE_SUFFIX = ".reuse.parquet"
 REUSE_SCHEMA = pa.schema([pa.field("key", pa.string()), pa.field("image_id", pa.string())])
 
 
@@ -62,9 +62,15 @@ def image_id(*parts) -> str:
     return hashlib.sha256(_canonical(parts)).hexdigest()
 
 
+def records_dir(catalog_dir: Path) -> Path:
+    """`<root>/state/parts/<source>` for `<root>/catalog/<source>`."""
+    catalog_dir = Path(catalog_dir)
+    return catalog_dir.parents[1] / "state" / "parts" / catalog_dir.name
+
+
 def reuse_parquet(parquet: Path) -> Path:
     """A catalog part's record: its key (metadata) and its rows' image ids."""
-    return parquet.with_name(parquet.name[: -len(".parquet")] + REUSE_SUFFIX)
+    return records_dir(parquet.parent) / parquet.name
 
 
 def stored_key(parquet: Path) -> str | None:
@@ -116,7 +122,7 @@ class ReuseIndex:
     def __init__(self, catalog_dir: Path, data_root: Path):
         self.catalog_dir = Path(catalog_dir)
         self.data_root = Path(data_root)
-        self.previous = self.catalog_dir / PREVIOUS
+        self.previous = records_dir(catalog_dir) / PREVIOUS
         self._index: dict[str, StoredImage] | None = None
 
     def set_aside(self) -> None:
@@ -129,7 +135,7 @@ class ReuseIndex:
             if key is None or not reuse.exists():
                 continue
             folder = self.previous / key
-            if (folder / reuse.name).exists():
+            if (folder / "record.parquet").exists():
                 continue
             try:
                 columns = ["image_file"]
@@ -138,9 +144,10 @@ class ReuseIndex:
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             tars = [self.data_root / f for f in files.to_pylist()]
-            for src in [*tars, parquet, reuse]:  # the record last: it marks a whole copy
+            for src in [*tars, parquet]:
                 if src.exists():
                     _link(src, folder / src.name)
+            _link(reuse, folder / "record.parquet")  # last: it marks a whole copy
         self._index = {}
         for folder in sorted(self.previous.glob("*")) if self.previous.exists() else []:
             self._load(folder)
@@ -148,8 +155,8 @@ class ReuseIndex:
             log.info("%s: %d stored image(s) reusable", self.catalog_dir.name, len(self._index))
 
     def _load(self, folder: Path) -> None:
+        reuse = folder / "record.parquet"
         for parquet in folder.glob("part-*[0-9].parquet"):
-            reuse = reuse_parquet(parquet)
             if not reuse.exists():
                 continue
             try:
