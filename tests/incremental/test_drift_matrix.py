@@ -62,9 +62,26 @@ def release_files(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Built:
-    root = tmp_path_factory.mktemp("drift") / "base"
+    """The sample built at the path every case rebuilds at (stage fingerprints name paths, so
+    a case restores this build there instead of building a copy elsewhere), kept pristine."""
+    base = tmp_path_factory.mktemp("drift")
+    root = base / "work" / "incremental"
     pipeline.build(config(root))
-    return Built(root, pq.read_table(root / "release" / "catalog.parquet"))
+    shutil.copytree(root, base / "pristine", symlinks=True)
+    return Built(base / "pristine", pq.read_table(root / "release" / "catalog.parquet"))
+
+
+def _restore(built: Built) -> Path:
+    """The built root, back at the path it was built at (mtimes kept)."""
+    root = built.root.parent / "work" / "incremental"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(built.root, root, symlinks=True)
+    return root
+
+
+def test_a_restored_build_is_up_to_date(built):
+    results = pipeline.build(config(_restore(built)))
+    assert all(r.get("up_to_date") for s, r in results.items() if s != "sample"), results
 
 
 def _summary_matches_catalog(root: Path) -> None:
@@ -81,10 +98,10 @@ def _summary_matches_catalog(root: Path) -> None:
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
-def test_incremental_build_equals_fresh_build(change, built, tmp_path):
-    incremental, fresh = tmp_path / "incremental", tmp_path / "fresh"
-    shutil.copytree(built.root, incremental, symlinks=True)
+def test_incremental_build_equals_fresh_build(change, built):
+    incremental, fresh = _restore(built), built.root.parent / "work" / "fresh"
     overrides = CHANGES[change](incremental / "sample", built)
+    shutil.rmtree(fresh, ignore_errors=True)
     shutil.copytree(incremental / "sample", fresh / "sample", symlinks=True)
 
     cfg = config(incremental, overrides)

@@ -20,9 +20,7 @@ import dataclasses
 import functools
 import logging
 import multiprocessing
-import os
 import tempfile
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from treeoflife.progress import Progress, or_null
 from treeoflife.records import eol_key
 from treeoflife.schemas import EOL_FETCH_STATUS
 from treeoflife.sources.download import Downloader, DownloadSettings, FetchResult
+from treeoflife.sources.eol_parts import PartPlan, is_remote, plan_part
 from treeoflife.sources.fetch_policy import FetchPolicy, public_url
 from treeoflife.sources.ingest import (
     PART_NAME,
@@ -59,13 +58,7 @@ from treeoflife.sources.ingest import (
     reuse_index,
     write_part,
 )
-from treeoflife.sources.partstore import (
-    PartKey,
-    ReuseIndex,
-    StoredImage,
-    image_id,
-    reuse_parquet,
-)
+from treeoflife.sources.partstore import ReuseIndex, StoredImage, reuse_parquet
 from treeoflife.sources.rerun import LazyImages, PartRerun, pending_reruns, refetch_keys
 from treeoflife.sources.seen import SeenKeys
 from treeoflife.storage import FsspecStorage, pull_files, shared_storage
@@ -353,62 +346,21 @@ def ingest_eol(
     return finish_stats(cfg, SOURCE, n_parts, run, {})
 
 
-# ------------------------------------------------------------------------------ part keys
-
-
-@dataclasses.dataclass(frozen=True)
-class PartPlan:
-    """What one part is made from (`key`), its rows' image ids, and the images of rows an
-    earlier part already stored (used instead of fetching them again)."""
-
-    key: str
-    ids: list
-    reused: dict = dataclasses.field(default_factory=dict)  # row key -> StoredImage
-
-
-def decode_settings(cfg: BuildConfig) -> tuple:
-    """What a stored EOL image's bytes depend on besides the fetched bytes."""
-    ecfg = cfg.sources.eol
-    return ("decode", ecfg.resize_mode, ecfg.image_size, ecfg.jpeg_quality, ecfg.max_bytes)
-
-
-def url_validator(url: str | None) -> tuple | None:
-    """What says an image changed without fetching it: a local (mirror) file's size and
-    mtime; None for a remote URL (a finished remote image is not fetched again unless the
-    build revalidates: docs/stages/sources.md)."""
-    if url is None or not url.lower().startswith("file:"):
-        return None
-    try:
-        st = os.stat(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
-    except (OSError, ValueError):
-        return ("missing",)
-    return (st.st_size, st.st_mtime_ns)
-
-
-def plan_part(cfg: BuildConfig, batch: list) -> PartPlan:
-    """The key of a part of manifest rows: each row's content (names from pages.csv
-    included), its URL and the URL's validator, and the settings of the stored bytes."""
-    settings = decode_settings(cfg)
-    key = PartKey(SOURCE, settings)
-    ids = []
-    for row, url in batch:
-        validator = url_validator(url)
-        key.add(row, url, validator)
-        ids.append(image_id(url, validator, settings) if url is not None else None)
-    return PartPlan(key.hexdigest(), ids)
-
-
 def part_todo(cfg: BuildConfig, index: int, batch: list, reuse: ReuseIndex | None):
     """(plan, rerun) of a part to write, or None when the part on disk is current and has no
-    transient failure to fetch again."""
+    transient failure to fetch again. With `sources.eol.revalidate` a part with remote URLs
+    is written again, its remote images fetched again."""
     plan = plan_part(cfg, batch)
-    if part_is_current(cfg, SOURCE, index, plan.key):
+    revalidate = cfg.sources.eol.revalidate and any(is_remote(url) for _, url in batch)
+    if not revalidate and part_is_current(cfg, SOURCE, index, plan.key):
         rerun = rerun_plan(cfg, index)
         return None if rerun is None else (plan, rerun)
     if reuse is not None:
         reuse.set_aside()
         reused = {}
-        for (row, _), iid in zip(batch, plan.ids, strict=True):
+        for (row, url), iid in zip(batch, plan.ids, strict=True):
+            if revalidate and is_remote(url):
+                continue  # fetched again: what changed (or was taken down) is what it serves
             stored = reuse.get(iid)
             if stored is not None:
                 reused[row["key"]] = stored
@@ -558,7 +510,8 @@ def _download_part(cfg, index: int, batch: list, settings, resize, plan=None) ->
     """Worker process: download, decode (threads) and write one part (kept when current)."""
     plan = plan or plan_part(cfg, batch)
     rerun = None
-    if part_is_current(cfg, SOURCE, index, plan.key):
+    revalidate = cfg.sources.eol.revalidate and any(is_remote(url) for _, url in batch)
+    if not revalidate and part_is_current(cfg, SOURCE, index, plan.key):
         rerun = rerun_plan(cfg, index)
         if rerun is None:  # a retried task that finished
             return
