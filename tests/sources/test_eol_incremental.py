@@ -8,8 +8,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
+from tests.support.mirror_server import MirrorServer
 from treeoflife.sources import ingest_eol
-from treeoflife.testing.mirror_server import MirrorServer
 
 from .builders import EOL_HEADER, jpeg, snapshot, write_csv
 from .test_eol_download_parts import eol_cfg
