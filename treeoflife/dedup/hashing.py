@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from treeoflife.dedup.phash import PHASH_ALGO, phash_many_lenient
 from treeoflife.errors import InputError
@@ -30,7 +31,7 @@ from treeoflife.evalsets.files import (
 from treeoflife.evalsets.labels import label_columns
 from treeoflife.evalsets.report import check_images
 from treeoflife.fanout import PartMapper
-from treeoflife.io import md5_hex, read_image_bytes
+from treeoflife.io import md5_hex, read_image_bytes, write_parquet_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import EVAL_HASHES, HASHES, INGEST_FAILED, INGEST_OK
 from treeoflife.storage import FsspecStorage, output_path
@@ -170,15 +171,22 @@ def _run_batches(root: str, items: list[_Item], spans: list[tuple[int, int]], wo
             yield result
 
 
-def hash_evalset_rows(name: str, rows: list[dict], root: Path) -> pa.Table:
+def hash_evalset_rows(
+    name: str, rows: list[dict], root: Path, cache: Path | None = None
+) -> pa.Table:
     """md5 + pHash of every image an evaluation set lists, in list order (schema EVAL_HASHES).
 
     `rows` are an evaluation set's rows (treeoflife.evalsets.layouts): `filepath` relative to
     `root` (and confined to it), rank columns (`cls` for class), `common_name`, `class` (the
     set's label). A row whose file is missing, outside `root`, unreadable or not an image is
     kept with status "failed" and a reason. Raises InputError when no row is usable.
+
+    `cache` (a Parquet file this function keeps) holds each file's hashes under its filepath,
+    size and mtime: a file unchanged since is not read again, a replaced one is.
     """
     folder = SetFolder(root)
+    known = _read_eval_cache(cache)
+    seen: dict[tuple, tuple] = {}
     columns: dict[str, list] = {c: [] for c in EVAL_HASHES.names}
     for line, row in enumerate(rows, start=2):
         filepath = row.get("filepath") or ""
@@ -186,14 +194,64 @@ def hash_evalset_rows(name: str, rows: list[dict], root: Path) -> pa.Table:
         columns["eval_key"].append(filepath)
         for column, value in label_columns(row).items():
             columns[column].append(value)
-        md5, phash, reason = _hash_eval_file(folder, filepath, name, line)
+        stamp = _eval_stamp(folder, filepath)
+        if stamp is not None and stamp in known:
+            md5, phash, reason = known[stamp]
+        else:
+            md5, phash, reason = _hash_eval_file(folder, filepath, name, line)
+        if stamp is not None:
+            seen[stamp] = (md5, phash, reason)
         columns["md5"].append(md5)
         columns["phash"].append(phash)
         columns["phash_algo"].append(PHASH_ALGO if phash is not None else None)
         columns["status"].append(INGEST_OK if reason is None else INGEST_FAILED)
         columns["reason"].append(reason)
     check_images(name, folder.root, list(zip(columns["eval_key"], columns["reason"], strict=True)))
+    if cache is not None:
+        _write_eval_cache(cache, seen)
     return pa.table(columns, schema=EVAL_HASHES)
+
+
+_EVAL_CACHE = pa.schema(
+    [
+        pa.field("filepath", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("mtime_ns", pa.int64()),
+        pa.field("md5", pa.string()),
+        pa.field("phash", pa.uint64()),
+        pa.field("reason", pa.string()),
+    ]
+)
+
+
+def _eval_stamp(folder: SetFolder, filepath: str) -> tuple | None:
+    """(filepath, size, mtime) of an evaluation image inside its folder; None when absent."""
+    path, _ = folder.locate(filepath)
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (filepath, st.st_size, st.st_mtime_ns) if st is not None else None
+
+
+def _read_eval_cache(cache: Path | None) -> dict[tuple, tuple]:
+    if cache is None or not Path(cache).exists():
+        return {}
+    try:
+        rows = pq.read_table(cache, schema=_EVAL_CACHE).to_pylist()
+    except (OSError, pa.ArrowException):
+        return {}  # unreadable: everything is hashed again
+    return {
+        (r["filepath"], r["size"], r["mtime_ns"]): (r["md5"], r["phash"], r["reason"]) for r in rows
+    }
+
+
+def _write_eval_cache(cache: Path, seen: dict[tuple, tuple]) -> None:
+    rows = [
+        dict(zip(_EVAL_CACHE.names, (*stamp, *value), strict=True))
+        for stamp, value in sorted(seen.items())
+    ]
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema=_EVAL_CACHE), cache)
 
 
 def _hash_eval_file(
@@ -246,8 +304,6 @@ def part_digest(path: str | Path) -> str:
 
 
 def _target_digest(target: Path) -> str | None:
-    import pyarrow.parquet as pq
-
     try:
         value = (pq.read_schema(target).metadata or {}).get(SOURCE_DIGEST)
     except (OSError, pa.ArrowException):
