@@ -97,3 +97,24 @@ def test_remote_images_are_not_fetched_again_unless_revalidating(tmp_path):
         assert after["eol/3_7"] != before["eol/3_7"] and after["eol/7_7"] is None
         assert {k for k in after if after[k] != before[k]} == {"eol/3_7", "eol/7_7"}
         assert snapshot(cfg.root) == clean_run(tmp_path, m, rows_per_part=4)
+
+
+def test_a_stored_image_whose_bytes_changed_is_fetched_again(tmp_path):
+    """Reuse checks a stored image against its md5: damaged bytes are never carried over."""
+    folder = served(tmp_path)
+    m = tmp_path / "m.csv"
+    with MirrorServer(folder) as server:
+        write_csv(m, EOL_HEADER, rows(server.url))
+        cfg = eol_cfg(tmp_path / "a", m, rows_per_part=4)
+        ingest_eol(cfg, decode_workers=0)
+        part = [r for r in catalog(cfg.root) if r["key"] == "eol/5_7"][0]  # in part 1
+        store = cfg.root / part["image_file"]
+        data = bytearray(store.read_bytes())
+        data[part["image_offset"] + part["image_size"] // 2] ^= 0xFF
+        store.write_bytes(bytes(data))
+        hits = dict(server.hits)
+        write_csv(m, EOL_HEADER, rows(server.url, licence="cc-by-4.0"))  # row 4: part 1
+        ingest_eol(cfg, decode_workers=0)
+        fetched = {p: n - hits.get(p, 0) for p, n in server.hits.items() if n != hits.get(p)}
+        assert fetched == {"/4.jpg": 1}
+        assert snapshot(cfg.root) == clean_run(tmp_path, m, rows_per_part=4)

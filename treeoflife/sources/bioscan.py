@@ -355,7 +355,7 @@ def _write_or_skip(cfg, part, batch, header, *, zips, index, reuse, pool, run: I
         if info.file_size > max_bytes:
             outcomes.append(REASON_MEMBER_TOO_LARGE)
             continue
-        stored = reuse.get(iid)
+        stored = reuse.load(iid)
         if stored is not None:
             outcomes.append(stored)
             continue

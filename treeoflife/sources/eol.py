@@ -650,7 +650,9 @@ async def _part(cfg, index, batch, downloader, pool, run: IngestStats, rerun=Non
         if row["key"] in kept:
             return None, kept[row["key"]][1]
         if url is not None and row["key"] in plan.reused:  # stored by an earlier part
-            return None, plan.reused[row["key"]]
+            image = await asyncio.to_thread(plan.reused[row["key"]].checked)
+            if image is not None:
+                return None, image
         return await _fetch_and_decode(url, downloader, pool)
 
     results = await asyncio.gather(*(one(row, url) for row, url in batch))

@@ -709,7 +709,7 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream
                 stream.ids[index] = iid = _member_id(name, member)
                 if member.size > max_bytes:
                     pending[index] = REASON_MEMBER_TOO_LARGE
-                elif (stored := stream.reuse.get(iid)) is not None:
+                elif (stored := stream.reuse.load(iid)) is not None:
                     pending[index] = stored
                 else:
                     extracted = tar.extractfile(member)

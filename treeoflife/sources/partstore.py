@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from treeoflife.images import NormalizedImage
-from treeoflife.io import read_image_bytes, write_parquet_atomic
+from treeoflife.io import md5_hex, read_image_bytes, write_parquet_atomic
 from treeoflife.schemas import INGEST_OK
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,15 @@ class StoredImage:
         data = read_image_bytes(self.path.parent, self.path.name, self.offset, self.size)
         return NormalizedImage(data, self.width, self.height, converted=False, md5=self.md5)
 
+    def checked(self) -> NormalizedImage | None:
+        """The image, if its bytes are still what the record says (md5); else None: the
+        caller fetches or decodes it again."""
+        try:
+            image = self.load()
+        except OSError:
+            return None
+        return image if md5_hex(image.data) == self.md5 else None
+
 
 class ReuseIndex:
     """image id -> the stored image of a set-aside part (empty until `set_aside` is called)."""
@@ -181,6 +190,12 @@ class ReuseIndex:
         if iid is None or not self._index:
             return None
         return self._index.get(iid)
+
+    def load(self, iid: str | None) -> NormalizedImage | None:
+        """The stored image of `iid`, read and checked against its md5 (None: not stored, or
+        its bytes are not what the record says: the caller fetches or decodes it again)."""
+        stored = self.get(iid)
+        return stored.checked() if stored is not None else None
 
     def finish(self) -> None:
         """Every part of the new plan is written: drop what was set aside."""
