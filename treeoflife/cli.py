@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -160,9 +161,15 @@ def build(
         list[str] | None, typer.Option("--stage", help=f"run only these of {pipeline.STAGES}")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    revalidate: Annotated[
+        bool, typer.Option("--revalidate", help="fetch finished remote EOL images again")
+    ] = False,
 ) -> None:
     """Build the dataset end to end (skipping what is already done)."""
     cfg = _load(config, data_root)
+    if revalidate:  # sources.eol.revalidate for this run
+        eol = dataclasses.replace(cfg.sources.eol, revalidate=True)
+        cfg = dataclasses.replace(cfg, sources=dataclasses.replace(cfg.sources, eol=eol))
     stages = tuple(stage) if stage else pipeline.STAGES
     unknown = [s for s in stages if s not in pipeline.STAGES]
     if unknown:

@@ -112,8 +112,9 @@ def _hash_outputs(cfg: BuildConfig) -> list[Path]:
 
 
 def _hashes(cfg: BuildConfig, ctx: StageContext) -> dict:
-    # the fingerprint names the parts' inputs and algorithm: parts of another are rehashed
-    return hash_training_images(cfg, ctx.fingerprint, ctx.progress, ctx.map_parts)
+    # each part is keyed by the catalog bytes it hashed (dedup/hashing.py): only the algorithm
+    # discards them all
+    return hash_training_images(cfg, PHASH_ALGO, ctx.progress, ctx.map_parts)
 
 
 def _release_settings(cfg: BuildConfig) -> list:

@@ -76,7 +76,8 @@ def hash_evalsets(cfg: BuildConfig) -> dict:
     layout = Layout(cfg.root)
     result: dict = {}
     for es in cfg.evalsets:
-        table = hash_evalset_rows(es.name, read_evalset(es, cfg), evalset_root(es, cfg))
+        cache = layout.state_dir / "evalset-hashes" / f"{es.name}.parquet"  # by size + mtime
+        table = hash_evalset_rows(es.name, read_evalset(es, cfg), evalset_root(es, cfg), cache)
         write_parquet_atomic(table, layout.evalset_hashes(es.name))
         result[f"evalset/{es.name}"] = table.num_rows
     return result
