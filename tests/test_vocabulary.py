@@ -3,19 +3,16 @@ list matches the code, and no library module defines its own REASON_ / STATUS_ c
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from treeoflife import schema_export
 from treeoflife.vocabulary import (
     HTTP_STATUS,
     FetchStatus,
-    Ignored,
     IngestStatus,
     Reason,
     Stage,
@@ -33,37 +30,6 @@ STATUSES_BY_TABLE = {
     "eval_hashes": set(IngestStatus),
     "eol_fetch_status": set(FetchStatus),
 }
-
-PENDING_SWEEP = {
-    "treeoflife/dedup/hashing.py": {"REASON_NOT_AN_IMAGE"},
-    "treeoflife/evalsets/files.py": {
-        "REASON_MISSING_FILE",
-        "REASON_MISSING_FILEPATH",
-        "REASON_UNREADABLE",
-    },
-    "treeoflife/sources/eol.py": {
-        "REASON_NO_URL",
-        "STATUS_FAILED",
-        "STATUS_OK",
-        "STATUS_SCHEMA",
-        "STATUS_SKIPPED",
-    },
-    "treeoflife/sources/bioscan.py": {"IGNORED_OTHER_PACKAGE"},
-    "treeoflife/sources/inat21.py": {"REASON_CATEGORY_MISMATCH", "REASON_UNKNOWN_CATEGORY"},
-    "treeoflife/sources/ingest.py": {
-        "IGNORED_DUPLICATE",
-        "IGNORED_UNLISTED",
-        "IGNORED_UNSAFE",
-        "REASON_CORRUPT_MEMBER",
-        "REASON_DUPLICATE_KEY",
-        "REASON_MALFORMED",
-        "REASON_MEMBER_TOO_LARGE",
-        "REASON_MISSING",
-    },
-}
-"""Module constants still waiting for the sweep to treeoflife.vocabulary (files other work owned
-when the vocabulary came; evalsets/files.py re-exports three for dedup/hashing.py). Remove an
-entry when its file imports the vocabulary instead: this list only shrinks."""
 
 _CONSTANT = re.compile(r"^((?:REASON|STATUS|IGNORED)_[A-Z0-9_]*)\s*(?::[^=]*)?=", re.MULTILINE)
 
@@ -157,24 +123,7 @@ def test_no_library_module_defines_its_own_reason_status_or_ignored_constants():
         names = _constants(path)
         if names:
             found[str(path.relative_to(REPO))] = names
-    extra = {f: n - PENDING_SWEEP.get(f, set()) for f, n in found.items()}
-    extra = {f: sorted(n) for f, n in extra.items() if n}
-    assert not extra, f"use treeoflife.vocabulary instead of module constants: {extra}"
-    swept = {f: sorted(n - found.get(f, set())) for f, n in PENDING_SWEEP.items()}
-    swept = {f: n for f, n in swept.items() if n}
-    assert not swept, f"swept, now remove them from PENDING_SWEEP: {swept}"
-
-
-@pytest.mark.parametrize("path", sorted(PENDING_SWEEP))
-def test_constants_pending_the_sweep_are_vocabulary_words(path):
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    words = {r.value for r in Reason} | {
-        s.value for s in (*Status, *FetchStatus, *IngestStatus, *Ignored)
-    }
-    for name in PENDING_SWEEP[path]:
-        value = getattr(module, name)
-        if isinstance(value, str):
-            assert value in words, f"{path}: {name} = {value!r} is not in treeoflife.vocabulary"
+    assert not found, f"use treeoflife.vocabulary instead of module constants: {found}"
 
 
 def test_the_grep_sees_a_constant():

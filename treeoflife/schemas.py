@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from treeoflife.vocabulary import IngestStatus, Source, Status
+from treeoflife.vocabulary import Source, Status
 
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 """The seven ranks. `species` always holds the specific epithet, never the binomial."""
@@ -19,9 +19,6 @@ SOURCES = tuple(s.value for s in Source)
 FINAL_STATUSES = tuple(s.value for s in Status)
 """Every final status of a catalog row (treeoflife.vocabulary.Status)."""
 
-# Until sources/ingest.py and dedup/hashing.py import IngestStatus (the vocabulary sweep).
-INGEST_OK = IngestStatus.OK.value
-INGEST_FAILED = IngestStatus.FAILED.value
 
 SPLITS = ("train", "val")
 """Primary splits; `train_small` is a deterministic subset of `train` (flag `in_train_small`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -149,7 +150,9 @@ def test_rerun_identical_and_interrupted_part_redone(tmp_path):
     assert (again.parts_written, again.parts_skipped) == (0, 3)
     assert snapshot(cfg.root) == before
     (cfg.root / "catalog/bioscan/part-00002.parquet").unlink()
-    (cfg.root / "images/bioscan/.part-00002.tar.99.tmp").write_bytes(b"half")
+    dead = subprocess.Popen(["true"])  # a writer that has exited: its temporary is swept
+    dead.wait()
+    (cfg.root / f"images/bioscan/.part-00002.tar.{dead.pid}.tmp").write_bytes(b"half")
     redo = ingest_bioscan(cfg)
     assert (redo.parts_written, redo.parts_skipped) == (1, 2)
     assert snapshot(cfg.root) == before

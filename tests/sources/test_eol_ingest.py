@@ -10,10 +10,10 @@ import pytest
 
 from tests.support.mirror_server import HTML_ERROR_PAGE, Fault, MirrorServer
 from treeoflife.config import config_from_dict
-from treeoflife.schemas import SOURCE_CATALOG
+from treeoflife.schemas import EOL_FETCH_STATUS, SOURCE_CATALOG
 from treeoflife.sources import ingest_eol
 from treeoflife.sources.download import DownloadSettings
-from treeoflife.sources.eol import STATUS_SCHEMA, rewrite_url
+from treeoflife.sources.eol import rewrite_url
 
 from .builders import (
     EOL_HEADER,
@@ -131,7 +131,7 @@ def test_local_mirror_rows_names_and_failures(tmp_path):
     assert stored_bytes(cfg.root, rows[1])[:3] == b"\xff\xd8\xff"  # PNG re-encoded
     assert (stats.rows, stats.ok, stats.failed) == (8, 3, 5)
     status = pq.read_table(cfg.root / "catalog/eol/part-00000.status.parquet")
-    assert status.schema.equals(STATUS_SCHEMA)
+    assert status.schema.equals(EOL_FETCH_STATUS)
     s = status.to_pylist()
     assert s[0]["url"].startswith("file://") and s[0]["url"].endswith("/mirror/a.jpg")
     assert s[0]["attempts"] == 1 and s[0]["bytes"] == len(payloads["a.jpg"])

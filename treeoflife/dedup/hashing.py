@@ -22,26 +22,21 @@ import pyarrow.parquet as pq
 
 from treeoflife.dedup.phash import PHASH_ALGO, phash_many_lenient
 from treeoflife.errors import InputError
-from treeoflife.evalsets.files import (
-    REASON_MISSING_FILE,
-    REASON_MISSING_FILEPATH,
-    REASON_UNREADABLE,
-    SetFolder,
-)
+from treeoflife.evalsets.files import SetFolder
 from treeoflife.evalsets.labels import label_columns
 from treeoflife.evalsets.report import check_images
 from treeoflife.fanout import PartMapper
 from treeoflife.io import md5_hex, read_image_bytes, write_parquet_atomic
 from treeoflife.progress import Progress, or_null
-from treeoflife.schemas import EVAL_HASHES, HASHES, INGEST_FAILED, INGEST_OK
+from treeoflife.schemas import EVAL_HASHES, HASHES
 from treeoflife.storage import FsspecStorage, output_path
+from treeoflife.vocabulary import IngestStatus, Reason
 
 log = logging.getLogger(__name__)
 
 SHARED_WORK = ".work/hashes"  # hash tasks' targets on shared storage, by run id
 
 # Why an evaluation image has md5 but no pHash (the other reasons: treeoflife.evalsets.files).
-REASON_NOT_AN_IMAGE = "not_an_image"
 
 _Item = tuple[str, int, int]  # (image_file, image_offset, image_size)
 
@@ -93,7 +88,7 @@ def hash_catalog(
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     progress = or_null(progress)
-    ok = catalog.filter(pc.equal(catalog["status"], INGEST_OK))
+    ok = catalog.filter(pc.equal(catalog["status"], IngestStatus.OK))
     keys = ok["key"].to_pylist()
     expected_md5 = ok["md5"].to_pylist() if "md5" in ok.column_names else [None] * len(keys)
     files = ok["image_file"].to_pylist()
@@ -204,7 +199,7 @@ def hash_evalset_rows(
         columns["md5"].append(md5)
         columns["phash"].append(phash)
         columns["phash_algo"].append(PHASH_ALGO if phash is not None else None)
-        columns["status"].append(INGEST_OK if reason is None else INGEST_FAILED)
+        columns["status"].append(IngestStatus.OK if reason is None else IngestStatus.FAILED)
         columns["reason"].append(reason)
     check_images(name, folder.root, list(zip(columns["eval_key"], columns["reason"], strict=True)))
     if cache is not None:
@@ -260,18 +255,18 @@ def _hash_eval_file(
     """(md5, phash, failure reason) of one evaluation image."""
     data, reason = folder.read(filepath)
     if data is None:
-        if reason == REASON_MISSING_FILEPATH:
+        if reason == Reason.MISSING_FILEPATH:
             log.warning("evaluation set %s line %d: empty filepath", name, line)
-        elif reason == REASON_UNREADABLE:
+        elif reason == Reason.UNREADABLE:
             log.warning("evaluation set %s: cannot read %s", name, folder.root / filepath)
-        elif reason != REASON_MISSING_FILE:
+        elif reason != Reason.MISSING_FILE:
             log.warning("evaluation set %s line %d: %s: %r", name, line, reason, filepath)
         return None, None, reason
     md5 = md5_hex(data)
     hashes, errors = phash_many_lenient([data])
     if errors[0] is not None:
         log.warning("evaluation set %s: %s is not an image: %s", name, filepath, errors[0])
-        return md5, None, REASON_NOT_AN_IMAGE
+        return md5, None, Reason.NOT_AN_IMAGE
     return md5, int(hashes[0]), None
 
 

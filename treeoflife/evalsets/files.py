@@ -20,10 +20,6 @@ from treeoflife.vocabulary import Reason
 # Reasons meaning "the image is not there": none of a set's rows found is an error.
 NOT_FOUND = (Reason.MISSING_FILEPATH, Reason.OUTSIDE_SET, Reason.MISSING_FILE)
 
-# Until dedup/hashing.py imports Reason (the vocabulary sweep).
-REASON_MISSING_FILEPATH = Reason.MISSING_FILEPATH
-REASON_MISSING_FILE = Reason.MISSING_FILE
-REASON_UNREADABLE = Reason.UNREADABLE
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 

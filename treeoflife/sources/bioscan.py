@@ -34,15 +34,7 @@ from treeoflife.progress import Progress, or_null
 from treeoflife.records import bioscan_key
 from treeoflife.sources.fetch_policy import id_fits_store
 from treeoflife.sources.ingest import (
-    IGNORED_DUPLICATE,
-    IGNORED_UNLISTED,
-    IGNORED_UNSAFE,
     PART_NAME,
-    REASON_CORRUPT_MEMBER,
-    REASON_DUPLICATE_KEY,
-    REASON_MALFORMED,
-    REASON_MEMBER_TOO_LARGE,
-    REASON_MISSING,
     DecodePool,
     IngestStats,
     catalog_dir,
@@ -61,13 +53,13 @@ from treeoflife.sources.ingest import (
     zip_member_is_special,
 )
 from treeoflife.sources.partstore import PartKey, image_id
+from treeoflife.vocabulary import Ignored, Reason
 
 log = logging.getLogger(__name__)
 
 SOURCE = "bioscan"
 KINGDOM = "Animalia"  # BIOSCAN-1M: all Insecta
 PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")
-IGNORED_OTHER_PACKAGE = "other_package"  # a member of an image package not configured
 NULL_MARKERS = ("not_classified",)
 REQUIRED_COLUMNS = ("processid", "image_file", "chunk_number")
 # Most specific first: the verbatim name when `species` is not classified.
@@ -110,7 +102,7 @@ def index_zips(
 
     def note(reason: str, zip_path: Path, name: str) -> None:
         n = ignored[reason] = ignored.get(reason, 0) + 1
-        if n <= 5 and reason != IGNORED_OTHER_PACKAGE:
+        if n <= 5 and reason != Ignored.OTHER_PACKAGE:
             log.warning("BIOSCAN zip %s: member %r ignored (%s)", zip_path, name, reason)
 
     try:
@@ -125,19 +117,19 @@ def index_zips(
                     continue
                 name = info.filename
                 if member_is_unsafe(name) or zip_member_is_special(info):
-                    note(IGNORED_UNSAFE, path, name)
+                    note(Ignored.UNSAFE_MEMBER, path, name)
                     continue
                 parts = PurePosixPath(name).parts
                 member_package = _package_of(parts)
                 if package is not None and member_package not in (None, package):
-                    note(IGNORED_OTHER_PACKAGE, path, name)
+                    note(Ignored.OTHER_PACKAGE, path, name)
                     continue
                 if member_package is not None:
                     seen_packages.add(member_package)
                 # tolerate leading folders: index by the last two components part<N>/<file>
                 short = "/".join(parts[-2:])
                 if short in index:
-                    note(IGNORED_DUPLICATE, path, name)
+                    note(Ignored.DUPLICATE_MEMBER, path, name)
                     continue
                 index[short] = (zip_no, info)
         if package is None and len(seen_packages) > 1:
@@ -275,7 +267,7 @@ def ingest_bioscan(cfg: BuildConfig, progress: Progress | None = None) -> Ingest
         progress.finish()
     unlisted = len(set(index) - used)
     if unlisted:
-        ignored[IGNORED_UNLISTED] = unlisted
+        ignored[Ignored.UNLISTED_MEMBER] = unlisted
     remove_parts_from(cfg, SOURCE, n_parts)
     reuse.finish()  # every part of this plan is written: what was set aside goes
     return finish_stats(cfg, SOURCE, n_parts, run, ignored)
@@ -286,20 +278,24 @@ _Planned = tuple[dict, "str | None", "dict | None"]  # catalog row, zip member, 
 
 def _make_row(line, fields, header, seen_keys, index, used) -> _Planned:
     if fields is None:
-        return fail(new_row(f"bioscan/malformed/line{line}", SOURCE), REASON_MALFORMED), None, None
+        return (
+            fail(new_row(f"bioscan/malformed/line{line}", SOURCE), Reason.MALFORMED_ROW),
+            None,
+            None,
+        )
     record = {h: clean(v, NULL_MARKERS) for h, v in zip(header, fields, strict=True)}
     if not record.get("processid") or not id_fits_store(bioscan_key(record["processid"])):
         row = new_row(f"bioscan/malformed/line{line}", SOURCE)  # none, or too long for a name
-        return fail(row, REASON_MALFORMED), None, record
+        return fail(row, Reason.MALFORMED_ROW), None, record
     row, member = row_from_record(record)
     if member is None:
-        return fail(row, REASON_MALFORMED), None, record
+        return fail(row, Reason.MALFORMED_ROW), None, record
     dup = duplicate_of(row["key"], seen_keys)
     if dup is not None:
         row["key"] = dup
-        return fail(row, REASON_DUPLICATE_KEY), None, record
+        return fail(row, Reason.DUPLICATE_KEY), None, record
     if member not in index:
-        return fail(row, REASON_MISSING), None, record
+        return fail(row, Reason.MISSING_IN_ARCHIVE), None, record
     used.add(member)
     return row, member, record
 
@@ -353,7 +349,7 @@ def _write_or_skip(cfg, part, batch, header, *, zips, index, reuse, pool, run: I
         ids.append(iid)
         zip_no, info = index[member]
         if info.file_size > max_bytes:
-            outcomes.append(REASON_MEMBER_TOO_LARGE)
+            outcomes.append(Reason.MEMBER_TOO_LARGE)
             continue
         stored = reuse.load(iid)
         if stored is not None:
@@ -364,7 +360,7 @@ def _write_or_skip(cfg, part, batch, header, *, zips, index, reuse, pool, run: I
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
             # bad CRC, broken deflate data, a cut file, an unknown compression or encryption
             log.warning("bioscan %s: cannot read %s: %s", row["key"], member, exc)
-            outcomes.append(REASON_CORRUPT_MEMBER)
+            outcomes.append(Reason.CORRUPT_ARCHIVE_MEMBER)
             continue
         outcomes.append(pool.submit(data))
     images = [o.result() if hasattr(o, "result") else o for o in outcomes]

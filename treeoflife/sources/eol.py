@@ -40,8 +40,6 @@ from treeoflife.sources.eol_parts import PartPlan, is_remote, plan_part
 from treeoflife.sources.fetch_policy import FetchPolicy, public_url
 from treeoflife.sources.ingest import (
     PART_NAME,
-    REASON_DUPLICATE_KEY,
-    REASON_MALFORMED,
     DecodePool,
     IngestStats,
     catalog_dir,
@@ -62,17 +60,13 @@ from treeoflife.sources.partstore import ReuseIndex, StoredImage, reuse_parquet
 from treeoflife.sources.rerun import LazyImages, PartRerun, pending_reruns, refetch_keys
 from treeoflife.sources.seen import SeenKeys
 from treeoflife.storage import FsspecStorage, pull_files, shared_storage
+from treeoflife.vocabulary import FetchStatus, Reason
 
 log = logging.getLogger(__name__)
 
 SOURCE = "eol"
-REASON_NO_URL = "no_url"
 
-# Status of a manifest row in the status table.
-STATUS_OK = "ok"
-STATUS_FAILED = "failed"
-STATUS_SKIPPED = "skipped"  # never fetched: the row names no URL or repeats an earlier key
-_SKIP_REASONS = frozenset({REASON_NO_URL, REASON_DUPLICATE_KEY})
+_SKIP_REASONS = frozenset({Reason.NO_URL, Reason.DUPLICATE_KEY})
 
 COL_CONTENT = "EOL content ID"
 COL_PAGE = "EOL page ID"
@@ -93,8 +87,6 @@ PAGE_FIELDS = (
     "common_name",
 )
 
-STATUS_SCHEMA = EOL_FETCH_STATUS
-"""Per-row fetch details of one EOL part (see treeoflife.schemas)."""
 
 csv.field_size_limit(1 << 24)
 
@@ -236,7 +228,7 @@ class _RecordLines:
 
 
 def _malformed(manifest_no: int, line: int) -> dict:
-    return fail(new_row(f"eol/malformed/{manifest_no}:{line}", SOURCE), REASON_MALFORMED)
+    return fail(new_row(f"eol/malformed/{manifest_no}:{line}", SOURCE), Reason.MALFORMED_ROW)
 
 
 _MAX_ID = 2**63 - 1  # ids are int64 in the catalog
@@ -287,10 +279,10 @@ def _manifest_row(fields, header, col, manifest_no, line, pages, seen, cfg):
     dup = seen.duplicate_of(row["key"])
     if dup is not None:
         row["key"] = dup
-        return fail(row, REASON_DUPLICATE_KEY), None
+        return fail(row, Reason.DUPLICATE_KEY), None
     url = get(COL_COPY_URL)
     if url is None:
-        return fail(row, REASON_NO_URL), None
+        return fail(row, Reason.NO_URL), None
     return row, rewrite_url(url, cfg.sources.eol.mirror, cfg)
 
 
@@ -601,11 +593,11 @@ def status_row(row: dict, url: str | None, fetch: FetchResult | None, outcome) -
     ok = isinstance(outcome, (NormalizedImage, StoredImage))
     reason = None if ok else (outcome if isinstance(outcome, str) else row["reason"])
     if ok:
-        status = STATUS_OK
+        status = FetchStatus.OK
     elif fetch is None and reason in _SKIP_REASONS:
-        status = STATUS_SKIPPED
+        status = FetchStatus.SKIPPED
     else:
-        status = STATUS_FAILED
+        status = FetchStatus.FAILED
     return {
         "key": row["key"],
         "url": public_url(url),
@@ -669,7 +661,7 @@ async def _part(cfg, index, batch, downloader, pool, run: IngestStats, rerun=Non
         images = LazyImages(images, rerun, [r["key"] for r in rows], set(kept))
 
     def write() -> None:
-        table = pa.Table.from_pylist(status_rows, schema=STATUS_SCHEMA)
+        table = pa.Table.from_pylist(status_rows, schema=EOL_FETCH_STATUS)
         if rerun is not None:  # the catalog first: killed in between, the rows are refetched
             write_part(cfg, SOURCE, index, rows, images, plan.key, plan.ids)
             write_parquet_atomic(table, status_parquet(cfg, index))

@@ -50,13 +50,6 @@ from treeoflife.progress import Progress, or_null
 from treeoflife.records import inat21_key
 from treeoflife.sources.fetch_policy import id_fits_store
 from treeoflife.sources.ingest import (
-    IGNORED_DUPLICATE,
-    IGNORED_UNLISTED,
-    IGNORED_UNSAFE,
-    REASON_DUPLICATE_KEY,
-    REASON_MALFORMED,
-    REASON_MEMBER_TOO_LARGE,
-    REASON_MISSING,
     DecodePool,
     IngestStats,
     catalog_dir,
@@ -79,14 +72,13 @@ from treeoflife.sources.ingest import (
 )
 from treeoflife.sources.partstore import PartKey, ReuseIndex, forget_key, image_id
 from treeoflife.sources.remote import RangeReader, RemoteReadError, is_url
+from treeoflife.vocabulary import Ignored, Reason
 
 log = logging.getLogger(__name__)
 
 SOURCE = "inat21"
 _RANK_FIELDS = ("kingdom", "phylum", "class", "order", "family", "genus")
 
-REASON_UNKNOWN_CATEGORY = "unknown_category"  # neither an annotation nor a folder names one
-REASON_CATEGORY_MISMATCH = "category_mismatch"  # the annotation and the folder disagree
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -345,13 +337,13 @@ def plan_archive(
         name = normal_member_name(file_name.strip()) if isinstance(file_name, str) else ""
         if not name or member_is_unsafe(name) or not id_fits_store(inat21_key(_stem(name))):
             key = f"inat21/malformed/{archive_no}:{i}"  # no name, unsafe, or too long a key
-            entries.append(_Entry(key, clean(file_name), None, None, None, REASON_MALFORMED))
+            entries.append(_Entry(key, clean(file_name), None, None, None, Reason.MALFORMED_ROW))
             continue
         key = inat21_key(_stem(name))
         category_id, reason = _category_of(image, name, image_category, categories, by_dir)
         dup = duplicate_of(key, seen_keys)
         if dup is not None or name in by_name:
-            key, reason = dup or f"{key}#dup-name{i}", REASON_DUPLICATE_KEY
+            key, reason = dup or f"{key}#dup-name{i}", Reason.DUPLICATE_KEY
         else:
             by_name[name] = i
         holder = image.rights_holder
@@ -428,9 +420,9 @@ def _category_of(image: _Image, name: str, image_category, categories, by_dir):
     from_dir = by_dir.get(parent)
     listed = listed if _is_id(listed) and listed in categories else None
     if listed is None and from_dir is None:
-        return None, REASON_UNKNOWN_CATEGORY
+        return None, Reason.UNKNOWN_CATEGORY
     if listed is not None and from_dir is not None and listed != from_dir:
-        return listed, REASON_CATEGORY_MISMATCH
+        return listed, Reason.CATEGORY_MISMATCH
     return (listed if listed is not None else from_dir), None
 
 
@@ -626,7 +618,7 @@ def _stream_archive(
             elif i in pending:
                 outcomes.append(pending.pop(i))
             else:
-                outcomes.append(REASON_MISSING)
+                outcomes.append(Reason.MISSING_IN_ARCHIVE)
         while len(inflight) >= 2:
             inflight.pop(0).result()
         inflight.append(writer.submit(write, part, rows, outcomes, ids))
@@ -694,14 +686,14 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream
                     continue
                 name = normal_member_name(member.name)
                 if tar_member_is_special(member) or member_is_unsafe(name):
-                    note(IGNORED_UNSAFE, member.name)
+                    note(Ignored.UNSAFE_MEMBER, member.name)
                     continue
                 index = plan.by_name.get(name)
                 if index is None:
-                    note(IGNORED_UNLISTED, member.name)
+                    note(Ignored.UNLISTED_MEMBER, member.name)
                     continue
                 if index in received:
-                    note(IGNORED_DUPLICATE, member.name)
+                    note(Ignored.DUPLICATE_MEMBER, member.name)
                     continue
                 received.add(index)
                 part = plan.part_of(index)
@@ -709,7 +701,7 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream
                     continue
                 stream.ids[index] = iid = _member_id(name, member)
                 if member.size > max_bytes:
-                    pending[index] = REASON_MEMBER_TOO_LARGE
+                    pending[index] = Reason.MEMBER_TOO_LARGE
                 elif (stored := stream.reuse.load(iid)) is not None:
                     pending[index] = stored
                 else:

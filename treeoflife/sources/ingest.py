@@ -37,7 +37,7 @@ from treeoflife.io import (
     write_parquet_atomic,
     write_text_atomic,
 )
-from treeoflife.schemas import INGEST_FAILED, INGEST_OK, SOURCE_CATALOG
+from treeoflife.schemas import SOURCE_CATALOG
 from treeoflife.sources.partstore import (
     ReuseIndex,
     StoredImage,
@@ -46,22 +46,12 @@ from treeoflife.sources.partstore import (
     records_dir,
     write_record,
 )
+from treeoflife.vocabulary import IngestStatus
 
 log = logging.getLogger(__name__)
 
 PART_NAME = "part-{:05d}"
 
-# Reason codes shared by the sources (image reasons live in treeoflife.images).
-REASON_MISSING = "missing_in_archive"
-REASON_MALFORMED = "malformed_row"
-REASON_DUPLICATE_KEY = "duplicate_key"
-REASON_MEMBER_TOO_LARGE = "member_too_large"
-REASON_CORRUPT_MEMBER = "corrupt_archive_member"
-
-# Archive members that are not rows; counted in IngestStats.ignored.
-IGNORED_UNSAFE = "unsafe_member"
-IGNORED_UNLISTED = "unlisted_member"
-IGNORED_DUPLICATE = "duplicate_member"
 
 MAX_MEMBER_BYTES = 100_000_000  # an archive member larger than this is not read into memory
 
@@ -151,7 +141,7 @@ def new_row(key: str, source: str) -> dict:
 
 
 def fail(row: dict, reason: str) -> dict:
-    row["status"] = INGEST_FAILED
+    row["status"] = IngestStatus.FAILED
     row["reason"] = reason
     return row
 
@@ -228,7 +218,7 @@ def write_part(
             if isinstance(image, NormalizedImage):
                 offset, size = store.add(store_member_name(row["key"]), image.data)
                 row.update(
-                    status=INGEST_OK,
+                    status=IngestStatus.OK,
                     reason=None,
                     image_file=tar_rel,
                     image_offset=offset,
@@ -239,7 +229,7 @@ def write_part(
                 )
             elif isinstance(image, str):
                 fail(row, image)
-            elif row.get("status") != INGEST_FAILED or not row.get("reason"):
+            elif row.get("status") != IngestStatus.FAILED or not row.get("reason"):
                 raise ValueError(f"row {row['key']} has neither an image nor a failure reason")
     table = pa.Table.from_pylist(rows, schema=SOURCE_CATALOG)
     parquet = part_parquet(cfg, source, index)
@@ -258,7 +248,7 @@ def count_table(stats: IngestStats, table: pa.Table) -> None:
     reasons = table.column("reason").to_pylist()
     for status, reason in zip(statuses, reasons, strict=True):
         stats.rows += 1
-        if status == INGEST_OK:
+        if status == IngestStatus.OK:
             stats.ok += 1
         else:
             stats.failed += 1

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from treeoflife.images import NormalizedImage
 from treeoflife.io import md5_hex, read_image_bytes, write_parquet_atomic
-from treeoflife.schemas import INGEST_OK
+from treeoflife.vocabulary import IngestStatus
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class ReuseIndex:
                 continue
             for r in rows:
                 iid = ids.get(r["key"])
-                if iid is None or r["status"] != INGEST_OK or r["image_file"] is None:
+                if iid is None or r["status"] != IngestStatus.OK or r["image_file"] is None:
                     continue
                 path = folder / Path(r["image_file"]).name
                 if path.exists():
