@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from treeoflife.errors import OutputError
+from treeoflife.procs import process_alive
 
 TMP_SUFFIX = ".tmp"
 
@@ -112,19 +113,16 @@ _TEMPORARY = re.compile(r"^\..+?(?:\.(\d+))?\.tmp(?:\.[^/]*)?$")
 """`.name.<pid>.tmp` from atomic_path, and what tools derive from it (`.tmp.wal`, `.tmp.spill`)."""
 
 
-def _writer_alive(pid: int | None) -> bool:
-    """Whether the process that named a temporary file still runs on this machine."""
-    if pid is None:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def writer_alive(pid: int | None) -> bool:
+    """Whether the process that named a temporary file (its pid in the name) still runs on
+    this machine; this process counts as alive (its own temporaries are in use)."""
+    return pid == os.getpid() or process_alive(pid)
+
+
+def temporary_writer(name: str) -> int | None:
+    """The writer's pid in a temporary file's name (`.name.<pid>.tmp...`), else None."""
+    match = _TEMPORARY.match(name)
+    return int(match[1]) if match and match[1] else None
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:
@@ -142,7 +140,7 @@ def remove_stale_temporaries(folder: str | Path) -> int:
         match = _TEMPORARY.match(p.name)
         if not match or not p.exists():
             continue
-        if _writer_alive(int(match[1]) if match[1] else None):
+        if writer_alive(int(match[1]) if match[1] else None):
             continue
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
