@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,6 +149,35 @@ def remove_stale_temporaries(folder: str | Path) -> int:
             p.unlink(missing_ok=True)
         n += 1
     return n
+
+
+@contextlib.contextmanager
+def duckdb_writable(path: str | Path) -> Iterator[str]:
+    """A path DuckDB can open `path`'s database at for writing; close the connection before
+    the block ends.
+
+    DuckDB reads a `?` in a database path as the start of options and puts the write-ahead
+    log elsewhere (`/a?b/x.db` logs to `/a.wal?b/x.db`, even through a symlink: it resolves
+    them), so a data root with a `?` in its path could not be built. Such a database is
+    worked on in a scratch folder of the system's temporary space and copied back (renamed
+    into place) when the block ends without an error; other paths are used as they are.
+    """
+    path = Path(path)
+    if "?" not in str(path):
+        yield str(path)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="treeoflife-duckdb-"))
+    if "?" in str(scratch):
+        raise OutputError(f"cannot write a DuckDB database under {path.parent}: it has a '?'")
+    try:
+        work = scratch / "db.duckdb"
+        if path.exists():
+            shutil.copyfile(path, work)
+        yield str(work)
+        with writing(path), atomic_path(path) as tmp:
+            shutil.copyfile(work, tmp)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def stable_hash64(*parts: str) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 
 from treeoflife.errors import InputError
-from treeoflife.io import atomic_path, writer_alive
+from treeoflife.io import atomic_path, duckdb_writable, writer_alive
 from treeoflife.progress import Progress, or_null
 
 log = logging.getLogger(__name__)
@@ -371,10 +371,11 @@ def load_backbone(
     with _extracted(backbone, db_path.parent) as folder, atomic_path(db_path) as tmp:
         taxon, vern = (None, None) if simple else _archive_tables(folder)
         tmp.unlink(missing_ok=True)
-        spill = Path(f"{tmp}.spill")
         with contextlib.ExitStack() as stack:
+            writable = stack.enter_context(duckdb_writable(tmp))  # a `?` in the data root
+            spill = Path(f"{writable}.spill")
             stack.callback(shutil.rmtree, spill, ignore_errors=True)
-            con = stack.enter_context(duckdb.connect(str(tmp)))
+            con = stack.enter_context(duckdb.connect(writable))
             # Bounded memory: DuckDB spills the sort to disk beside the database instead.
             con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
             con.execute(f"SET temp_directory = {_sql_str(str(spill))}")
