@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from treeoflife import lock
-from treeoflife.io import remove_stale_temporaries, temporary_name, writer_alive
+from treeoflife.io import atomic_path, remove_stale_temporaries, temporary_name, writer_alive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,15 +166,18 @@ def test_temporaries_of_a_live_writer_in_another_process_are_kept(tmp_path):
     try:
         final = tmp_path / "shards" / "shard-000001.tar"
         final.parent.mkdir()
-        ours = temporary_name(final)
         theirs = final.with_name(f".{final.name}.{live.pid}.tmp")
         gone = final.with_name(f".{final.name}.{dead_pid}.tmp")
-        for p in (ours, theirs, gone):
+        for p in (theirs, gone):
             p.write_bytes(b"x")
         assert writer_alive(live.pid) and writer_alive(os.getpid())
         assert not writer_alive(dead_pid)
-        assert remove_stale_temporaries(tmp_path) == 1
-        assert ours.exists() and theirs.exists() and not gone.exists()
+        with atomic_path(final) as ours:  # ours, being written
+            ours.write_bytes(b"x")
+            assert ours == temporary_name(final)
+            assert remove_stale_temporaries(tmp_path) == 1
+            assert ours.exists() and theirs.exists() and not gone.exists()
+        assert final.read_bytes() == b"x"
     finally:
         live.kill()
         live.wait()

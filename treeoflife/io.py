@@ -45,6 +45,8 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(final)
+    live = _live_key(tmp)
+    _LIVE_TEMPORARIES.add(live)
     try:
         try:
             yield tmp
@@ -55,8 +57,19 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         with writing(final):
             finish_temporary(tmp, final)
     finally:
+        _LIVE_TEMPORARIES.discard(live)
         if tmp.exists():
             tmp.unlink()
+
+
+# This process's temporaries being written (atomic_path): a sweep spares a temporary carrying
+# our pid only when it is one of these, so one left by an earlier process that had the same
+# pid (a restarted container reuses pids) is swept like any dead writer's.
+_LIVE_TEMPORARIES: set[str] = set()
+
+
+def _live_key(tmp: Path) -> str:
+    return os.path.join(os.path.realpath(tmp.parent), tmp.name)
 
 
 @contextlib.contextmanager
@@ -120,6 +133,16 @@ def writer_alive(pid: int | None) -> bool:
     return pid == os.getpid() or process_alive(pid)
 
 
+def _in_use(path: Path, pid: int | None) -> bool:
+    """Whether a temporary file (or what a tool derived from it, `.tmp.wal`) is being written:
+    by another live process, or by this one through atomic_path."""
+    if pid != os.getpid():
+        return process_alive(pid)
+    stem = f".{pid}{TMP_SUFFIX}"
+    base = path.name[: path.name.index(stem) + len(stem)]
+    return _live_key(path.with_name(base)) in _LIVE_TEMPORARIES
+
+
 def temporary_writer(name: str) -> int | None:
     """The writer's pid in a temporary file's name (`.name.<pid>.tmp...`), else None."""
     match = _TEMPORARY.match(name)
@@ -130,7 +153,8 @@ def remove_stale_temporaries(folder: str | Path) -> int:
     """Delete temporary files an interrupted run left in `folder` (recursively).
 
     A file whose writer is still alive (its pid is in the name) is left alone, so a stage can
-    sweep a folder that concurrent stages of the same run also write to. Directories named
+    sweep a folder that concurrent stages of the same run also write to; one carrying this
+    process's pid is left alone only while this process writes it. Directories named
     like temporaries (scratch or spill folders) are removed whole.
     """
     n = 0
@@ -141,7 +165,7 @@ def remove_stale_temporaries(folder: str | Path) -> int:
         match = _TEMPORARY.match(p.name)
         if not match or not p.exists():
             continue
-        if writer_alive(int(match[1]) if match[1] else None):
+        if _in_use(p, int(match[1]) if match[1] else None):
             continue
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
