@@ -29,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._photos import jpeg_bytes, photo_corpus  # noqa: E402
 from treeoflife.dedup.phash import phash_many  # noqa: E402
-from treeoflife.dedup.photos import jpeg_bytes, photo_corpus  # noqa: E402
 from treeoflife.dedup.search import choose_blocks, near_pairs, near_pairs_bruteforce  # noqa: E402
 
 

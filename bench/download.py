@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _corpus import CACHE, SKIMAGE_VERSION, build_corpus, run_measured  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support.mirror_server, when nginx is absent
 IMG2DATASET_VENV = Path(__file__).resolve().parent / ".venvs" / "img2dataset"
 IMG2DATASET_VERSION = "1.47.0"
 IMAGE_SIZE = 256
@@ -115,9 +116,9 @@ def serve(root: Path):
     """nginx if installed, else our loopback server (stdlib); returns (context, name)."""
     if shutil.which("nginx"):
         return Nginx(root), "nginx (1 worker)"
-    from treeoflife.testing.mirror_server import MirrorServer
+    from tests.support.mirror_server import MirrorServer
 
-    return MirrorServer(root), "treeoflife.testing.MirrorServer (stdlib, no nginx found)"
+    return MirrorServer(root), "tests.support.mirror_server.MirrorServer (stdlib, no nginx found)"
 
 
 # ----------------------------------------------------------------------------- peers

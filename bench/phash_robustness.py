@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from treeoflife.dedup.photos import photo_corpus  # noqa: E402
-from treeoflife.dedup.study import run_study, study_markdown  # noqa: E402
+from bench._photos import photo_corpus  # noqa: E402
+from bench._study import run_study, study_markdown  # noqa: E402
 
 DOC = ROOT / "docs" / "dedup-robustness.md"
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"

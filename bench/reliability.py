@@ -3,7 +3,7 @@
 In one run, on a seeded EOL world (tests/reliability/eol_world.py: ~18% of requests faulted
 with 5xx, 429 + Retry-After, resets, truncation, slow drips, plus permanent 404/403/410,
 never-ending 503, HTML/PDF/SVG/empty bodies) served over loopback by
-treeoflife.testing.MirrorServer:
+tests.support.mirror_server.MirrorServer:
 
 - ours: `ingest_eol` (retries 3, backoff with jitter, Retry-After honoured): requests made and
   faulted, transiently faulted rows recovered, permanent failures by reason, rows lost, and
@@ -63,10 +63,10 @@ from tests.reliability.hostile_fetch import CASES as HOSTILE  # noqa: E402
 from tests.reliability.hostile_fetch import check as check_hostile  # noqa: E402
 from tests.reliability.hostile_fetch import run_case  # noqa: E402
 from tests.soak.test_kill_resume import KILLS as CLI_KILLS  # noqa: E402
+from tests.support.mirror_server import MirrorServer  # noqa: E402
 from tests.test_config_issue15 import ISSUE_15, LINES  # noqa: E402
 from tests.test_config_settings import SETTINGS  # noqa: E402
 from treeoflife.config import config_from_dict  # noqa: E402
-from treeoflife.testing.mirror_server import MirrorServer  # noqa: E402
 
 SEED = 20261124
 ROWS_PER_PART = 1000  # 6 parts: kills land between and inside parts
@@ -437,8 +437,8 @@ def write_report(
         "```",
         "",
         f"EOL fault soak: {ours['rows_in']} manifest rows, served over loopback by "
-        "treeoflife.testing.MirrorServer (seeded faults, tests/reliability/eol_world.py; the "
-        "server runs in the benchmark's process, each downloader in its own). Ours: "
+        "tests.support.mirror_server.MirrorServer (seeded faults, tests/reliability/eol_world.py; "
+        "the server runs in the benchmark's process, each downloader in its own). Ours: "
         f"rows_per_part {ROWS_PER_PART}, 3 parts in flight, 48 requests in flight, decoding "
         "inline, read timeout 3 s; img2dataset: 32 threads x 2 processes, --timeout 3, no "
         "resize.",

@@ -4,7 +4,7 @@ vs the JPEG codec bound. All in one run, same samples, same machine.
     .venv/bin/python bench/shards.py               # 1200 images (~30 s)
     .venv/bin/python bench/shards.py --images 5000
 
-Corpus: real photos (scikit-image's bundled ones, via treeoflife.dedup.photos; synthetic
+Corpus: real photos (scikit-image's bundled ones, via bench._photos; synthetic
 gradients+noise if scikit-image is absent), cut into varied crops with the longer side up to
 500 px like iNat21, JPEG q90, stored in an image-store tar as ingest leaves them.
 
@@ -75,7 +75,7 @@ SPECIES = [
 
 def photos() -> list[Image.Image]:
     try:
-        from treeoflife.dedup.photos import photo_corpus
+        from bench._photos import photo_corpus
 
         return list(photo_corpus(max_side=800).values())
     except Exception:  # noqa: BLE001 - scikit-image absent: synthetic photos-like images

@@ -36,7 +36,7 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def s3_server():
     """One loopback S3-compatible server (moto) for every shared-storage test of the session."""
-    from treeoflife.testing.s3_server import S3Server
+    from tests.support.s3_server import S3Server
 
     with S3Server() as server:
         yield server

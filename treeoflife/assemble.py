@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from treeoflife import records, schemas, splits
 from treeoflife.config import ShardsConfig, SplitsConfig
+from treeoflife.vocabulary import IngestStatus, Reason, Status
 
 _TAXA_COLUMNS = [
     "query_id",
@@ -32,16 +33,16 @@ IMAGE_LOCATION = ["image_file", "image_offset", "image_size"]
 
 def final_status(catalog: pa.Table) -> tuple[pa.Array, pa.Array]:
     """status and reason per row: failed (ingest) > excluded (no taxon) > removed > kept."""
-    failed = pc.equal(catalog.column("status"), schemas.INGEST_FAILED)
+    failed = pc.equal(catalog.column("status"), IngestStatus.FAILED)
     no_taxon = pc.is_null(catalog.column("kingdom"))
     removed = pc.is_valid(catalog.column("removal_reason"))
     status = pc.if_else(
         failed,
-        schemas.STATUS_FAILED,
+        Status.FAILED,
         pc.if_else(
             no_taxon,
-            schemas.STATUS_EXCLUDED,
-            pc.if_else(removed, schemas.STATUS_REMOVED, schemas.STATUS_KEPT),
+            Status.EXCLUDED,
+            pc.if_else(removed, Status.REMOVED, Status.KEPT),
         ),
     )
     null = pa.scalar(None, pa.string())
@@ -50,7 +51,7 @@ def final_status(catalog: pa.Table) -> tuple[pa.Array, pa.Array]:
         catalog.column("reason"),
         pc.if_else(
             no_taxon,
-            schemas.REASON_TAXON_UNRESOLVED,
+            Reason.TAXON_UNRESOLVED,
             pc.if_else(removed, catalog.column("removal_reason"), null),
         ),
     )
@@ -89,7 +90,7 @@ def assemble_catalog(
     """
     status, reason = final_status(joined)
     keys = joined.column("key").to_pylist()
-    kept = [s == schemas.STATUS_KEPT for s in status.to_pylist()]
+    kept = [s == Status.KEPT for s in status.to_pylist()]
     split_col: list[str | None] = []
     small_col: list[bool | None] = []
     for key, is_kept in zip(keys, kept, strict=True):

@@ -20,16 +20,10 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from treeoflife.errors import ImageRejected
 from treeoflife.io import md5_hex
+from treeoflife.vocabulary import Reason
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default bomb limit
 JPEG_QUALITY = 95
-
-# Reason codes recorded in the catalog.
-REASON_EMPTY = "empty_file"
-REASON_NOT_IMAGE = "not_an_image"
-REASON_TOO_LARGE = "image_too_large"
-REASON_TRUNCATED = "truncated_image"
-REASON_DECODE = "decode_error"
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -121,10 +115,10 @@ def normalize_image(
     `resize` and re-encoded, deterministically.
     """
     if not data:
-        raise ImageRejected(REASON_EMPTY)
+        raise ImageRejected(Reason.EMPTY_FILE)
     if not sniff_format(data):
         detail = "text/HTML" if _looks_like_text(data) else f"unknown signature {data[:8]!r}"
-        raise ImageRejected(REASON_NOT_IMAGE, detail)
+        raise ImageRejected(Reason.NOT_AN_IMAGE, detail)
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # a full load must fail on truncated data
     try:
         with warnings.catch_warnings():
@@ -132,9 +126,11 @@ def normalize_image(
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if width <= 0 or height <= 0:
-                raise ImageRejected(REASON_DECODE, f"bad size {width}x{height}")
+                raise ImageRejected(Reason.DECODE_ERROR, f"bad size {width}x{height}")
             if width * height > max_pixels:
-                raise ImageRejected(REASON_TOO_LARGE, f"{width}x{height} > {max_pixels} pixels")
+                raise ImageRejected(
+                    Reason.IMAGE_TOO_LARGE, f"{width}x{height} > {max_pixels} pixels"
+                )
             img.seek(0)
             target = resize.target(width, height)
             if target is not None and img.format == "JPEG":
@@ -144,19 +140,19 @@ def normalize_image(
     except ImageRejected:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageRejected(REASON_TOO_LARGE, str(exc)) from None
+        raise ImageRejected(Reason.IMAGE_TOO_LARGE, str(exc)) from None
     except UnidentifiedImageError as exc:  # a known signature PIL cannot parse
-        raise ImageRejected(REASON_DECODE, str(exc)) from None
+        raise ImageRejected(Reason.DECODE_ERROR, str(exc)) from None
     except EOFError as exc:
-        raise ImageRejected(REASON_TRUNCATED, str(exc) or "unexpected end of data") from None
+        raise ImageRejected(Reason.TRUNCATED_IMAGE, str(exc) or "unexpected end of data") from None
     except (OSError, SyntaxError, ValueError) as exc:
         msg = str(exc)
         low = msg.lower()
         if "truncated" in low or "end of file" in low or "premature" in low:
-            raise ImageRejected(REASON_TRUNCATED, msg) from None
-        raise ImageRejected(REASON_DECODE, msg) from None
+            raise ImageRejected(Reason.TRUNCATED_IMAGE, msg) from None
+        raise ImageRejected(Reason.DECODE_ERROR, msg) from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-image outcome
-        raise ImageRejected(REASON_DECODE, f"{type(exc).__name__}: {exc}") from None
+        raise ImageRejected(Reason.DECODE_ERROR, f"{type(exc).__name__}: {exc}") from None
 
 
 def _orientation(img: Image.Image) -> int:

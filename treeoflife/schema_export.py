@@ -1,8 +1,10 @@
 """Publish the Arrow schemas of treeoflife.schemas as JSON under `schemas/`, and check them.
 
 Each `schemas/<table>.json` lists the fields (name, Arrow type, nullable, description) and the
-schema version, so users can read our Parquet files without the code. A test regenerates them
-and compares with the committed files, so the published contract cannot drift from the code.
+schema version, so users can read our Parquet files without the code; `schemas/reasons.json`
+lists every value a `reason` column can hold (treeoflife.vocabulary), with its stage and meaning.
+A test regenerates them and compares with the committed files, so the published contract cannot
+drift from the code.
 
     python -m treeoflife.schema_export            # rewrite schemas/*.json
     python -m treeoflife.schema_export --check    # exit 1 if they differ from the code
@@ -20,11 +22,24 @@ import pyarrow as pa
 
 from treeoflife.io import write_text_atomic
 from treeoflife.schemas import ALL, FINAL_STATUSES, RANKS
+from treeoflife.vocabulary import (
+    HTTP_STATUS,
+    HTTP_STATUS_DESCRIPTION,
+    FetchStatus,
+    Ignored,
+    IngestStatus,
+    Reason,
+    Stage,
+    Status,
+)
 
 log = logging.getLogger(__name__)
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 """The repository's published schemas folder."""
+
+REASONS_FILE = "reasons.json"
+"""The published reason vocabulary, beside the table schemas."""
 
 _RANK_DESCRIPTIONS = {
     "species": "Specific epithet (never the binomial), e.g. 'corax' for Corvus corax.",
@@ -192,6 +207,58 @@ def check_schemas(schemas_dir: Path = SCHEMAS_DIR) -> list[str]:
     return stale
 
 
+def reasons_document() -> dict:
+    """The JSON document published as `schemas/reasons.json`: every reason and status."""
+    return {
+        "name": "reasons",
+        "description": "Every value of the `reason` columns (catalog, source_catalog, "
+        "eol_fetch_status, taxa, removals, eval_hashes) and of the reports' skip counters, with "
+        "the stage that records it; `http_<status>` stands for one reason per HTTP status.",
+        "stages": [s.value for s in Stage],
+        "reasons": [
+            {
+                "reason": r.value,
+                "stage": r.stage.value,
+                "stages": [s.value for s in r.stages],
+                "description": r.description,
+            }
+            for r in Reason
+        ]
+        + [
+            {
+                "reason": HTTP_STATUS,
+                "stage": Stage.INGEST.value,
+                "stages": [Stage.INGEST.value],
+                "description": HTTP_STATUS_DESCRIPTION,
+            }
+        ],
+        "statuses": {
+            "catalog": [s.value for s in Status],
+            "source_catalog": [s.value for s in IngestStatus],
+            "eval_hashes": [s.value for s in IngestStatus],
+            "eol_fetch_status": [s.value for s in FetchStatus],
+        },
+        "ignored_members": [i.value for i in Ignored],
+    }
+
+
+def render_reasons() -> str:
+    return json.dumps(reasons_document(), indent=2, ensure_ascii=False) + "\n"
+
+
+def export_reasons(out_dir: Path = SCHEMAS_DIR) -> Path:
+    """Write `<out_dir>/reasons.json`."""
+    path = Path(out_dir) / REASONS_FILE
+    write_text_atomic(path, render_reasons())
+    return path
+
+
+def reasons_current(schemas_dir: Path = SCHEMAS_DIR) -> bool:
+    """Whether the published reasons.json matches the vocabulary."""
+    path = Path(schemas_dir) / REASONS_FILE
+    return path.exists() and path.read_text(encoding="utf-8") == render_reasons()
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="python -m treeoflife.schema_export")
@@ -200,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         stale = check_schemas(args.out_dir)
+        if not reasons_current(args.out_dir):
+            stale.append("reasons")
         if stale:
             log.error(
                 "schemas differ from the code: %s (run python -m treeoflife.schema_export)",
@@ -208,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         log.info("schemas in %s match the code", args.out_dir)
         return 0
-    for path in export_schemas(args.out_dir):
+    for path in [*export_schemas(args.out_dir), export_reasons(args.out_dir)]:
         log.info("wrote %s", path)
     return 0
 

@@ -8,26 +8,20 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from treeoflife.vocabulary import IngestStatus, Source, Status
+
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 """The seven ranks. `species` always holds the specific epithet, never the binomial."""
 
-SOURCES = ("inat21", "bioscan", "eol")
+SOURCES = tuple(s.value for s in Source)
+"""Source names, in build order (the words are defined in treeoflife.vocabulary)."""
 
-# Row status vocabulary.
-INGEST_OK = "ok"
-INGEST_FAILED = "failed"
-STATUS_KEPT = "kept"  # in the release shards
-STATUS_FAILED = "failed"  # could not be ingested (reason says why)
-STATUS_REMOVED = "removed"  # dedup or held-out species (reason says why)
-STATUS_EXCLUDED = "excluded"  # no usable taxonomy (reason says why)
-FINAL_STATUSES = (STATUS_KEPT, STATUS_FAILED, STATUS_REMOVED, STATUS_EXCLUDED)
+FINAL_STATUSES = tuple(s.value for s in Status)
+"""Every final status of a catalog row (treeoflife.vocabulary.Status)."""
 
-# Removal reasons (dedup stage).
-REASON_EXACT_EVAL = "exact_eval_duplicate"
-REASON_NEAR_EVAL = "near_eval_duplicate"
-REASON_HELD_OUT = "held_out_species"
-REASON_IN_TRAIN_DUP = "in_train_duplicate"
-REASON_TAXON_UNRESOLVED = "taxon_unresolved"
+# Until sources/ingest.py and dedup/hashing.py import IngestStatus (the vocabulary sweep).
+INGEST_OK = IngestStatus.OK.value
+INGEST_FAILED = IngestStatus.FAILED.value
 
 SPLITS = ("train", "val")
 """Primary splits; `train_small` is a deterministic subset of `train` (flag `in_train_small`)."""

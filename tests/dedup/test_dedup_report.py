@@ -152,8 +152,8 @@ def test_hash_catalog_parts_resume_and_discard_other_runs(tmp_path, make_jpeg):
 def test_robustness_study_on_real_photos():
     pytest.importorskip("skimage")
     pytest.importorskip("pdqhash")
-    from treeoflife.dedup.photos import photo_corpus
-    from treeoflife.dedup.study import run_study, study_markdown
+    from bench._photos import photo_corpus
+    from bench._study import run_study, study_markdown
 
     photos = {
         k: v

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from tests.support.fanout import map_out_of_order
 from treeoflife.dedup import hash_catalog_parts
 from treeoflife.dedup.hashing import HashPart, hash_catalog_part
-from treeoflife.testing.fanout import map_out_of_order
 
 from .test_dedup_report import write_part
 

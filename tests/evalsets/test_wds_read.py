@@ -11,17 +11,13 @@ from PIL import Image
 from tests.train.synthetic import CLASSNAMES, write_wds_evalset
 from treeoflife.errors import InputError
 from treeoflife.evalsets.wds import (
-    IMAGE_MISSING,
-    IMAGE_UNDECODABLE,
-    LABEL_MISSING,
-    LABEL_OUT_OF_RANGE,
-    LABEL_UNREADABLE,
     TEMPLATES_FILE,
     iter_labelled_images,
     list_wds_evalsets,
     read_templates,
     read_wds_evalset,
 )
+from treeoflife.vocabulary import Reason
 
 
 def _png(colour=(10, 200, 30)) -> bytes:
@@ -54,11 +50,11 @@ def test_reads_the_layout_and_counts_every_unusable_sample(tmp_path):
     items = list(iter_labelled_images(evalset, skipped))
     assert len(items) == n + 1  # the regular images and the good PNG
     assert dict(skipped) == {
-        IMAGE_MISSING: 1,
-        IMAGE_UNDECODABLE: 1,
-        LABEL_MISSING: 1,
-        LABEL_UNREADABLE: 1,
-        LABEL_OUT_OF_RANGE: 1,
+        Reason.IMAGE_MISSING: 1,
+        Reason.IMAGE_UNDECODABLE: 1,
+        Reason.LABEL_MISSING: 1,
+        Reason.LABEL_UNREADABLE: 1,
+        Reason.LABEL_OUT_OF_RANGE: 1,
     }
     assert len(items) + sum(skipped.values()) == n + len(BAD_SAMPLES)
     png = next(i for i in items if i.key == "x_good_png")

@@ -116,7 +116,7 @@ def test_other_text_type_and_models_become_rows_of_one_table(trained):
 
 
 def test_zero_shot_top1_equals_clip_benchmark(trained):
-    from treeoflife.evaluation.crosscheck import clip_benchmark_zero_shot, ensure_clip_benchmark_env
+    from tests.support.crosscheck import clip_benchmark_zero_shot, ensure_clip_benchmark_env
 
     python = ensure_clip_benchmark_env(CLIP_BENCHMARK_VENV)
     root = trained["root"]

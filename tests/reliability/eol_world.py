@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.sources.builders import EOL_HEADER, jpeg
+from tests.support.mirror_server import HTML_ERROR_PAGE, Fault
 from treeoflife.sources.download import DownloadSettings
-from treeoflife.testing.mirror_server import HTML_ERROR_PAGE, Fault
 
 EOL_PREFIX = "https://content.eol.org/data/media/"
 RETRIES = 3

@@ -25,10 +25,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from tests.sources.builders import EOL_HEADER, jpeg, write_csv
+from tests.support.mirror_server import Fault, MirrorServer
 from treeoflife.config import config_from_dict
 from treeoflife.sources import ingest_eol
 from treeoflife.sources.download import DownloadSettings
-from treeoflife.testing.mirror_server import Fault, MirrorServer
 
 EOL_PREFIX = "https://content.eol.org/data/media/"
 HTTP_PREFIX = "https://http.mirror/"

@@ -23,9 +23,9 @@ import pytest
 
 from tests.conftest import REPO
 from tests.sources.builders import snapshot
+from tests.support.mirror_server import MirrorServer
 from treeoflife.config import config_from_dict
 from treeoflife.sources import ingest_eol
-from treeoflife.testing.mirror_server import MirrorServer
 
 from .eol_world import SETTINGS, TRANSIENT, World, build_world, config_dict
 

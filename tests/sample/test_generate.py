@@ -28,6 +28,7 @@ from treeoflife.sample.generate import (
     EOL_MEDIA_PREFIX,
     TAXON_COLUMNS,
 )
+from treeoflife.vocabulary import Reason
 
 REAL_BACKBONE = REAL_FIXTURES / "gbif-backbone-archaea"
 EVAL_HEADER = "kingdom,phylum,cls,order,family,genus,species,common_name,filepath"
@@ -390,13 +391,13 @@ def test_evalsets_layout(world0, sources):
 
 def test_expected_keys_exist_and_use_the_schema_vocabulary(sources):
     reasons = {
-        schemas.REASON_EXACT_EVAL,
-        schemas.REASON_NEAR_EVAL,
-        schemas.REASON_HELD_OUT,
-        schemas.REASON_TAXON_UNRESOLVED,
-        "truncated_image",
-        "not_an_image",
-        "missing_in_archive",
+        Reason.EXACT_EVAL_DUPLICATE,
+        Reason.NEAR_EVAL_DUPLICATE,
+        Reason.HELD_OUT_SPECIES,
+        Reason.TAXON_UNRESOLVED,
+        Reason.TRUNCATED_IMAGE,
+        Reason.NOT_AN_IMAGE,
+        Reason.MISSING_IN_ARCHIVE,
     }
     assert sources.expected
     for key, e in sources.expected.items():

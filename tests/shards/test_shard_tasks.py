@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests.support.fanout import map_out_of_order
 from treeoflife.errors import InputError
 from treeoflife.fanout import map_in_order
 from treeoflife.shards.manifest import MANIFEST_FILE, ShardEntry
@@ -21,7 +22,6 @@ from treeoflife.shards.tasks import (
     write_planned_shard,
 )
 from treeoflife.shards.writer import write_split_shards
-from treeoflife.testing.fanout import map_out_of_order
 
 from .conftest import make_rows
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 
+from tests.support.mirror_server import Fault, MirrorServer
 from treeoflife.sources.download import Downloader, DownloadSettings, parse_retry_after
 from treeoflife.sources.fetch_policy import FetchPolicy
-from treeoflife.testing.mirror_server import Fault, MirrorServer
 
 from .builders import jpeg
 

@@ -10,9 +10,9 @@ import time
 
 import pyarrow.parquet as pq
 
+from tests.support.mirror_server import Fault, MirrorServer
 from treeoflife.sources.download import Downloader, DownloadSettings
 from treeoflife.sources.fetch_policy import FetchPolicy
-from treeoflife.testing.mirror_server import Fault, MirrorServer
 
 from .builders import jpeg
 

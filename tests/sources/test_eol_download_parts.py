@@ -14,10 +14,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from PIL import Image
 
+from tests.support.mirror_server import Fault, MirrorServer
 from treeoflife.config import config_from_dict
 from treeoflife.sources import ingest_eol
 from treeoflife.sources.download import DownloadSettings
-from treeoflife.testing.mirror_server import Fault, MirrorServer
 
 from .builders import EOL_HEADER, jpeg, read_catalog, rows_of, snapshot, stored_bytes, write_csv
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import pickle
 
+from tests.support.fanout import map_out_of_order
+from tests.support.mirror_server import Fault, MirrorServer
 from treeoflife.sources import ingest_eol
 from treeoflife.sources.eol import EolPart
-from treeoflife.testing.fanout import map_out_of_order
-from treeoflife.testing.mirror_server import Fault, MirrorServer
 
 from .builders import EOL_HEADER, jpeg, snapshot, write_csv
 from .test_eol_download_parts import eol_cfg

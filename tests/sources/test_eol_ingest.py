@@ -8,12 +8,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.support.mirror_server import HTML_ERROR_PAGE, Fault, MirrorServer
 from treeoflife.config import config_from_dict
 from treeoflife.schemas import SOURCE_CATALOG
 from treeoflife.sources import ingest_eol
 from treeoflife.sources.download import DownloadSettings
 from treeoflife.sources.eol import STATUS_SCHEMA, rewrite_url
-from treeoflife.testing.mirror_server import HTML_ERROR_PAGE, Fault, MirrorServer
 
 from .builders import (
     EOL_HEADER,

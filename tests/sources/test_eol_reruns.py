@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
+from tests.support.mirror_server import Fault, MirrorServer
 from treeoflife.sources import ingest_eol
 from treeoflife.sources.eol import transient_reruns_pending
-from treeoflife.testing.mirror_server import Fault, MirrorServer
 
 from .builders import EOL_HEADER, jpeg, snapshot, write_csv
 from .test_eol_download_parts import eol_cfg, status_rows

@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.support.mirror_server import Fault, MirrorServer
 from treeoflife.config import config_from_dict
 from treeoflife.errors import InputError
 from treeoflife.sources import ingest_inat21
-from treeoflife.testing.mirror_server import Fault, MirrorServer
 
 from .builders import (
     INAT_CATEGORIES,

@@ -6,11 +6,11 @@ import hashlib
 
 import pytest
 
+from tests.support.mirror_server import Fault, MirrorServer
 from treeoflife.config import config_from_dict
 from treeoflife.errors import InputError
 from treeoflife.sources import ingest_inat21
 from treeoflife.sources.remote import RangeReader, RemoteReadError
-from treeoflife.testing.mirror_server import Fault, MirrorServer
 
 from .builders import make_inat, read_catalog, rows_of, snapshot
 

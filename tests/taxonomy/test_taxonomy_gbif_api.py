@@ -8,11 +8,11 @@ import time
 import pytest
 
 from tests.conftest import REAL_FIXTURES
+from tests.support.api_replay import ApiReplayServer, FailFirst
 from treeoflife.schemas import RANKS
 from treeoflife.taxonomy import resolve_taxa
 from treeoflife.taxonomy.api_client import ApiSettings, ResponseCache, fetch_json
 from treeoflife.taxonomy.gbif_api import match_names, match_request, refine_with_gbif_api
-from treeoflife.testing.api_replay import ApiReplayServer, FailFirst
 
 from .conftest import make_queries
 

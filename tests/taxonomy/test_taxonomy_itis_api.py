@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import REAL_FIXTURES
+from tests.support.api_replay import ApiReplayServer
 from treeoflife.taxonomy.api_client import ApiSettings, fetch_json
 from treeoflife.taxonomy.itis_api import (
     SERVICE,
@@ -11,7 +12,6 @@ from treeoflife.taxonomy.itis_api import (
     hierarchy_ranks,
     itis_lookup,
 )
-from treeoflife.testing.api_replay import ApiReplayServer
 
 ITIS = REAL_FIXTURES / "itis-api"
 CASSETTES = sorted(ITIS.glob("*.yml"))

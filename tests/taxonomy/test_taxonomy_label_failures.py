@@ -9,6 +9,7 @@ import dataclasses
 import pyarrow.parquet as pq
 
 from tests.conftest import REPO
+from tests.support.api_replay import ApiReplayServer
 from tests.support.itis_service import ItisService, ItisTaxon
 from treeoflife import pipeline, schemas
 from treeoflife.config import load_config
@@ -19,7 +20,6 @@ from treeoflife.taxonomy.api_client import ApiSettings
 from treeoflife.taxonomy.gbif_api import interpret_match, match_request, refine_with_gbif_api
 from treeoflife.taxonomy.names import clean_text, normalize_name
 from treeoflife.taxonomy.report import taxonomy_report
-from treeoflife.testing.api_replay import ApiReplayServer
 
 from .conftest import BIRD, make_queries
 

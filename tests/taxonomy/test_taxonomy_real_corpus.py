@@ -8,13 +8,13 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import REAL_FIXTURES
+from tests.support.api_replay import ApiReplayServer
 from treeoflife.records import TAXONOMY_QUERY_COLUMNS, query_id
 from treeoflife.schemas import RANKS
 from treeoflife.taxonomy import resolve_taxa
 from treeoflife.taxonomy.api_client import ApiSettings
 from treeoflife.taxonomy.gbif_api import refine_with_gbif_api
 from treeoflife.taxonomy.names import normalize_name
-from treeoflife.testing.api_replay import ApiReplayServer
 
 from .real_corpus import COL_CHECKLIST, GBIF_CASES, backbone_cases, parser_cases
 

@@ -20,7 +20,6 @@ from treeoflife.dedup.phash import (
     phash_of_grey,
 )
 from treeoflife.dedup.removals import (
-    REASON_PRECEDENCE,
     combine_removals,
     find_eval_duplicates,
     find_held_out_species,
@@ -32,7 +31,6 @@ from treeoflife.schemas import EVAL_HASHES
 __all__ = [
     "EVAL_HASHES",
     "PHASH_ALGO",
-    "REASON_PRECEDENCE",
     "combine_removals",
     "find_eval_duplicates",
     "find_held_out_species",

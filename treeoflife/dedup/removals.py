@@ -14,19 +14,10 @@ import pyarrow.compute as pc
 
 from treeoflife.dedup.search import near_leaders, near_pairs
 from treeoflife.errors import InputError
-from treeoflife.schemas import (
-    INGEST_OK,
-    REASON_EXACT_EVAL,
-    REASON_HELD_OUT,
-    REASON_IN_TRAIN_DUP,
-    REASON_NEAR_EVAL,
-    REMOVALS,
-)
+from treeoflife.schemas import REMOVALS
+from treeoflife.vocabulary import REMOVAL_PRECEDENCE, IngestStatus, Reason
 
 log = logging.getLogger(__name__)
-
-REASON_PRECEDENCE = (REASON_EXACT_EVAL, REASON_NEAR_EVAL, REASON_HELD_OUT, REASON_IN_TRAIN_DUP)
-"""When several reasons remove one key, the first in this order is recorded."""
 
 # --------------------------------------------------------------------------- tables
 
@@ -61,7 +52,7 @@ def _empty_removals() -> pa.Table:
 def _usable_evals(evals: pa.Table) -> pa.Table:
     """Eval rows sorted by (evalset, eval_key): the tie-break order. Failed rows dropped."""
     if "status" in evals.column_names:
-        evals = evals.filter(pc.equal(evals["status"], INGEST_OK))
+        evals = evals.filter(pc.equal(evals["status"], IngestStatus.OK))
     return evals.take(
         pc.sort_indices(evals, sort_keys=[("evalset", "ascending"), ("eval_key", "ascending")])
     )
@@ -104,7 +95,7 @@ def find_eval_duplicates(train: pa.Table, evals: pa.Table, max_distance: int) ->
     exact = train.filter(exact_mask)
     exact_eval = [first_by_md5[m] for m in exact["md5"].to_pylist()]
     out_keys = exact["key"].to_pylist()
-    out_reason = [REASON_EXACT_EVAL] * len(out_keys)
+    out_reason = [Reason.EXACT_EVAL_DUPLICATE] * len(out_keys)
     out_set = [ev_set[i] for i in exact_eval]
     out_evkey = [ev_key[i] for i in exact_eval]
     out_dist = [0] * len(out_keys)
@@ -125,7 +116,7 @@ def find_eval_duplicates(train: pa.Table, evals: pa.Table, max_distance: int) ->
         near_keys = rest["key"].take(pa.array(ti[first])).to_pylist()
         for k, d, e in zip(near_keys, dist[first], ev_rank[first], strict=True):
             out_keys.append(k)
-            out_reason.append(REASON_NEAR_EVAL)
+            out_reason.append(Reason.NEAR_EVAL_DUPLICATE)
             out_set.append(ev_set[e])
             out_evkey.append(ev_key[e])
             out_dist.append(int(d))
@@ -193,7 +184,7 @@ def find_in_train_duplicates(train: pa.Table, phash_max_distance: int | None = N
     m = len(removed)
     return _removals_table(
         [keys[i] for i in removed],
-        REASON_IN_TRAIN_DUP,
+        Reason.IN_TRAIN_DUPLICATE,
         pa.nulls(m, pa.string()),
         [keys[leader[i]] for i in removed],
         distance[removed].tolist(),
@@ -225,22 +216,26 @@ def find_held_out_species(train: pa.Table, held_out: pa.Table, evalset: str) -> 
     keys = train["key"].filter(pa.array(hit, pa.bool_()))
     n = len(keys)
     return _removals_table(
-        keys, REASON_HELD_OUT, [evalset] * n, pa.nulls(n, pa.string()), pa.nulls(n, pa.int32())
+        keys,
+        Reason.HELD_OUT_SPECIES,
+        [evalset] * n,
+        pa.nulls(n, pa.string()),
+        pa.nulls(n, pa.int32()),
     )
 
 
 def combine_removals(*tables: pa.Table) -> pa.Table:
-    """One row per key, the strongest reason winning (REASON_PRECEDENCE); sorted by key.
+    """One row per key, the strongest reason winning (REMOVAL_PRECEDENCE); sorted by key.
 
     Among rows of the same key and reason, the smallest (distance, evalset, eval_key) wins.
     """
     if not tables:
         return _empty_removals()
     table = pa.concat_tables([t.select(REMOVALS.names).cast(REMOVALS) for t in tables])
-    unknown = set(pc.unique(table["reason"]).to_pylist()) - set(REASON_PRECEDENCE)
+    unknown = set(pc.unique(table["reason"]).to_pylist()) - set(REMOVAL_PRECEDENCE)
     if unknown:
         raise ValueError(f"unknown removal reasons: {sorted(unknown)}")
-    rank = pc.index_in(table["reason"], value_set=pa.array(REASON_PRECEDENCE))
+    rank = pc.index_in(table["reason"], value_set=pa.array([r.value for r in REMOVAL_PRECEDENCE]))
     table = table.append_column("_rank", rank)
     order = pc.sort_indices(
         table,
@@ -266,7 +261,7 @@ def removal_report(removals: pa.Table) -> dict:
     """Counts: total, per reason (all reasons listed), per evalset, per evalset and reason."""
     reasons = removals["reason"].to_pylist()
     evalsets = removals["evalset"].to_pylist()
-    by_reason = {r: 0 for r in REASON_PRECEDENCE}
+    by_reason = {r.value: 0 for r in REMOVAL_PRECEDENCE}
     by_evalset: dict[str, int] = {}
     by_evalset_reason: dict[str, dict[str, int]] = {}
     for reason, evalset in zip(reasons, evalsets, strict=True):

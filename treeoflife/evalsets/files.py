@@ -15,13 +15,15 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-# Why an evaluation image was not read (the `reason` of its row in the hashes table).
-REASON_MISSING_FILEPATH = "missing_filepath"  # the row names no file
-REASON_OUTSIDE_SET = "outside_set"  # absolute, `..`, or a symlink out of the set's folder
-REASON_MISSING_FILE = "missing_file"  # no file at that path
-REASON_UNREADABLE = "unreadable"  # a folder, no permission, an I/O error, a symlink loop
+from treeoflife.vocabulary import Reason
+
 # Reasons meaning "the image is not there": none of a set's rows found is an error.
-NOT_FOUND = (REASON_MISSING_FILEPATH, REASON_OUTSIDE_SET, REASON_MISSING_FILE)
+NOT_FOUND = (Reason.MISSING_FILEPATH, Reason.OUTSIDE_SET, Reason.MISSING_FILE)
+
+# Until dedup/hashing.py imports Reason (the vocabulary sweep).
+REASON_MISSING_FILEPATH = Reason.MISSING_FILEPATH
+REASON_MISSING_FILE = Reason.MISSING_FILE
+REASON_UNREADABLE = Reason.UNREADABLE
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -47,17 +49,17 @@ class SetFolder:
         """(path, None) for a filepath inside the folder (the file may not exist), else
         (None, reason). The path is the folder joined with the filepath, not resolved."""
         if not filepath or not filepath.strip():
-            return None, REASON_MISSING_FILEPATH
+            return None, Reason.MISSING_FILEPATH
         rel = PurePosixPath(filepath)
         if "\x00" in filepath or rel.is_absolute() or ".." in rel.parts:
-            return None, REASON_OUTSIDE_SET
+            return None, Reason.OUTSIDE_SET
         path = self.root / rel
         try:
             real = path.resolve()  # follows every symlink on the way, existing or not
         except (OSError, RuntimeError):  # a symlink loop
-            return None, REASON_UNREADABLE
+            return None, Reason.UNREADABLE
         if not real.is_relative_to(self._real):
-            return None, REASON_OUTSIDE_SET
+            return None, Reason.OUTSIDE_SET
         return path, None
 
     def read(self, filepath: str | None) -> tuple[bytes | None, str | None]:
@@ -68,6 +70,6 @@ class SetFolder:
         try:
             return path.read_bytes(), None
         except FileNotFoundError:
-            return None, REASON_MISSING_FILE
+            return None, Reason.MISSING_FILE
         except OSError:  # a folder, no permission, an I/O error
-            return None, REASON_UNREADABLE
+            return None, Reason.UNREADABLE

@@ -23,8 +23,8 @@ from treeoflife.images import normalize_image
 from treeoflife.io import write_parquet_atomic
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress
-from treeoflife.schemas import INGEST_OK
 from treeoflife.shards.resize import resize_for_shard
+from treeoflife.vocabulary import IngestStatus, Reason
 
 if TYPE_CHECKING:
     from treeoflife.config import BuildConfig
@@ -53,8 +53,10 @@ def evalset_items(
     labelled = []
     skipped: dict[str, int] = {}
     for row in rows:
-        st, reason = status.get(row["filepath"], ("failed", "not_hashed"))
-        if st != INGEST_OK:
+        st, reason = status.get(
+            row["filepath"], (IngestStatus.FAILED.value, Reason.NOT_HASHED.value)
+        )
+        if st != IngestStatus.OK:
             skipped[reason or "failed"] = skipped.get(reason or "failed", 0) + 1
             continue
         data, reason = folder.read(row["filepath"])

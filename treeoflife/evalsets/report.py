@@ -14,8 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from treeoflife.errors import InputError
-from treeoflife.evalsets.files import REASON_MISSING_FILE, REASON_OUTSIDE_SET
-from treeoflife.schemas import INGEST_OK
+from treeoflife.vocabulary import IngestStatus, Reason
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +25,9 @@ def image_report(hashes: pa.Table) -> dict:
     """Per set: rows listed, images hashed, and the missing and outside-the-set rows (count +
     first paths), from its hashes table (schema EVAL_HASHES)."""
     rows = hashes.select(["eval_key", "phash", "status", "reason"]).to_pylist()
-    missing = [r["eval_key"] for r in rows if r["reason"] == REASON_MISSING_FILE]
-    outside = [r["eval_key"] for r in rows if r["reason"] == REASON_OUTSIDE_SET]
-    failed = Counter(r["reason"] or "failed" for r in rows if r["status"] != INGEST_OK)
+    missing = [r["eval_key"] for r in rows if r["reason"] == Reason.MISSING_FILE]
+    outside = [r["eval_key"] for r in rows if r["reason"] == Reason.OUTSIDE_SET]
+    failed = Counter(r["reason"] or "failed" for r in rows if r["status"] != IngestStatus.OK)
     return {
         "listed": len(rows),
         "hashed": sum(r["phash"] is not None for r in rows),
@@ -57,7 +56,7 @@ def check_images(
             + ": fix the set's metadata/root, or remove the set from the config"
         )
     if failed and warn:
-        missing = [path for path, reason in outcomes if reason == REASON_MISSING_FILE]
+        missing = [path for path, reason in outcomes if reason == Reason.MISSING_FILE]
         log.warning(
             "evaluation set %s: %d of %d images not usable (%s); first missing: %s",
             name,

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from treeoflife.errors import InputError
-from treeoflife.evalsets.files import REASON_MISSING_FILE, SetFolder
+from treeoflife.evalsets.files import SetFolder
 from treeoflife.evalsets.layouts import metadata_file, read_layout
 from treeoflife.evalsets.report import check_images
+from treeoflife.vocabulary import Reason
 
 if TYPE_CHECKING:  # config.py imports this package's layouts: no import back at run time
     from treeoflife.config import BuildConfig, EvalSetConfig
@@ -60,6 +61,6 @@ def check_evalset_images(es: EvalSetConfig, cfg: BuildConfig) -> None:
     for row in read_evalset(es, cfg):
         path, reason = folder.locate(row["filepath"])
         if path is not None and not path.exists():
-            reason = REASON_MISSING_FILE
+            reason = Reason.MISSING_FILE
         outcomes.append((row["filepath"], reason))
     check_images(es.name, folder.root, outcomes, warn=False)

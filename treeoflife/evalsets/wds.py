@@ -35,6 +35,7 @@ from PIL import Image
 from treeoflife.errors import InputError
 from treeoflife.io import write_text_atomic
 from treeoflife.shards.tar import write_tar
+from treeoflife.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,7 @@ TEMPLATES_FILE = "zeroshot_classification_templates.txt"
 PLACEHOLDER = "{c}"
 IMAGE_EXTENSIONS = ("webp", "png", "jpg", "jpeg")  # CLIP_benchmark's order of preference
 
-# Reasons a read sample is skipped (keys of the `skipped` counter).
-IMAGE_MISSING = "image_missing"
-IMAGE_UNDECODABLE = "image_undecodable"
-LABEL_MISSING = "label_missing"
-LABEL_UNREADABLE = "label_unreadable"
-LABEL_OUT_OF_RANGE = "label_out_of_range"
+# Reasons a read sample is skipped (keys of the `skipped` counter): Reason.IMAGE_MISSING ...
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _NUMBERED_TAR = re.compile(r"^\d+\.tar$")
@@ -261,24 +257,24 @@ def _labelled_image(
     key = sample.get("__key__", "")
     ext = next((e for e in IMAGE_EXTENSIONS if e in sample), None)
     if ext is None:
-        skipped[IMAGE_MISSING] += 1
+        skipped[Reason.IMAGE_MISSING] += 1
         return None
     if "cls" not in sample:
-        skipped[LABEL_MISSING] += 1
+        skipped[Reason.LABEL_MISSING] += 1
         return None
     try:
         label = int(bytes(sample["cls"]).decode("utf-8").strip())
     except (UnicodeDecodeError, ValueError):
-        skipped[LABEL_UNREADABLE] += 1
+        skipped[Reason.LABEL_UNREADABLE] += 1
         return None
     if not 0 <= label < n_classes:
-        skipped[LABEL_OUT_OF_RANGE] += 1
+        skipped[Reason.LABEL_OUT_OF_RANGE] += 1
         return None
     try:
         with Image.open(io.BytesIO(sample[ext])) as img:
             image = img.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         log.debug("sample %s: undecodable %s: %s", key, ext, exc)
-        skipped[IMAGE_UNDECODABLE] += 1
+        skipped[Reason.IMAGE_UNDECODABLE] += 1
         return None
     return LabelledImage(key=key, image=image, label=label)

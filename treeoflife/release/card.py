@@ -29,7 +29,8 @@ from treeoflife.release.hub import (
     write_metadata_repo,
 )
 from treeoflife.schema_export import describe
-from treeoflife.schemas import CATALOG, STATUS_KEPT
+from treeoflife.schemas import CATALOG
+from treeoflife.vocabulary import Status
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def render_dataset_card(summary: Mapping, shards: Mapping[str, Mapping[str, int]
     """The card text for a summary (see write_dataset_card) and {split: {shard: samples}}."""
     by_status = dict(summary.get("by_status", {}))
     total = int(summary.get("images", sum(by_status.values())))
-    kept = int(by_status.get(STATUS_KEPT, sum(sum(s.values()) for s in shards.values())))
+    kept = int(by_status.get(Status.KEPT, sum(sum(s.values()) for s in shards.values())))
     name = summary.get("pretty_name", "TreeOfLife (treeoflife build)")
     out = ["---", _front_matter(summary, shards, kept).rstrip("\n"), "---", "", f"# {name}", ""]
     out += [
@@ -319,7 +320,7 @@ def write_dataset_card(release_dir: Path, summary: dict) -> Path:
 def write_licenses_csv(table: pa.Table, path: Path) -> None:
     """Licence of each shipped image (status kept), by key, like TreeOfLife-10M's licenses.csv."""
     if "status" in table.column_names:
-        table = table.filter(pc.equal(table.column("status"), STATUS_KEPT))
+        table = table.filter(pc.equal(table.column("status"), Status.KEPT))
     table = table.select(list(LICENSES_COLUMNS)).sort_by("key")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

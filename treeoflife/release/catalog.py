@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 from treeoflife.errors import InputError
 from treeoflife.io import write_parquet_atomic
-from treeoflife.schemas import CATALOG, FINAL_STATUSES, RANKS, STATUS_KEPT
+from treeoflife.schemas import CATALOG, FINAL_STATUSES, RANKS
+from treeoflife.vocabulary import Status
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def _validate(table: pa.Table) -> None:
     if pc.any(bad).as_py():
         values = sorted(set(pc.filter(status, bad).to_pylist()))
         raise InputError(f"catalog has unknown statuses {values}; expected {FINAL_STATUSES}")
-    kept = pc.equal(status, STATUS_KEPT)
+    kept = pc.equal(status, Status.KEPT)
     no_reason = pc.and_(pc.invert(kept), pc.is_null(table.column("reason")))
     if pc.any(no_reason).as_py():
         count = pc.sum(no_reason.cast(pa.int64())).as_py()

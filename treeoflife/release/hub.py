@@ -28,9 +28,10 @@ import yaml
 
 from treeoflife.io import atomic_path, write_text_atomic
 from treeoflife.schema_export import describe
-from treeoflife.schemas import CATALOG, STATUS_KEPT
+from treeoflife.schemas import CATALOG
 from treeoflife.shards.sample_json import INT_FIELDS, SAMPLE_JSON_FIELDS
 from treeoflife.shards.text import CAPTION_MEMBERS
+from treeoflife.vocabulary import Status
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def render_metadata_card(summary: Mapping) -> str:
     if license_ == "other":
         front["license_name"] = summary.get("license_name", "per-image-licenses")
         front["license_link"] = "README.md"
-    kept = [[["status", "==", STATUS_KEPT]]]
+    kept = [[["status", "==", Status.KEPT.value]]]
     front |= {
         "language": ["en"],
         "pretty_name": f"{name}: catalog and licences",

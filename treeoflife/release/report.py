@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 
 from treeoflife.io import write_text_atomic
 from treeoflife.release.plots import PATH_SEP, bar_chart, esc, log_log_chart, treemap
-from treeoflife.schemas import RANKS, STATUS_KEPT
+from treeoflife.schemas import RANKS
+from treeoflife.vocabulary import Status
 
 REPORT_DIR = "report"
 _esc = esc
@@ -42,7 +43,7 @@ def _counts(table: pa.Table, keys: list[str]) -> Counter:
 def report_data(catalog: pa.Table) -> dict:
     """The numbers the report shows (Arrow group-bys: fine for ten million rows)."""
     catalog = catalog.select(["source", "status", "reason", "split", *RANKS])
-    kept = catalog.filter(pc.equal(catalog.column("status"), STATUS_KEPT))
+    kept = catalog.filter(pc.equal(catalog.column("status"), Status.KEPT))
     sources = sorted(set(catalog.column("source").to_pylist()))
     named = kept.filter(
         pc.and_(pc.is_valid(kept.column("genus")), pc.is_valid(kept.column("species")))
@@ -58,7 +59,7 @@ def report_data(catalog: pa.Table) -> dict:
     tree = Counter()
     for (k, p, c), n in _counts(kept, ["kingdom", "phylum", "class"]).items():
         tree[(k, p or "(unknown)", c or "(unknown)")] += n
-    not_kept = catalog.filter(pc.not_equal(catalog.column("status"), STATUS_KEPT))
+    not_kept = catalog.filter(pc.not_equal(catalog.column("status"), Status.KEPT))
     return {
         "images": catalog.num_rows,
         "kept": kept.num_rows,

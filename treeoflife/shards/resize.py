@@ -13,10 +13,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from treeoflife.errors import ImageRejected
+from treeoflife.vocabulary import Reason
 
 Image.MAX_IMAGE_PIXELS = 30_000**2  # BioCLIP's limit; larger files are decompression bombs
-
-REASON_UNDECODABLE = "undecodable_image"
 
 SHORTER_SIDE = "shorter_side"  # shorter side to image_size, aspect kept (never upscaled)
 SQUARE = "square"  # exactly image_size x image_size, aspect not kept (BioCLIP's make_wds.py)
@@ -79,7 +78,7 @@ def resize_for_shard(data: bytes, image_size: int, quality: int, mode: str = SHO
         img = ImageOps.exif_transpose(img)
         img = _to_rgb(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageRejected(REASON_UNDECODABLE, str(exc)) from exc
+        raise ImageRejected(Reason.UNDECODABLE_IMAGE, str(exc)) from exc
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     if mode == SQUARE:

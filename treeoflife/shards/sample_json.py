@@ -14,17 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from treeoflife.schemas import RANKS
+
 TEXT_FIELDS = (
     "key",
     "treeoflife_id",
     "source",
-    "kingdom",
-    "phylum",
-    "class",
-    "order",
-    "family",
-    "genus",
-    "species",
+    *RANKS,
     "scientific_name",
     "common_name",
     "license",

@@ -33,30 +33,25 @@ from yarl import URL
 
 from treeoflife.config import EOLConfig
 from treeoflife.sources.fetch_policy import (
-    REASON_NON_PUBLIC_ADDRESS,
-    REASON_REDIRECT_SCHEME,
     AddressRefused,
     FetchPolicy,
     public_url,
 )
 from treeoflife.sources.host_queues import FILE_HOST, Host, HostQueues
 from treeoflife.sources.host_stats import describe, report_row, write_host_report
+from treeoflife.vocabulary import Reason, http_reason
 
 log = logging.getLogger(__name__)
 
-# Reason codes of failed fetches.
-REASON_UNSUPPORTED_SCHEME = "unsupported_scheme"
-REASON_INVALID_URL = "invalid_url"
-REASON_NOT_FOUND = "not_found"  # file:// target missing
-REASON_TIMEOUT = "timeout"
-REASON_CONNECTION = "connection_error"
-REASON_TRUNCATED_BODY = "truncated_body"
-REASON_TOO_LARGE = "too_large"
-REASON_TOO_MANY_REDIRECTS = "too_many_redirects"
-REASON_HTTP_ERROR = "http_error"
-
+# Failures a later run may not repeat (429 and 5xx: see is_transient).
 _TRANSIENT = frozenset(
-    {REASON_TIMEOUT, REASON_CONNECTION, REASON_TRUNCATED_BODY, REASON_HTTP_ERROR, "http_429"}
+    {
+        Reason.TIMEOUT,
+        Reason.CONNECTION_ERROR,
+        Reason.TRUNCATED_BODY,
+        Reason.HTTP_ERROR,
+        http_reason(429),
+    }
 )
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 LOG_EVERY_S = 60.0
@@ -261,20 +256,20 @@ class Downloader:
         start = time.monotonic()
         shown = public_url(url)
         if not url:
-            return FetchResult(shown, None, REASON_INVALID_URL, None, 0, 0.0), False
+            return FetchResult(shown, None, Reason.INVALID_URL, None, 0, 0.0), False
         try:
             parts = urlsplit(url)
             scheme = parts.scheme.lower()
             hostname = parts.hostname
             port = parts.port
         except ValueError:
-            return FetchResult(shown, None, REASON_INVALID_URL, None, 0, 0.0), False
+            return FetchResult(shown, None, Reason.INVALID_URL, None, 0, 0.0), False
         if scheme == "file":
             return await self._fetch_file(url, shown, start)
         if scheme not in ("http", "https"):
-            return FetchResult(shown, None, REASON_UNSUPPORTED_SCHEME, None, 0, 0.0), False
+            return FetchResult(shown, None, Reason.UNSUPPORTED_SCHEME, None, 0, 0.0), False
         if not hostname:
-            return FetchResult(shown, None, REASON_INVALID_URL, None, 0, 0.0), False
+            return FetchResult(shown, None, Reason.INVALID_URL, None, 0, 0.0), False
         refusal = self.policy.url_refusal(url)
         if refusal is not None:
             return FetchResult(shown, None, refusal, None, 0, 0.0), False
@@ -317,8 +312,10 @@ class Downloader:
             data, status = await self._request(url, host, began, in_flight)
         except (_Final, _Transient) as exc:
             stats.error(exc.reason)
-            rate_limited = exc.reason == "http_429" or (
-                exc.reason == "http_503" and isinstance(exc, _Transient) and exc.delay is not None
+            rate_limited = exc.reason == http_reason(429) or (
+                exc.reason == http_reason(503)
+                and isinstance(exc, _Transient)
+                and exc.delay is not None
             )
             if isinstance(exc, _Transient) and not rate_limited:
                 limit.on_failure(began, time.monotonic())
@@ -351,51 +348,51 @@ class Downloader:
                             wait = min(wait, s.max_retry_after_s)
                             if about_host:  # RFC 6585: no new request before it
                                 self._queues.pause(host, wait)
-                        raise _Transient(f"http_{status}", status, wait)
+                        raise _Transient(http_reason(status), status, wait)
                     if status >= 500:
-                        raise _Transient(f"http_{status}", status)
+                        raise _Transient(http_reason(status), status)
                     if status >= 300:
-                        raise _Final(f"http_{status}", status)
+                        raise _Final(http_reason(status), status)
                     length = resp.content_length
                     if length is not None and length > s.max_bytes:
-                        raise _Final(REASON_TOO_LARGE, status)
+                        raise _Final(Reason.TOO_LARGE, status)
                     chunks: list[bytes] = []
                     total = 0
                     async for chunk in resp.content.iter_chunked(1 << 16):
                         total += len(chunk)
                         if total > s.max_bytes:
-                            raise _Final(REASON_TOO_LARGE, status)
+                            raise _Final(Reason.TOO_LARGE, status)
                         chunks.append(chunk)
                     return b"".join(chunks), status
-            raise _Final(REASON_TOO_MANY_REDIRECTS, status)
+            raise _Final(Reason.TOO_MANY_REDIRECTS, status)
         except (_Final, _Transient):
             raise
         except aiohttp.ClientConnectorDNSError as exc:
             if isinstance(exc.os_error, AddressRefused):
-                raise _Final(REASON_NON_PUBLIC_ADDRESS) from None
-            raise _Transient(REASON_CONNECTION) from None
+                raise _Final(Reason.NON_PUBLIC_ADDRESS) from None
+            raise _Transient(Reason.CONNECTION_ERROR) from None
         except (aiohttp.InvalidURL, aiohttp.RedirectClientError, ValueError) as exc:
-            raise _Final(REASON_INVALID_URL) from exc
+            raise _Final(Reason.INVALID_URL) from exc
         except TimeoutError:
-            raise _Transient(REASON_TIMEOUT) from None
+            raise _Transient(Reason.TIMEOUT) from None
         except aiohttp.ClientPayloadError:
-            raise _Transient(REASON_TRUNCATED_BODY) from None
+            raise _Transient(Reason.TRUNCATED_BODY) from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError, OSError):
-            raise _Transient(REASON_CONNECTION) from None
+            raise _Transient(Reason.CONNECTION_ERROR) from None
         except aiohttp.ClientResponseError as exc:
-            raise _Transient(REASON_HTTP_ERROR, exc.status or None) from None
+            raise _Transient(Reason.HTTP_ERROR, exc.status or None) from None
 
     def _redirect_target(self, resp: aiohttp.ClientResponse, status: int) -> URL:
         """The next hop, if the policy lets us go there."""
         location = resp.headers.get("Location")
         if not location:
-            raise _Final(f"http_{status}", status)
+            raise _Final(http_reason(status), status)
         try:
             target = resp.url.join(URL(location))
         except ValueError:
-            raise _Final(REASON_INVALID_URL, status) from None
+            raise _Final(Reason.INVALID_URL, status) from None
         if target.scheme not in ("http", "https") or not target.host:
-            raise _Final(REASON_REDIRECT_SCHEME, status)
+            raise _Final(Reason.REDIRECT_UNSUPPORTED_SCHEME, status)
         refusal = self.policy.url_refusal(str(target))
         if refusal is not None:
             raise _Final(refusal, status)
@@ -416,18 +413,18 @@ class Downloader:
                 with os.fdopen(fd, "rb") as fh:
                     info = os.fstat(fh.fileno())
                     if not stat.S_ISREG(info.st_mode):
-                        return None, REASON_NOT_FOUND
+                        return None, Reason.NOT_FOUND
                     if info.st_size > max_bytes:
-                        return None, REASON_TOO_LARGE
+                        return None, Reason.TOO_LARGE
                     data = fh.read(max_bytes + 1)
                 if len(data) > max_bytes:
-                    return None, REASON_TOO_LARGE
+                    return None, Reason.TOO_LARGE
                 return data, None
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                return None, REASON_NOT_FOUND
+                return None, Reason.NOT_FOUND
             except OSError as exc:
                 log.warning("cannot read %s: %s", path, exc)
-                return None, REASON_CONNECTION
+                return None, Reason.CONNECTION_ERROR
 
         host = self._queues.host(FILE_HOST)
         await self._queues.acquire(host)

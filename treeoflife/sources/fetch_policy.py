@@ -33,11 +33,10 @@ from aiohttp.resolver import DefaultResolver
 
 from treeoflife.errors import InputError
 from treeoflife.io import store_member_name
+from treeoflife.vocabulary import Reason
 
-# Reason codes of refused fetches (recorded on the row; final, never retried).
-REASON_FILE_OUTSIDE_ROOTS = "file_outside_mirror"  # file:// not under a configured local root
-REASON_NON_PUBLIC_ADDRESS = "non_public_address"  # loopback / private / link-local / metadata
-REASON_REDIRECT_SCHEME = "redirect_unsupported_scheme"  # a redirect to ftp://, file://, ...
+# Refused fetches are recorded as Reason.FILE_OUTSIDE_MIRROR, NON_PUBLIC_ADDRESS and
+# REDIRECT_UNSUPPORTED_SCHEME (final, never retried).
 
 # USTAR's name field holds 100 bytes; image-store members are named after the row's key.
 MAX_STORE_NAME_BYTES = 100
@@ -183,7 +182,7 @@ class FetchPolicy:
             host_ip = host
         if self.address_allowed(host, host_ip, port):
             return None
-        return REASON_NON_PUBLIC_ADDRESS
+        return Reason.NON_PUBLIC_ADDRESS
 
     def resolver(self) -> PolicyResolver:
         return PolicyResolver(self)
@@ -199,7 +198,7 @@ class FetchPolicy:
         if parts.scheme.lower() != "file":
             return None, "unsupported_scheme"
         if parts.netloc and parts.netloc.lower() != "localhost":
-            return None, REASON_FILE_OUTSIDE_ROOTS  # a remote (UNC) host: never
+            return None, Reason.FILE_OUTSIDE_MIRROR  # a remote (UNC) host: never
         path = unquote(parts.path)
         if "\0" in path or not path.startswith("/"):
             return None, "invalid_url"
@@ -207,7 +206,7 @@ class FetchPolicy:
         for root in self._roots:
             if real == root or real.startswith(root.rstrip("/") + "/"):
                 return Path(real), None
-        return None, REASON_FILE_OUTSIDE_ROOTS
+        return None, Reason.FILE_OUTSIDE_MIRROR
 
 
 def _legacy_ipv4(host: str) -> str | None:

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 from treeoflife.images import NormalizedImage
 from treeoflife.io import read_image_bytes
-from treeoflife.schemas import INGEST_OK
 from treeoflife.sources.download import is_transient
+from treeoflife.vocabulary import IngestStatus
 
 _STATUS_COLUMNS = ["key", "status", "reason"]
 
@@ -62,7 +62,9 @@ class PartRerun:
         status = {r["key"]: r for r in pq.read_table(status_path).to_pylist()}
         columns = ["key", "status", "reason", "image_file", "image_offset", "image_size", "md5"]
         catalog = pq.read_table(catalog_path, columns=[*columns, "width", "height"]).to_pylist()
-        outcome = {r["key"]: None if r["status"] == INGEST_OK else r["reason"] for r in catalog}
+        outcome = {
+            r["key"]: None if r["status"] == IngestStatus.OK else r["reason"] for r in catalog
+        }
         stored = {
             r["key"]: (
                 r["image_file"],
@@ -73,7 +75,7 @@ class PartRerun:
                 r["height"],
             )
             for r in catalog
-            if r["status"] == INGEST_OK
+            if r["status"] == IngestStatus.OK
         }
         return cls(refetch, status, outcome, stored, data_root)
 

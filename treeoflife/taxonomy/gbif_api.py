@@ -20,12 +20,11 @@ from treeoflife.taxonomy.kingdoms import canonical_kingdom, kingdom_key
 from treeoflife.taxonomy.merge import REFUSED_CONTRADICTS, apply_answer, scientific_name
 from treeoflife.taxonomy.names import normalize_name, normalize_rank_value
 from treeoflife.taxonomy.resolve import HIGHER_RANKS
+from treeoflife.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
 AUTHORITY = "gbif-api"
-REASON_KINGDOM_CONTRADICTS = "kingdom_contradicts_source"
-REASON_API_ERROR = "api_error"
 _MATCH_TYPES = {"EXACT": "exact", "FUZZY": "fuzzy", "HIGHERRANK": "higherrank", "NONE": "none"}
 
 
@@ -105,10 +104,10 @@ def interpret_match(body: object, query: dict, version: str = "v1") -> dict:
         "match_type": "none",
         "confidence": 0.0,
         "flags": [],
-        "reason": "no_match",
+        "reason": Reason.NO_MATCH,
     }
     if not isinstance(body, dict):
-        out["reason"] = REASON_API_ERROR
+        out["reason"] = Reason.API_ERROR
         return out
     f = _v1_fields(body) if version == "v1" else _v2_fields(body)
     match_type = _MATCH_TYPES.get(str(f["match_type"]).upper(), "none")
@@ -117,7 +116,7 @@ def interpret_match(body: object, query: dict, version: str = "v1") -> dict:
     qk = kingdom_key(normalize_rank_value(query.get("verbatim_kingdom")))
     ak = kingdom_key(f["ranks"]["kingdom"])
     if qk is not None and ak is not None and qk != ak:
-        out.update(reason=REASON_KINGDOM_CONTRADICTS, flags=["homonym_guarded"])
+        out.update(reason=Reason.KINGDOM_CONTRADICTS_SOURCE, flags=["homonym_guarded"])
         return out
     flags = []
     if f["synonym"]:
@@ -165,7 +164,7 @@ def match_names(
     for q, a in zip(queries, answers, strict=True):
         if a.error is not None:
             m = interpret_match(None, q, version)
-            m["reason"] = REASON_API_ERROR
+            m["reason"] = Reason.API_ERROR
         else:
             m = interpret_match(a.body, q, version)
         out.append(m)
@@ -193,7 +192,7 @@ def refine_with_gbif_api(
         i
         for i, r in enumerate(rows)
         if r["match_type"] in ("none", "source", "higherrank")
-        and r["reason"] != "empty_name"
+        and r["reason"] != Reason.EMPTY_NAME
         and (r["verbatim_scientific_name"] or r["verbatim_genus"])
     ]
     matches = match_names(
@@ -208,10 +207,10 @@ def refine_with_gbif_api(
     }
     for i, m in zip(todo, matches, strict=True):
         row = rows[i]
-        if m["reason"] == REASON_KINGDOM_CONTRADICTS:
+        if m["reason"] == Reason.KINGDOM_CONTRADICTS_SOURCE:
             counts["guarded"] += 1
             continue
-        if m["reason"] == REASON_API_ERROR:
+        if m["reason"] == Reason.API_ERROR:
             counts["errors"] += 1
             continue
         if m["match_type"] == "none":

@@ -22,25 +22,16 @@ import pyarrow as pa
 from treeoflife.progress import Progress
 from treeoflife.schemas import RANKS, TAXA
 from treeoflife.taxonomy.api_client import ApiSettings, fetch_json
+from treeoflife.taxonomy.itis_db import ENGLISH, ITIS_RANKS
 from treeoflife.taxonomy.kingdoms import canonical_kingdom, kingdom_key
-from treeoflife.taxonomy.merge import apply_answer
+from treeoflife.taxonomy.merge import take_answer
 from treeoflife.taxonomy.names import match_key, normalize_name
+from treeoflife.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
 AUTHORITY = "itis-api"
 SERVICE = "/ITISWebService/jsonservice"
-_ITIS_RANKS = {
-    "kingdom": "kingdom",
-    "phylum": "phylum",
-    "division": "phylum",
-    "class": "class",
-    "order": "order",
-    "family": "family",
-    "genus": "genus",
-    "species": "species",
-}
-_ENGLISH = {"english", "en", "eng"}
 
 
 def exact_tsns(body: object, name: str) -> list[str]:
@@ -63,7 +54,7 @@ def hierarchy_ranks(body: object, tsn: str) -> dict[str, str | None]:
     for rec in body.get("hierarchyList") or []:
         if not rec:
             continue
-        rank = _ITIS_RANKS.get((rec.get("rankName") or "").strip().lower())
+        rank = ITIS_RANKS.get((rec.get("rankName") or "").strip().lower())
         name = rec.get("taxonName")
         if rank == "species" and name:
             parts = name.split()
@@ -83,7 +74,7 @@ def english_common_name(body: object) -> str | None:
         return None
     for c in body.get("commonNames") or []:
         name = (c or {}).get("commonName") or ""
-        if name.strip() and ((c.get("language") or "").lower() in _ENGLISH):
+        if name.strip() and ((c.get("language") or "").lower() in ENGLISH):
             return name.strip()
     return None
 
@@ -111,9 +102,9 @@ def itis_lookup(
         row = {"name": name, "tsn": None, "ranks": dict.fromkeys(RANKS), "common_name": None}
         tsns = exact_tsns(answer.body, name) if answer.error is None else []
         if answer.error is not None:
-            row["reason"] = "api_error"
+            row["reason"] = Reason.API_ERROR
         elif not tsns:
-            row["reason"] = "no_match"
+            row["reason"] = Reason.NO_MATCH
         else:
             row["reason"] = None
             hits[i] = tsns
@@ -129,12 +120,12 @@ def itis_lookup(
         want = kingdom_key(kingdoms[i])
         kept = [t for t in usable if want is None or kingdom_key(ranks_of[t]["kingdom"]) == want]
         if not usable:
-            out[i]["reason"] = "api_error"
+            out[i]["reason"] = Reason.API_ERROR
             out[i]["tsn"] = tsns[0] if len(tsns) == 1 else None
         elif not kept:
-            out[i]["reason"] = "kingdom_contradicts_source"
+            out[i]["reason"] = Reason.KINGDOM_CONTRADICTS_SOURCE
         elif len(kept) > 1:
-            out[i]["reason"] = "ambiguous_homonym"
+            out[i]["reason"] = Reason.AMBIGUOUS_HOMONYM
         else:
             chosen[i] = kept[0]
     names_wanted = sorted(set(chosen.values()), key=lambda t: (len(t), t))
@@ -161,7 +152,10 @@ def refine_with_itis_api(
     rows = taxa.to_pylist()
     todo = []
     for i, r in enumerate(rows):
-        if r["match_type"] not in ("none", "source", "higherrank") or r["reason"] == "empty_name":
+        if (
+            r["match_type"] not in ("none", "source", "higherrank")
+            or r["reason"] == Reason.EMPTY_NAME
+        ):
             continue
         canonical = normalize_name(r["verbatim_scientific_name"]).canonical
         if canonical:
@@ -183,11 +177,6 @@ def refine_with_itis_api(
             "flags": [],
             "common_name": hit["common_name"],
         }
-        new, refused, _ = apply_answer(rows[i], answer, AUTHORITY, answer_common_name_first=True)
-        if new is None:
-            counts[refused] = counts.get(refused, 0) + 1
-            continue
-        rows[i] = new
-        counts["improved"] += 1
+        take_answer(rows, i, answer, AUTHORITY, counts, answer_common_name_first=True)
     log.info("itis api: %s", counts)
     return pa.Table.from_pylist(rows, schema=TAXA), counts

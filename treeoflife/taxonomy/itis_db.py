@@ -25,7 +25,7 @@ from treeoflife.progress import Progress, or_null
 from treeoflife.records import TAXONOMY_QUERY_COLUMNS as QUERY_COLUMNS
 from treeoflife.schemas import RANKS, TAXA
 from treeoflife.taxonomy.kingdoms import kingdom_key
-from treeoflife.taxonomy.merge import apply_answer
+from treeoflife.taxonomy.merge import take_answer
 from treeoflife.taxonomy.names import match_key, normalize_name
 
 log = logging.getLogger(__name__)
@@ -33,17 +33,10 @@ log = logging.getLogger(__name__)
 AUTHORITY = "itis"
 CHUNK_ROWS = 100_000
 ACCEPTED_USAGES = ("valid", "accepted")
-_RANK_MAP = {
-    "kingdom": "kingdom",
-    "phylum": "phylum",
-    "division": "phylum",
-    "class": "class",
-    "order": "order",
-    "family": "family",
-    "genus": "genus",
-    "species": "species",
-}
-_ENGLISH = ("english", "en", "eng")
+ITIS_RANKS = {r: r for r in RANKS} | {"division": "phylum"}
+"""ITIS rank names -> ours (ITIS calls the botanical phylum a division)."""
+ENGLISH = ("english", "en", "eng")
+"""How ITIS spells English in its vernacular names' language."""
 
 # DuckDB table -> (SQLite query, Arrow schema of its columns)
 _TABLES: dict[str, tuple[str, pa.Schema]] = {
@@ -230,7 +223,7 @@ def _classifications(con, tsns: list[int]) -> dict[int, dict]:
     for tsn, name in _lookup(
         con,
         "SELECT v.tsn, min(v.vernacular_name) FROM itis_keys k JOIN itis_vernaculars v"
-        f" ON v.tsn = k.k WHERE lower(trim(v.language)) IN {_ENGLISH} GROUP BY v.tsn",
+        f" ON v.tsn = k.k WHERE lower(trim(v.language)) IN {ENGLISH} GROUP BY v.tsn",
         tsns,
         pa.int64(),
     ):
@@ -247,7 +240,7 @@ def _classifications(con, tsns: list[int]) -> dict[int, dict]:
             if node not in info:
                 continue
             name, unit1, unit2, rank_name = info[node]
-            rank = _RANK_MAP.get(rank_name)
+            rank = ITIS_RANKS.get(rank_name)
             if rank == "species":
                 ranks["genus"] = ranks["genus"] or unit1
                 ranks["species"] = unit2
@@ -350,11 +343,6 @@ def refine_with_itis(
     for found in resolve_with_itis(queries, db_path).to_pylist():
         i = todo[found["query_id"]]
         answer = {**found, "ranks": {r: found[r] for r in RANKS}}
-        new, refused, _ = apply_answer(rows[i], answer, AUTHORITY, answer_common_name_first=True)
-        if new is None:
-            counts[refused] = counts.get(refused, 0) + 1
-            continue
-        rows[i] = new
-        counts["improved"] += 1
+        take_answer(rows, i, answer, AUTHORITY, counts, answer_common_name_first=True)
     log.info("itis refine: %s", counts)
     return pa.Table.from_pylist(rows, schema=TAXA), counts

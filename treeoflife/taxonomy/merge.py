@@ -157,3 +157,14 @@ def apply_answer(
         reason=None,
     )
     return new, None, lost
+
+
+def take_answer(rows: list[dict], i: int, answer: dict, authority: str, counts: dict, **kw):
+    """Merge `answer` into `rows[i]` (`apply_answer`, `kw` passed on) and count the outcome:
+    `improved`, or the reason it was refused."""
+    new, refused, _ = apply_answer(rows[i], answer, authority, **kw)
+    if new is None:
+        counts[refused] = counts.get(refused, 0) + 1
+    else:
+        rows[i] = new
+        counts["improved"] += 1

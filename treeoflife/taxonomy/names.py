@@ -222,6 +222,37 @@ _NOT_EPITHETS = frozenset(
 _NOT_WORDS = frozenset({*_INFRA_MARKERS, *_GENUS_ONLY, *_QUALIFIERS})
 
 
+def _from_parts(
+    genus: str,
+    epithet: str | None,
+    infra: str | None,
+    rank_hint: str | None,
+    marked: bool,
+    authorship: str | None,
+    flags: set[str],
+) -> ParsedName:
+    """The name made of parsed parts. A one-word name guesses its rank and sets its genus only
+    when marked cf. or aff."""
+    if epithet is None:
+        return ParsedName(
+            canonical=genus,
+            genus=genus if flags & {"cf", "aff"} else None,
+            rank_hint=_guess_uninomial_rank(genus),
+            authorship=authorship,
+            flags=tuple(sorted(flags)),
+        )
+    return ParsedName(
+        canonical=" ".join([genus, epithet] + ([infra] if infra else [])),
+        genus=genus,
+        epithet=epithet,
+        infraspecific=infra,
+        rank_hint=rank_hint,
+        authorship=authorship,
+        flags=tuple(sorted(flags)),
+        infra_marked=marked,
+    )
+
+
 def _plain_authorship(authorship: str) -> bool:
     """True when no word of the authorship could be an epithet or a rank marker."""
     for token in authorship.split():
@@ -287,24 +318,7 @@ def _parse_name(raw: str | None) -> ParsedName:
     if (genus, epithet, infra) == (ours.genus, ours.epithet, ours.infraspecific):
         return replace(ours, infra_marked=ours.infra_marked and marked)
     flags = set(ours.flags) | ({"hybrid"} if hybrid else set())
-    if epithet is None:
-        return ParsedName(
-            canonical=genus,
-            genus=genus if flags & {"cf", "aff"} else None,
-            rank_hint=_guess_uninomial_rank(genus),
-            authorship=authorship,
-            flags=tuple(sorted(flags)),
-        )
-    return ParsedName(
-        canonical=" ".join([genus, epithet] + ([infra] if infra else [])),
-        genus=genus,
-        epithet=epithet,
-        infraspecific=infra,
-        rank_hint=rank_hint,
-        authorship=authorship,
-        flags=tuple(sorted(flags)),
-        infra_marked=marked,
-    )
+    return _from_parts(genus, epithet, infra, rank_hint, marked, authorship, flags)
 
 
 def _shouting(text: str) -> str:
@@ -423,22 +437,4 @@ def _read_tokens(raw: str | None) -> ParsedName:
             canonical=genus, genus=genus, rank_hint="genus", flags=tuple(sorted(flags))
         )
     authorship = " ".join(rest[i:]) or None
-    if epithet is None:
-        return ParsedName(
-            canonical=genus,
-            genus=genus if flags & {"cf", "aff"} else None,
-            rank_hint=_guess_uninomial_rank(genus),
-            authorship=authorship,
-            flags=tuple(sorted(flags)),
-        )
-    parts = [genus, epithet] + ([infra] if infra else [])
-    return ParsedName(
-        canonical=" ".join(parts),
-        genus=genus,
-        epithet=epithet,
-        infraspecific=infra,
-        rank_hint=rank_hint,
-        authorship=authorship,
-        flags=tuple(sorted(flags)),
-        infra_marked=marked,
-    )
+    return _from_parts(genus, epithet, infra, rank_hint, marked, authorship, flags)

@@ -39,6 +39,7 @@ from treeoflife.taxonomy.names import (
 from treeoflife.taxonomy.provenance import with_rank_match_types
 from treeoflife.taxonomy.queries import QUERY_COLUMNS, prepare_queries
 from treeoflife.taxonomy.unify import unify_species_labels
+from treeoflife.vocabulary import Reason
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,6 @@ CONFIDENCE_HIGHER_RANK = {
     "kingdom": 0.2,
 }
 BATCH_SIZE = 200_000  # one DuckDB pass per batch: fewer, larger batches scan the table fewer times
-
-REASON_EMPTY_NAME = "empty_name"
-REASON_NO_MATCH = "no_match"
-REASON_AMBIGUOUS = "ambiguous_homonym"
-REASON_UNPARSED = "unparsed_name"
 
 
 def fuzzy_confidence(distance: int) -> float:
@@ -523,11 +519,11 @@ def _source_row(q: _Query, flags: set[str]) -> dict | None:
 def _unresolved_row(q: _Query, flags: set[str], agreeing: dict[str, str]) -> dict:
     row = _empty_row(q)
     if "ambiguous_homonym" in flags:
-        reason = REASON_AMBIGUOUS
+        reason = Reason.AMBIGUOUS_HOMONYM
     elif q.name.canonical is None and not any(q.ranks.values()):
-        reason = REASON_UNPARSED if "unparsed" in q.name.flags else REASON_EMPTY_NAME
+        reason = Reason.UNPARSED_NAME if "unparsed" in q.name.flags else Reason.EMPTY_NAME
     else:
-        reason = REASON_NO_MATCH
+        reason = Reason.NO_MATCH
     if agreeing:  # keep the higher ranks every ambiguous candidate agrees on
         for r, v in agreeing.items():
             row[r], row[f"{r}_provenance"] = v, AUTHORITY

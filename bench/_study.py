@@ -1,6 +1,6 @@
 """Robustness study of perceptual hashes: which web copies of an image does a hash still catch?
 
-Takes real photos (treeoflife.dedup.photos), applies what happens between an evaluation set and
+Takes real photos (bench._photos), applies what happens between an evaluation set and
 a web copy (re-encode, resize, crop, small rotation, colour jitter, watermark, format change)
 and measures, per transform and per Hamming threshold, the recall (copy within threshold) and,
 on pairs of different photos, the false-positive rate: unrelated photos, and look-alikes (the
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
+from bench._photos import jpeg_bytes
 from treeoflife.dedup.phash import phash64
-from treeoflife.dedup.photos import jpeg_bytes
 
 Transform = Callable[[Image.Image], bytes]
 

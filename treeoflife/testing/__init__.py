@@ -1,1 +1,0 @@
-"""Real test doubles (loopback servers) shared by tests and benchmarks."""
