@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from .concurrent_builds import single_build, trial
 
+pytestmark = pytest.mark.slow
 TRIALS = 3
 
 
