@@ -181,3 +181,28 @@ def test_killing_a_build_mid_stage_leaves_no_worker_behind(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_thread_id_of_another_process_is_no_live_writer():
+    """kill(2) accepts thread ids: a temporary named `.x.<tid>.tmp` by chance (pid 99 is a
+    thread of init on some machines) must still be swept."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, threading\n"
+            "t = threading.Thread(target=sys.stdin.read, daemon=True); t.start()\n"
+            "print(t.native_id, flush=True); t.join()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        tid = int(child.stdout.readline())
+        assert tid != child.pid
+        assert procs.process_alive(child.pid)
+        assert not procs.process_alive(tid)
+    finally:
+        child.kill()
+        child.wait()

@@ -108,8 +108,21 @@ def process_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return _is_process(pid)
+
+
+def _is_process(pid: int) -> bool:
+    """On Linux, kill(2) also accepts a thread id of another process: a number that names a
+    thread is no process (a temporary named by such a pid has a dead writer)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1]) == pid
+    except (OSError, ValueError):
+        pass
+    return True  # no /proc: trust kill(2)
 
 
 def die_with_parent_preexec() -> None:
