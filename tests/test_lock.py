@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from treeoflife import lock
+from treeoflife.errors import OutputError
 from treeoflife.io import atomic_path, remove_stale_temporaries, temporary_name, writer_alive
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 HOLD = """
 import sys
 from treeoflife import lock
+from treeoflife.errors import OutputError
 held = lock.acquire(sys.argv[1], "test holder", on_wait=lambda m: print(m, flush=True))
 print("held", flush=True)
 sys.stdin.read()
@@ -189,3 +191,16 @@ def test_the_holder_record_is_json(held):
     root, first = held
     record = json.loads(lock.lock_path(root).read_text())
     assert record["pid"] == first.pid and record["since"].endswith("Z")
+
+
+def test_a_read_only_data_root_is_one_line_naming_the_lock(tmp_path):
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o555)
+    try:
+        if os.access(root, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(OutputError, match="build.lock"):
+            lock.acquire(root, "read-only")
+    finally:
+        root.chmod(0o755)

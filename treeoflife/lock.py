@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from treeoflife.errors import TreeOfLifeError
+from treeoflife.io import writing
 from treeoflife.layout import Layout
 
 LOCK_NAME = "build.lock"
@@ -108,8 +109,9 @@ def acquire(
     """
     root = Path(root)
     path = lock_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    with writing(path):  # a read-only or full data root: one line naming the lock file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
