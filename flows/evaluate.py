@@ -11,7 +11,6 @@ from __future__ import annotations
 from prefect import flow, task
 
 from flows._common import LogProgress, load
-from treeoflife import pipeline
 
 
 @task(name="zero-and-few-shot")
@@ -23,7 +22,9 @@ def evaluate_model(
     model: str | None,
     label: str | None,
 ) -> dict:
-    return pipeline.stage_evaluate(
+    from treeoflife.evaluation.stage import run_evaluate  # torch: only where evaluation runs
+
+    return run_evaluate(
         load(config_path, data_root),
         checkpoint,
         name=name,

@@ -6,15 +6,16 @@ from prefect import flow, task
 
 from flows._common import LogProgress, load, part_mapper
 from treeoflife import pipeline
+from treeoflife.runner import StageResult
 
 
 @task(name="write-release")
-def write_release(config_path: str, data_root: str | None) -> dict:
+def write_release(config_path: str, data_root: str | None) -> StageResult:
     cfg = load(config_path, data_root)
     with part_mapper(cfg) as map_parts:  # one task per shard (and encode chunk), threads or Dask
-        return pipeline.stage_release(cfg, LogProgress(), map_parts=map_parts)
+        return pipeline.run("release", cfg, LogProgress(), map_parts)
 
 
 @flow(name="release")
-def release(config_path: str = "configs/sample.yaml", data_root: str | None = None) -> dict:
+def release(config_path: str = "configs/sample.yaml", data_root: str | None = None) -> StageResult:
     return write_release(config_path, data_root)

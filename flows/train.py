@@ -10,12 +10,12 @@ from __future__ import annotations
 from prefect import flow, task
 
 from flows._common import LogProgress, load
-from treeoflife import pipeline
+from treeoflife.train.stage import run_train
 
 
 @task(name="open-clip-train")
 def run_training(config_path: str, data_root: str | None, name: str) -> dict:
-    return pipeline.stage_train(load(config_path, data_root), name=name, progress=LogProgress())
+    return run_train(load(config_path, data_root), name=name, progress=LogProgress())
 
 
 @flow(name="train")

@@ -18,8 +18,9 @@ from treeoflife import lock, pipeline
 from treeoflife.config import BuildConfig, load_config
 from treeoflife.errors import ConfigError, TreeOfLifeError
 from treeoflife.layout import Layout
-from treeoflife.resume import read_marker
-from treeoflife.schemas import SOURCES, SPLITS
+from treeoflife.release.stage import verify_release
+from treeoflife.runner import StageResult, read_marker
+from treeoflife.schemas import SPLITS
 from treeoflife.train.steps import STEP_LOG
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -129,19 +130,26 @@ def main(
     )
 
 
-def format_summary(results: dict, elapsed: float, data_root: Path | None = None) -> str:
+def format_summary(
+    results: dict[str, StageResult], elapsed: float, data_root: Path | None = None
+) -> str:
     """The short text the build ends with: counts per source, status, split; where outputs are."""
     lines = []
     for name, res in results.items():
-        flag = "up to date" if res.get("up_to_date") else "done"
-        if name.startswith("ingest-") and "rows" in res:
+        if name == "release":
+            continue
+        flag = "up to date" if res.up_to_date else "done"
+        if res.skipped:
+            lines.append(f"  {name:<16} skipped ({res.skipped})")
+        elif name.startswith("ingest-"):
+            s = res.summary
             lines.append(
-                f"  {name:<16} {flag:<10} rows={res['rows']} ok={res.get('ok')} "
-                f"failed={res.get('failed')}"
+                f"  {name:<16} {flag:<10} rows={s.get('rows')} ok={s.get('ok')} "
+                f"failed={s.get('failed')}"
             )
-        elif name in ("taxonomy", "hashes", "dedup", "sample"):
+        else:
             lines.append(f"  {name:<16} {flag}")
-    rel = results.get("release")
+    rel = results["release"].summary if "release" in results else None
     if rel:
         lines.append("")
         lines.append(f"images: {rel['images']}")
@@ -197,8 +205,9 @@ def sample(
     """Generate the bundled sample sources under <data_root>/sample."""
     cfg = _load(config, data_root)
     with _one_build(cfg, no_wait):
-        result = _run(pipeline.stage_sample, cfg, TqdmProgress())
-    typer.echo(json.dumps(result, indent=1))
+        result = _run(pipeline.run, "sample", cfg, TqdmProgress())
+    out = {**result.summary, "up_to_date": result.up_to_date}
+    typer.echo(json.dumps({"skipped": result.skipped} if result.skipped else out, indent=1))
 
 
 _SPLIT_ORDER = (*SPLITS, "train_small")
@@ -223,14 +232,12 @@ def _last_build(cfg: BuildConfig, release: dict) -> dict:
         "shards": _in_build_order(release.get("shards", {}), _SPLIT_ORDER),
         "outputs": _in_build_order(release.get("outputs", {}), _OUTPUT_ORDER),
     }
-    results: dict = {}
-    if cfg.sample and (layout.sample_dir / ".complete").exists():
-        results["sample"] = {}
-    for stage in [*(f"ingest-{s}" for s in SOURCES), "taxonomy", "hashes", "dedup"]:
+    results: dict[str, StageResult] = {}
+    for stage in pipeline.TABLE:
         marker = read_marker(layout.state_dir, stage)
-        if marker is not None:
-            results[stage] = marker.get("result", {})
-    return {**results, "release": release}
+        if marker is not None and stage != "release":
+            results[stage] = StageResult(stage, marker.get("result", {}))
+    return {**results, "release": StageResult("release", release)}
 
 
 @app.command()
@@ -262,14 +269,17 @@ def verify(
     data_root: DataRootOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
-    """Read every shard back; check it against its manifest, index and the catalog (exit 1 if
-    anything is wrong)."""
+    """Read every shard back; check it against its manifest, index and the catalog, and every
+    file the build recorded against its size and mtime (exit 1 if anything is wrong)."""
     cfg = _load(config, data_root)
     progress = TqdmProgress(disable=quiet)
     try:
-        result = _run(pipeline.verify_release, cfg, progress)
+        result = _run(verify_release, cfg, progress)
+        damaged = _run(pipeline.damaged_outputs, cfg)
     finally:
         progress.finish()
+    for problem in result["problems"]:
+        typer.echo(f"release      FAILED {problem}")
     for split, rep in result["splits"].items():
         flag = "ok" if rep["ok"] else "FAILED"
         typer.echo(
@@ -282,7 +292,12 @@ def verify(
             typer.echo(f"  ... and {rep['more_problems']} more problems")
         if rep.get("repair"):
             typer.echo(f"  {rep['repair']}")
-    if not result["ok"]:
+    for stage, problems in damaged.items():
+        typer.echo(f"{stage:<12} FAILED {len(problems)} output file(s) changed since the build")
+        for problem in problems:
+            typer.echo(f"  {problem}")
+    if not result["ok"] or damaged:
+        typer.echo("run `treeoflife build` to repair")
         raise typer.Exit(1)
 
 
@@ -315,11 +330,13 @@ def train(
 ) -> None:
     """Train a CLIP model on the built shards with stock open_clip_train; open_clip's steps
     (loss, samples/s, time left) stream to the terminal and to the run's train.log."""
+    from treeoflife.train.stage import run_train  # torch, when training starts
+
     cfg = _load(config, data_root)
     progress = TqdmProgress(disable=quiet)
     try:
         with _one_build(cfg, no_wait), _steps_on_terminal(quiet):
-            result = _run(pipeline.stage_train, cfg, "run", progress)
+            result = _run(run_train, cfg, "run", progress)
     finally:
         progress.finish()
     typer.echo(json.dumps(result, indent=1, default=str))
@@ -339,13 +356,13 @@ def evaluate(
 ) -> None:
     """Zero-shot and few-shot top-1 of a model on every packaged evaluation set (a progress
     bar per set)."""
+    from treeoflife.evaluation.stage import run_evaluate  # torch and open_clip
+
     cfg = _load(config, data_root)
     progress = TqdmProgress(disable=quiet)
     try:
         result = _run(
-            lambda: pipeline.stage_evaluate(
-                cfg, checkpoint, model=model, label=label, progress=progress
-            )
+            lambda: run_evaluate(cfg, checkpoint, model=model, label=label, progress=progress)
         )
     finally:
         progress.finish()

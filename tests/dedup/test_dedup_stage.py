@@ -148,8 +148,9 @@ def build_root(tmp_path, make_photo, encode_image):
 def test_stages_remove_every_kind_and_report(tmp_path, make_photo, encode_image):
     cfg = build_root(tmp_path, make_photo, encode_image)
     layout = Layout(cfg.root)
-    hashed = pipeline.stage_hashes(cfg)
-    assert hashed["eol"] == 6 and hashed["evalset/mine"] == 2 and not hashed["up_to_date"]
+    hashed = pipeline.build(cfg, stages=("hashes",))
+    assert hashed["hashes"].summary["eol"] == 6 and not hashed["hashes"].up_to_date
+    assert hashed["evalset-hashes"].summary["evalset/mine"] == 2
     assert (layout.hashes_dir / "eol" / "part-00000.parquet").exists()  # resumable by part
     assert not list(layout.hashes_dir.rglob(".run_id"))  # run ids (abs. paths) live in state/
     evalset = pq.read_table(layout.evalset_hashes("mine")).to_pylist()
@@ -158,7 +159,7 @@ def test_stages_remove_every_kind_and_report(tmp_path, make_photo, encode_image)
         ("weeds/e2.jpg", "weeds", None),
     ]
 
-    result = pipeline.stage_dedup(cfg)
+    result = pipeline.run("dedup", cfg).summary
     removals = {r["key"]: r for r in pq.read_table(layout.removals).to_pylist()}
     assert {k: r["reason"] for k, r in removals.items()} == {
         "eol/1_1": "exact_eval_duplicate",
@@ -191,12 +192,12 @@ def test_stages_remove_every_kind_and_report(tmp_path, make_photo, encode_image)
     assert sheet.format == "JPEG" and sheet.width > 300
 
     # Unchanged inputs: both stages skip; a new threshold reruns dedup only.
-    assert pipeline.stage_hashes(cfg)["up_to_date"]
-    assert pipeline.stage_dedup(cfg)["up_to_date"]
+    assert all(r.up_to_date for r in pipeline.build(cfg, stages=("hashes",)).values())
+    assert pipeline.run("dedup", cfg).up_to_date
     tighter = removals["eol/2_1"]["distance"] - 1
     strict = config_from_dict({**_as_dict(cfg), "dedup": {"phash_max_distance": tighter}})
-    again = pipeline.stage_dedup(strict)
-    assert not again["up_to_date"] and again["by_reason"]["near_eval_duplicate"] == 0
+    again = pipeline.run("dedup", strict)
+    assert not again.up_to_date and again.summary["by_reason"]["near_eval_duplicate"] == 0
 
 
 def _as_dict(cfg) -> dict:

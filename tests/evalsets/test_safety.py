@@ -21,6 +21,8 @@ from treeoflife import pipeline
 from treeoflife.config import load_config
 from treeoflife.dedup import hash_evalset_rows
 from treeoflife.errors import ConfigError, InputError
+from treeoflife.evalsets.package import package_evalsets
+from treeoflife.evalsets.sets import read_evalset
 from treeoflife.layout import Layout
 
 RANKS = ["kingdom", "phylum", "cls", "order", "family", "genus", "species", "common_name"]
@@ -61,7 +63,7 @@ def test_filepaths_outside_the_set_are_never_read_hashed_or_packaged(
     outside += ["img/../../secret.txt"]
     _append_rows(rare / "metadata.csv", [*outside, "img/same.jpg"])
 
-    pipeline.stage_hashes(cfg)
+    pipeline.build(cfg, stages=("hashes",))
     layout = Layout(cfg.root)
     rows = {r["eval_key"]: r for r in pq.read_table(layout.evalset_hashes("rare")).to_pylist()}
     for path in outside:
@@ -69,7 +71,7 @@ def test_filepaths_outside_the_set_are_never_read_hashed_or_packaged(
         assert rows[path]["md5"] is None  # not even the md5 of an outside file is recorded
     assert rows["img/same.jpg"]["status"] == "ok"
 
-    pipeline.stage_dedup(cfg)
+    pipeline.run("dedup", cfg)
     removals = {r["key"]: r["reason"] for r in pq.read_table(layout.removals).to_pylist()}
     assert "eol/6_1" not in removals  # the outside copy of it was not taken as an eval image
     report = json.loads((layout.dedup_dir / "report.json").read_text())
@@ -77,7 +79,7 @@ def test_filepaths_outside_the_set_are_never_read_hashed_or_packaged(
     assert listed["outside_set"] == 4 and listed["outside_set_paths"] == outside
     assert listed["missing"] == 1 and listed["missing_paths"] == ["img/g.jpg"]
 
-    packaged = pipeline.package_evalsets(cfg)
+    packaged = package_evalsets(cfg)
     assert packaged["rare"]["skipped"] == {"missing_file": 1, "outside_set": 4}
     assert packaged["rare"]["images"] == 2  # img/r.jpg and the symlink to it
     wds_dir = layout.evalsets_wds / "rare"
@@ -94,7 +96,7 @@ def test_a_symlinked_class_folder_out_of_a_folder_set_is_not_read(tmp_path, make
     (root / "Quercus_robur").mkdir(parents=True)
     (root / "Quercus_robur" / "1.jpg").write_bytes(make_jpeg(2))
     (root / "Private_thing").symlink_to(outside, target_is_directory=True)
-    rows = pipeline.read_evalset(_folder_set(tmp_path, root), _cfg(tmp_path, root))
+    rows = read_evalset(_folder_set(tmp_path, root), _cfg(tmp_path, root))
     table = hash_evalset_rows("mine", rows, root).to_pylist()
     got = {r["eval_key"]: (r["status"], r["reason"], r["md5"]) for r in table}
     assert got["Private_thing/1.jpg"] == ("failed", "outside_set", None)
@@ -155,7 +157,7 @@ def test_a_set_with_none_of_its_images_stops_the_build_before_dedup(
     cfg = build_root(tmp_path, make_photo, encode_image)
     (tmp_path / "evalsets" / "rare" / "img" / "r.jpg").unlink()  # g.jpg was never there
     with pytest.raises(InputError) as err:
-        pipeline.stage_hashes(cfg)
+        pipeline.build(cfg, stages=("hashes",))
     message = str(err.value)
     assert message.startswith("evaluation set rare: none of its 2 images is usable")
     assert "'img/r.jpg' (missing_file)" in message and "'img/g.jpg' (missing_file)" in message
@@ -168,7 +170,7 @@ def test_a_set_whose_list_names_no_image_stops_the_build(tmp_path, make_photo, e
     csv.writer(header).writerow([*RANKS, "filepath"])
     (tmp_path / "evalsets" / "rare" / "metadata.csv").write_text(header.getvalue())
     with pytest.raises(InputError, match="evaluation set rare: none of its 0 images.*no images"):
-        pipeline.stage_hashes(cfg)
+        pipeline.build(cfg, stages=("hashes",))
 
 
 def test_a_set_with_some_images_missing_is_a_warning_and_listed(
@@ -176,10 +178,10 @@ def test_a_set_with_some_images_missing_is_a_warning_and_listed(
 ):
     cfg = build_root(tmp_path, make_photo, encode_image)
     with caplog.at_level("WARNING"):
-        pipeline.stage_hashes(cfg)
+        pipeline.build(cfg, stages=("hashes",))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("evaluation set rare: 1 of 2 images not usable" in w for w in warnings)
-    pipeline.stage_dedup(cfg)
+    pipeline.run("dedup", cfg)
     report = json.loads((Layout(cfg.root).dedup_dir / "report.json").read_text())
     rare = report["settings"]["evaluation_images"]["rare"]
     assert (rare["listed"], rare["hashed"], rare["missing"]) == (2, 1, 1)

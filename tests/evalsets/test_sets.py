@@ -16,7 +16,7 @@ from treeoflife.evalsets.sets import (
     evalset_root,
     read_evalset,
 )
-from treeoflife.resume import fingerprint_paths
+from treeoflife.runner import fingerprint_paths
 
 HEADER = ["kingdom", "phylum", "cls", "order", "family", "genus", "species", "filepath"]
 

@@ -19,7 +19,9 @@ import yaml
 
 from tests.conftest import REPO
 from tests.flows.conftest import SAMPLE_CONFIG
-from treeoflife import pipeline
+from treeoflife.evalsets.package import evalset_classnames
+from treeoflife.evaluation.stage import run_evaluate
+from treeoflife.train.stage import latest_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -96,12 +98,12 @@ def test_other_text_type_and_models_become_rows_of_one_table(trained):
     sci = dataclasses.replace(
         cfg, evaluate=dataclasses.replace(cfg.evaluate, zero_shot_text_type="scientific")
     )
-    names = pipeline.evalset_classnames(sci, "scientific")["seen_species"]
+    names = evalset_classnames(sci, "scientific")["seen_species"]
     assert all(len(n.split()) == 2 for n in names)  # "Genus epithet"
-    result = pipeline.stage_evaluate(sci, label="run, scientific names")
+    result = run_evaluate(sci, label="run, scientific names")
     assert all(r["text_type"] == "scientific" for r in result["results"])
-    checkpoint = pipeline.latest_checkpoint(cfg)
-    pipeline.stage_evaluate(
+    checkpoint = latest_checkpoint(cfg)
+    run_evaluate(
         dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, shots=[1])),
         str(checkpoint),
     )

@@ -232,10 +232,10 @@ def test_common_names_keep_inner_quotes():
 
 def test_stage_taxonomy_asks_the_itis_web_service_last_and_caches_it(tmp_path):
     cfg = load_config(REPO / "configs" / "sample.yaml", data_root=str(tmp_path / "root"))
-    pipeline.stage_sample(cfg)
+    pipeline.run("sample", cfg)
     for source in schemas.SOURCES:
-        pipeline.stage_ingest(cfg, source)
-    pipeline.stage_taxonomy(cfg)
+        pipeline.run(f"ingest-{source}", cfg)
+    pipeline.run("taxonomy", cfg)
     layout = Layout(cfg.root)
     before = {r["query_id"]: r for r in pq.read_table(layout.taxa).to_pylist()}
     missed = sorted(
@@ -272,7 +272,7 @@ def test_stage_taxonomy_asks_the_itis_web_service_last_and_caches_it(tmp_path):
         cfg2 = dataclasses.replace(
             cfg, taxonomy=dataclasses.replace(cfg.taxonomy, itis_api_url=server.url)
         )
-        result = pipeline.stage_taxonomy(cfg2)
+        result = pipeline.run("taxonomy", cfg2).summary
         asked = len(server.requests)
         assert result["itis_api"]["improved"] >= 1
         after = {r["query_id"]: r for r in pq.read_table(layout.taxa).to_pylist()}
@@ -293,7 +293,8 @@ def test_stage_taxonomy_asks_the_itis_web_service_last_and_caches_it(tmp_path):
         searches = [q for q in server.requests if "searchByScientificName" in q]
         assert len(searches) <= len(before) - resolved
         # A forced rerun asks nothing new: every answer is in the cache.
-        pipeline.stage_taxonomy(
-            dataclasses.replace(cfg2, taxonomy=dataclasses.replace(cfg2.taxonomy, api_retries=3))
+        pipeline.run(
+            "taxonomy",
+            dataclasses.replace(cfg2, taxonomy=dataclasses.replace(cfg2.taxonomy, api_retries=3)),
         )
         assert len(server.requests) == asked

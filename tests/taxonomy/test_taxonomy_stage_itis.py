@@ -1,4 +1,4 @@
-"""stage_taxonomy on the bundled sample with a local ITIS database and a rank precedence."""
+"""The taxonomy stage on the bundled sample with a local ITIS database and a rank precedence."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from treeoflife.taxonomy.resolve import kingdom_key
 
 def test_stage_taxonomy_asks_itis_for_what_the_backbone_missed(tmp_path):
     cfg = load_config(REPO / "configs" / "sample.yaml", data_root=str(tmp_path / "root"))
-    pipeline.stage_sample(cfg)
+    pipeline.run("sample", cfg)
     for source in schemas.SOURCES:
-        pipeline.stage_ingest(cfg, source)
-    first = pipeline.stage_taxonomy(cfg)
+        pipeline.run(f"ingest-{source}", cfg)
+    first = pipeline.run("taxonomy", cfg).summary
     assert first["itis"] is None
     layout = Layout(cfg.root)
     before = {r["query_id"]: r for r in pq.read_table(layout.taxa).to_pylist()}
@@ -50,15 +50,16 @@ def test_stage_taxonomy_asks_itis_for_what_the_backbone_missed(tmp_path):
             rank_precedence={"species": ["source", "gbif-backbone"]},
         ),
     )
-    second = pipeline.stage_taxonomy(cfg2)
-    assert second["up_to_date"] is False
+    rerun = pipeline.run("taxonomy", cfg2)
+    second = rerun.summary
+    assert rerun.up_to_date is False
     assert second["itis"]["improved"] >= 1
     after = {r["query_id"]: r for r in pq.read_table(layout.taxa).to_pylist()}
     assert set(after) == set(before)  # every query still has exactly one row
     row = after[target["query_id"]]
     assert (row["authority"], row["taxon_id"]) == ("itis", "990002")
     assert (row["family"], row["genus"], row["species"]) == ("Felidae", genus, epithet)
-    assert pipeline.stage_taxonomy(cfg2)["up_to_date"] is True
+    assert pipeline.run("taxonomy", cfg2).up_to_date is True
     for r in after.values():  # species: source first, so a backbone species never contradicts it
         if r["species_provenance"] == "gbif-backbone":
             epithet = normalize_name(r["verbatim_scientific_name"]).epithet

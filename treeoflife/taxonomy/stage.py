@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 import pyarrow as pa
 
 from treeoflife.config import BuildConfig, ConfigError
+from treeoflife.evalsets.labels import evalset_source, verbatim_ranks
+from treeoflife.evalsets.sets import read_evalset
 from treeoflife.io import write_parquet_atomic, write_text_atomic
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress
 from treeoflife.schemas import RANKS
+from treeoflife.sources.catalogs import read_all_source_catalogs
 from treeoflife.taxonomy.api_client import ApiSettings
 from treeoflife.taxonomy.backbone import load_backbone
 from treeoflife.taxonomy.gbif_api import refine_with_gbif_api
@@ -28,6 +32,7 @@ from treeoflife.taxonomy.itis_db import load_itis_sqlite, refine_with_itis
 from treeoflife.taxonomy.merge import lost_ranks
 from treeoflife.taxonomy.precedence import apply_rank_precedence
 from treeoflife.taxonomy.provenance import with_rank_match_types
+from treeoflife.taxonomy.queries import taxonomy_queries
 from treeoflife.taxonomy.report import taxonomy_report
 from treeoflife.taxonomy.resolve import resolve_taxa
 
@@ -132,3 +137,22 @@ def build_taxa(
         "gbif_api": counts["gbif_api"],
         "itis_api": counts["itis_api"],
     }
+
+
+def build_queries(cfg: BuildConfig, images: Counter | None = None) -> pa.Table:
+    """One row per distinct taxonomy query over every source row and evaluation-set row
+    (`taxonomy.queries.taxonomy_queries`). `images`, when given, is filled with the number of
+    rows (images) behind each query_id."""
+    evalset_rows = (
+        {"source": evalset_source(es.name), **verbatim_ranks(er)}
+        for es in cfg.evalsets
+        for er in read_evalset(es, cfg)
+    )
+    return taxonomy_queries(read_all_source_catalogs(cfg), evalset_rows, images)
+
+
+def run_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
+    """The taxonomy stage: every distinct query of the sources and evaluation sets, resolved."""
+    images: Counter = Counter()
+    queries = build_queries(cfg, images)
+    return build_taxa(cfg, Layout(cfg.root), queries, progress, dict(images))

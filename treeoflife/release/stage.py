@@ -1,0 +1,138 @@
+"""The release stage's work: the final catalog, shards per split, evaluation sets in wds layout,
+dataset card, Croissant metadata, stats report and summary; and `verify_release`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from treeoflife import schemas
+from treeoflife.assemble import (
+    IMAGE_LOCATION,
+    assemble_catalog,
+    catalog_summary,
+    join_stage_tables,
+)
+from treeoflife.config import BuildConfig
+from treeoflife.errors import InputError
+from treeoflife.evalsets.package import package_evalsets
+from treeoflife.fanout import PartMapper
+from treeoflife.io import write_text_atomic
+from treeoflife.layout import Layout
+from treeoflife.progress import Progress
+from treeoflife.release.card import write_dataset_card, write_licenses_csv
+from treeoflife.release.catalog import write_catalog
+from treeoflife.release.croissant import write_croissant
+from treeoflife.release.report import write_stats_report
+from treeoflife.shards.release import write_release_shards as release_shards
+from treeoflife.shards.settings import ShardSettings
+from treeoflife.shards.verify import verify_release as verify
+from treeoflife.shards.verify import verify_split
+from treeoflife.sources.catalogs import add_query_ids, push_image_stores, read_all_source_catalogs
+from treeoflife.storage import shared_storage
+
+
+def _read_or_empty(path: Path, schema: pa.Schema) -> pa.Table:
+    return pq.read_table(path) if path.exists() else schema.empty_table()
+
+
+def joined_catalog(cfg: BuildConfig) -> pa.Table:
+    layout = Layout(cfg.root)
+    hashes = pa.concat_tables(
+        [_read_or_empty(layout.hashes(s), schemas.HASHES) for s in schemas.SOURCES]
+    )
+    return join_stage_tables(
+        add_query_ids(read_all_source_catalogs(cfg)),
+        pq.read_table(layout.taxa),
+        hashes,
+        _read_or_empty(layout.removals, schemas.REMOVALS),
+    )
+
+
+def shard_output_settings(cfg: BuildConfig) -> dict:
+    """Shard settings the output bytes depend on (the worker count is not one of them)."""
+    return ShardSettings.from_config(cfg.shards).output_settings()
+
+
+def write_release_shards(
+    cfg: BuildConfig,
+    catalog: pa.Table,
+    order: dict[str, list[str]],
+    progress=None,
+    map_parts: PartMapper | None = None,
+) -> tuple[pa.Table, dict]:
+    """Shards of train, val, then train_small (treeoflife.shards.release); with `map_parts`
+    per-shard tasks write them, through shared storage when the config names one."""
+    shared = shared_storage(cfg) if map_parts is not None else None
+    if shared is not None:
+        push_image_stores(cfg, shared, catalog.column("image_file").unique().to_pylist())
+    settings = ShardSettings.from_config(cfg.shards)
+    return release_shards(
+        catalog, order, Layout(cfg.root), settings, progress=progress, map_parts=map_parts,
+        shared=shared,
+    )  # fmt: skip
+
+
+def run_release(
+    cfg: BuildConfig, progress: Progress | None = None, map_parts: PartMapper | None = None
+) -> dict:
+    """Final catalog, shards per split, evaluation sets in wds layout, dataset card, Croissant
+    metadata, stats report, summary. `map_parts` (treeoflife.fanout) runs the shard tasks."""
+    layout = Layout(cfg.root)
+    ShardSettings.from_config(cfg.shards).validate()
+    catalog, order = assemble_catalog(joined_catalog(cfg), cfg.splits, cfg.shards)
+    catalog, shard_results = write_release_shards(cfg, catalog, order, progress, map_parts)
+    public = catalog.drop_columns(IMAGE_LOCATION)
+    del catalog
+    write_catalog(public, layout.catalog)
+    write_licenses_csv(public, layout.release_dir / "licenses.csv")
+    evalsets = package_evalsets(cfg, progress=progress)
+    summary = {
+        **catalog_summary(public),
+        "shards": shard_results,
+        "evalsets": evalsets,
+        # Relative to the data root, so the summary (and the release) does not depend on where
+        # the data root lives.
+        "outputs": {
+            "release": str(layout.release_dir.relative_to(layout.root)),
+            "catalog": str(layout.catalog.relative_to(layout.root)),
+            "shards": str((layout.release_dir / "shards").relative_to(layout.root)),
+            "evalsets": str(layout.evalsets_wds.relative_to(layout.root)),
+            "report": str((layout.release_dir / "report" / "index.html").relative_to(layout.root)),
+        },
+    }
+    write_dataset_card(layout.release_dir, summary)
+    write_croissant(layout.release_dir, summary)
+    write_stats_report(layout.release_dir, public)
+    write_text_atomic(layout.summary, json.dumps(summary, indent=1, sort_keys=True))
+    return summary
+
+
+def verify_release(cfg: BuildConfig, progress: Progress | None = None) -> dict:
+    """Read every shard of the release back; check it against its manifest and the catalog.
+
+    {ok, problems (release-wide), splits: {split: report}}. An unreadable catalog is a problem
+    and the shards are still read back against their manifests; no release at all (no catalog,
+    no shards) is an InputError."""
+    release_dir = Layout(cfg.root).release_dir
+    problems: list[str] = []
+    try:
+        reports = verify(release_dir, progress=progress)
+    except InputError as exc:
+        catalog = release_dir / "catalog.parquet"
+        roots = sorted(p for p in (release_dir / "shards").glob("*") if p.is_dir())
+        if not roots:  # nothing was built
+            raise
+        if catalog.exists():
+            problems.append(f"{catalog.name}: cannot read it ({exc.__cause__ or exc})")
+        else:
+            problems.append(f"{catalog.name}: missing")
+        reports = [verify_split(p, None, progress) for p in roots]
+    return {
+        "ok": not problems and all(r.ok for r in reports),
+        "problems": problems,
+        "splits": {r.split: r.to_dict() for r in reports},
+    }
