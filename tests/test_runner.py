@@ -188,3 +188,36 @@ def test_the_stage_table_is_in_dependency_order():
         assert set(stage.depends) <= set(names[:i]), stage.name
     grouped = [n for g in pipeline.STAGES for n in pipeline.GROUPS[g]]
     assert grouped == names  # every stage in exactly one `--stage` group, in table order
+
+
+def test_a_repaired_upstream_output_reruns_what_follows(tmp_path):
+    """A repair may write other bytes than the first run did (a re-downloaded image changed)
+    under the same fingerprint, so the stages after it must not stay "up to date"."""
+    version = {"n": 0}
+    seen: list[str] = []
+
+    def upstream_run(cfg, ctx) -> dict:
+        out = cfg.root / "out"
+        out.mkdir(exist_ok=True)
+        for name in ("a.txt", "b.txt"):
+            if not (out / name).exists():
+                (out / name).write_text(f"{name} v{version['n']}")
+        return {}
+
+    def downstream_run(cfg, ctx) -> dict:
+        seen.append((cfg.root / "out" / "b.txt").read_text())
+        return {}
+
+    upstream = Stage("up", run=upstream_run, outputs=lambda cfg: [cfg.root / "out"])
+    downstream = Stage("after", run=downstream_run, outputs=lambda cfg: [], depends=("up",))
+    cfg = _cfg(tmp_path)
+    for stage in (upstream, downstream):
+        run_stage(stage, cfg)
+    assert run_stage(upstream, cfg).up_to_date and run_stage(downstream, cfg).up_to_date
+
+    (tmp_path / "out" / "b.txt").unlink()
+    version["n"] = 1  # the repair now gives other bytes, the fingerprint stays the same
+    assert run_stage(upstream, cfg).repaired == ["out/b.txt"]
+    result = run_stage(downstream, cfg)
+    assert not result.up_to_date and seen == ["b.txt v0", "b.txt v1"]
+    assert run_stage(downstream, cfg).up_to_date

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -21,6 +22,7 @@ from treeoflife.layout import Layout
 from treeoflife.release.stage import verify_release
 from treeoflife.runner import StageResult, read_marker
 from treeoflife.schemas import SPLITS
+from treeoflife.train.stage import run_train  # torch only once training starts
 from treeoflife.train.steps import STEP_LOG
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -178,10 +180,16 @@ def build(
         list[str] | None, typer.Option("--stage", help=f"run only these of {pipeline.STAGES}")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    revalidate: Annotated[
+        bool, typer.Option("--revalidate", help="fetch finished remote EOL images again")
+    ] = False,
     no_wait: NoWaitOpt = False,
 ) -> None:
     """Build the dataset end to end (skipping what is already done)."""
     cfg = _load(config, data_root)
+    if revalidate:  # sources.eol.revalidate for this run
+        eol = dataclasses.replace(cfg.sources.eol, revalidate=True)
+        cfg = dataclasses.replace(cfg, sources=dataclasses.replace(cfg.sources, eol=eol))
     stages = tuple(stage) if stage else pipeline.STAGES
     unknown = [s for s in stages if s not in pipeline.STAGES]
     if unknown:
@@ -330,8 +338,6 @@ def train(
 ) -> None:
     """Train a CLIP model on the built shards with stock open_clip_train; open_clip's steps
     (loss, samples/s, time left) stream to the terminal and to the run's train.log."""
-    from treeoflife.train.stage import run_train  # torch, when training starts
-
     cfg = _load(config, data_root)
     progress = TqdmProgress(disable=quiet)
     try:

@@ -38,6 +38,7 @@ from treeoflife.schemas import RANKS
 # each equals the constant of the module that acts on it (tests/test_config_rules.py).
 BIOSCAN_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")
 EOL_RESIZE_MODES = ("none", "max_side", "shorter_side")
+PUBLISHED_LABEL_MODES = ("published", "resolved")
 SHARD_RESIZE_MODES = ("shorter_side", "square")
 CAPTION_KINDS = ("sci", "com", "taxon", "taxonTag", "sci_com", "taxon_com", "taxonTag_com")
 TEXT_TYPE_ALIASES = ("scientific", "common", "taxonomic", "combined", "scientific_common")
@@ -130,6 +131,9 @@ class EOLConfig:
     # part at a time (concurrency and per-host limits are split between them). Faster when the
     # CPU is the bottleneck (fast mirrors); 1 keeps one event loop + decode processes.
     processes: int = setting(1, ge=1)
+    # A finished remote image is not fetched again; true (`build --revalidate`): every remote
+    # image is fetched again, a changed one replaces the stored one, a 404/410 fails its row.
+    revalidate: bool = False
 
     def __post_init__(self):
         if self.resize_mode != "none" and self.image_size <= 0:
@@ -137,6 +141,38 @@ class EOLConfig:
                 f"sources.eol.image_size: resize_mode {self.resize_mode!r} needs a size >= 1, "
                 f"got {self.image_size}"
             )
+
+
+@dataclass(frozen=True)
+class PublishedConfig:
+    """Rebuild a published dataset (TreeOfLife-10M) from its metadata (docs/stages/published.md).
+
+    EOL images are fetched with `sources.eol`'s downloader settings (mirror, allow_hosts,
+    concurrency) or read from the published image sets; iNat21 and BIOSCAN-1M images are
+    matched in the user's own copies.
+    """
+
+    catalog: str | None = setting(None, path="file")  # catalog.csv (None: published mode off)
+    licenses: str | None = setting(None, path="file")  # licenses.csv (md5 + URLs of EOL rows)
+    # image_set_*.tar.gz with <treeoflife_id>.jpg members (glob patterns allowed); empty:
+    # every EOL image is fetched by its URL
+    image_sets: list[str] = setting(factory=list, path="glob")
+    # the user's iNat21 train archive(s), matched by inat21_filename
+    inat21_archives: list[str] = setting(factory=list, path="file")
+    # the user's BIOSCAN-1M image zips (part<chunk>/<file>), matched by bioscan_part/_filename
+    bioscan_zips: list[str] = setting(factory=list, path="glob")
+    # published: the catalog's seven ranks and common name, exactly (what BioCLIP trained on);
+    # resolved: our taxonomy stage on the same names (the label diff says what changed)
+    label_mode: str = setting("published", choices=PUBLISHED_LABEL_MODES)
+    md5_check: bool = True  # an EOL image whose md5 differs from licenses.csv is set aside
+    rows_per_part: int = setting(2000, ge=1)  # plan rows per catalog part (the unit of resume)
+    # the dataset card's published totals, compared with the rebuilt counts in the
+    # reproduction report: {"eol": 6600000, "full_taxonomy": 8455243, ...}
+    expected_totals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        return self.catalog is not None
 
 
 @dataclass(frozen=True)
@@ -369,6 +405,8 @@ class SampleOptions:
     """Options of the bundled sample generator (`treeoflife sample`; the `sample:` mapping)."""
 
     seed: int = setting(0, ge=0)  # seeds the generated world (same seed, same bytes)
+    # also write the sample world in the published TreeOfLife-10M layout (sample/published/)
+    published: bool = False
 
 
 @dataclass(frozen=True)
@@ -386,6 +424,8 @@ class BuildConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    # rebuild from a published catalog (TreeOfLife-10M's catalog.csv + licenses.csv)
+    published: PublishedConfig = field(default_factory=PublishedConfig)
     # sample generator options (SampleOptions); present: the sample stage generates the sources
     sample: dict[str, typing.Any] = setting(factory=dict, schema=SampleOptions)
 

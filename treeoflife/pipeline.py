@@ -24,14 +24,17 @@ from treeoflife.progress import Progress
 from treeoflife.release.stage import run_release, shard_output_settings
 from treeoflife.runner import Stage, StageContext, StageResult, output_problems, run_stage
 from treeoflife.sample import generate_sample
+from treeoflife.sample.published import write_published_world
 from treeoflife.sources.catalogs import (
     ingest_source,
     remove_damaged_parts,
     source_configured,
     source_inputs,
+    source_settings,
 )
 from treeoflife.sources.eol import transient_reruns_pending
 from treeoflife.taxonomy.stage import run_taxonomy
+from treeoflife.vocabulary import Source
 
 INGESTS = tuple(f"ingest-{s}" for s in schemas.SOURCES)
 
@@ -63,7 +66,10 @@ def _evalset_settings(cfg: BuildConfig) -> list[dict]:
 
 def _sample(cfg: BuildConfig, ctx: StageContext) -> dict:
     seed = int(cfg.sample.get("seed", 0))
-    return generate_sample(Layout(cfg.root).sample_dir, seed=seed, progress=ctx.progress)
+    result = generate_sample(Layout(cfg.root).sample_dir, seed=seed, progress=ctx.progress)
+    if cfg.sample.get("published"):  # the same world in TreeOfLife-10M's published layout
+        result["published"] = write_published_world(Layout(cfg.root).sample_dir)["totals"]
+    return result
 
 
 def _no_rerun(cfg: BuildConfig) -> bool:
@@ -84,9 +90,9 @@ def _ingest(source: str) -> Stage:
         run=lambda cfg, ctx: ingest_source(cfg, source, ctx.progress, ctx.map_parts),
         outputs=outputs,
         inputs=lambda cfg: source_inputs(cfg, source),
-        settings=lambda cfg: dataclasses.asdict(getattr(cfg.sources, source)),
+        settings=lambda cfg: source_settings(cfg, source),
         skip=lambda cfg: None if source_configured(cfg, source) else "not configured",
-        rerun=_eol_rerun if source == "eol" else _no_rerun,
+        rerun=_eol_rerun if source == Source.EOL else _no_rerun,
         repair=lambda cfg, damaged: remove_damaged_parts(cfg, source, damaged),
     )
 
@@ -106,8 +112,9 @@ def _hash_outputs(cfg: BuildConfig) -> list[Path]:
 
 
 def _hashes(cfg: BuildConfig, ctx: StageContext) -> dict:
-    # the fingerprint names the parts' inputs and algorithm: parts of another are rehashed
-    return hash_training_images(cfg, ctx.fingerprint, ctx.progress, ctx.map_parts)
+    # each part is keyed by the catalog bytes it hashed (dedup/hashing.py): only the algorithm
+    # discards them all
+    return hash_training_images(cfg, PHASH_ALGO, ctx.progress, ctx.map_parts)
 
 
 def _release_settings(cfg: BuildConfig) -> list:
@@ -116,6 +123,7 @@ def _release_settings(cfg: BuildConfig) -> list:
         shard_output_settings(cfg),
         {"evaluate.text_type": cfg.evaluate.text_type},  # class names of the eval sets
         _evalset_settings(cfg),
+        *([cfg.section_dict("published")] if cfg.published.configured else []),
     ]
 
 

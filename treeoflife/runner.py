@@ -2,13 +2,14 @@
 
 A stage (`Stage`, declared in treeoflife.pipeline) is skipped when its fingerprint (the files it
 reads from outside the build, its settings, the code version and its upstream stages'
-fingerprints) is that of its last finished run *and* every output file that run recorded is
-still there with the size and mtime it had. Otherwise the runner sweeps temporaries a killed run
-left, lets the stage remove what a damaged output makes stale (`Stage.repair`), runs it, and
-writes `state/<stage>.done.json`: the fingerprint, the stage's summary and every output file as
-(path relative to the data root, size, mtime_ns). The marker is written last (atomically), so a
-killed stage has no marker and runs again; the parts or shards it finished are kept by the
-stage's own resume, which then redoes only what is missing or damaged.
+fingerprints and recorded outputs) is that of its last finished run *and* every output file
+that run recorded is still there with the size and mtime it had. Otherwise the runner sweeps
+temporaries a killed run left, lets the stage remove what a damaged output makes stale
+(`Stage.repair`), runs it, and writes `state/<stage>.done.json`: the fingerprint, the stage's
+summary and every output file as (path relative to the data root, size, mtime_ns). The marker
+is written last (atomically), so a killed stage has no marker and runs again; the parts or
+shards it finished are kept by the stage's own resume, which then redoes only what is missing
+or damaged.
 
 Paths in fingerprints and markers are relative to the data root, so a data root that is moved,
 copied with its times (`cp -a`, `shutil.copytree`) or reached through a symlink is up to date.
@@ -144,11 +145,19 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _upstream(state: Path, name: str) -> list:
+    """An upstream stage as its fingerprint and the outputs it recorded: when a repair or a
+    revalidation rewrote its files (perhaps with other bytes: a remote image changed), what
+    follows runs again, and its own content-keyed resume redoes only what changed."""
+    marker = read_marker(state, name) or {}
+    return [name, marker.get("fingerprint"), fingerprint(marker.get("outputs"))]
+
+
 def stage_fingerprint(stage: Stage, cfg: BuildConfig) -> str:
     """The stage's name, the code version, its settings, its inputs (relative to the data root,
-    size, mtime_ns) and its upstream stages' fingerprints."""
+    size, mtime_ns) and its upstream stages' fingerprints and recorded outputs."""
     state = Layout(cfg.root).state_dir
-    upstream = [(s, (read_marker(state, s) or {}).get("fingerprint")) for s in stage.depends]
+    upstream = [_upstream(state, s) for s in stage.depends]
     inputs = fingerprint_paths(stage.inputs(cfg), cfg.root)
     return fingerprint(stage.name, __version__, stage.settings(cfg), inputs, upstream)
 

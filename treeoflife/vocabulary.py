@@ -133,6 +133,38 @@ class Reason(Word):
     )
     NO_URL = "no_url", Stage.INGEST, "EOL: the manifest row names no image URL (never fetched)."
 
+    # Rebuilding a published dataset (sources/published; ingest).
+    MD5_MISMATCH = (
+        "md5_mismatch",
+        Stage.INGEST,
+        "Published rebuild: the image's bytes differ from licenses.csv's md5 (kept aside, unused).",
+    )
+    FILE_ABSENT = (
+        "file_absent",
+        Stage.INGEST,
+        "Published rebuild: neither the user's copy nor the image sets hold the listed file.",
+    )
+    UNKNOWN_SPLIT = (
+        "unknown_split",
+        Stage.INGEST,
+        "Published rebuild: the catalog row's split is not train, val or train_small.",
+    )
+    CONFLICTING_SPLITS = (
+        "conflicting_splits",
+        Stage.INGEST,
+        "Published rebuild: the catalog lists the image in both train and val.",
+    )
+    NO_SOURCE_ID = (
+        "no_source_id",
+        Stage.INGEST,
+        "Published rebuild: the catalog row names no EOL, iNat21 or BIOSCAN id.",
+    )
+    NO_LICENSE_ROW = (
+        "no_license_row",
+        Stage.INGEST,
+        "Published rebuild: an EOL image licenses.csv does not list (no URL, no md5).",
+    )
+
     # Validating image bytes (ingest; NOT_AN_IMAGE also for evaluation images).
     EMPTY_FILE = "empty_file", Stage.INGEST, "The image has no bytes."
     NOT_AN_IMAGE = (

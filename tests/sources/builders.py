@@ -254,9 +254,12 @@ def stored_bytes(data_root: Path, row: dict) -> bytes:
 
 
 def snapshot(folder: Path, exclude_suffix: str = ".status.parquet") -> dict[str, bytes]:
-    """Relative path -> bytes of every file under `folder` (status files excluded)."""
+    """Relative path -> bytes of every file under `folder` (status files excluded, and the
+    parts' records in state/parts: they name input paths and mtimes, facts of one machine)."""
     return {
         str(p.relative_to(folder)): p.read_bytes()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.name.endswith(exclude_suffix)
+        if p.is_file()
+        and not p.name.endswith(exclude_suffix)
+        and "state/parts" not in p.relative_to(folder).as_posix()
     }

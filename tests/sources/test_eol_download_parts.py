@@ -155,13 +155,15 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
         proc = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(killed)], cwd=REPO)
         catalog = tmp_path / "killed" / "catalog" / "eol"
         deadline = time.monotonic() + 60
-        while len(list(catalog.glob("part-?????.parquet"))) < 2:
+        # a part is done once its record (key + image ids, sources.partstore) is written
+        records = tmp_path / "killed" / "state" / "parts" / "eol"
+        while len(list(records.glob("part-?????.parquet"))) < 2:
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        done_before = sorted(p.name for p in catalog.glob("part-?????.parquet"))
+        done_before = sorted(p.name for p in records.glob("part-?????.parquet"))
         assert 2 <= len(done_before) < n // 3
         # nothing incomplete under a final name: every visible part reads in full
         for p in catalog.glob("part-?????.parquet"):

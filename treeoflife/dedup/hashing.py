@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from treeoflife.dedup.phash import PHASH_ALGO, phash_many_lenient
 from treeoflife.errors import InputError
@@ -28,7 +30,7 @@ from treeoflife.evalsets.files import (
 from treeoflife.evalsets.labels import label_columns
 from treeoflife.evalsets.report import check_images
 from treeoflife.fanout import PartMapper
-from treeoflife.io import md5_hex, read_image_bytes
+from treeoflife.io import md5_hex, read_image_bytes, write_parquet_atomic
 from treeoflife.procs import process_pool
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import EVAL_HASHES, HASHES, INGEST_FAILED, INGEST_OK
@@ -168,15 +170,22 @@ def _run_batches(root: str, items: list[_Item], spans: list[tuple[int, int]], wo
             yield result
 
 
-def hash_evalset_rows(name: str, rows: list[dict], root: Path) -> pa.Table:
+def hash_evalset_rows(
+    name: str, rows: list[dict], root: Path, cache: Path | None = None
+) -> pa.Table:
     """md5 + pHash of every image an evaluation set lists, in list order (schema EVAL_HASHES).
 
     `rows` are an evaluation set's rows (treeoflife.evalsets.layouts): `filepath` relative to
     `root` (and confined to it), rank columns (`cls` for class), `common_name`, `class` (the
     set's label). A row whose file is missing, outside `root`, unreadable or not an image is
     kept with status "failed" and a reason. Raises InputError when no row is usable.
+
+    `cache` (a Parquet file this function keeps) holds each file's hashes under its filepath,
+    size and mtime: a file unchanged since is not read again, a replaced one is.
     """
     folder = SetFolder(root)
+    known = _read_eval_cache(cache)
+    seen: dict[tuple, tuple] = {}
     columns: dict[str, list] = {c: [] for c in EVAL_HASHES.names}
     for line, row in enumerate(rows, start=2):
         filepath = row.get("filepath") or ""
@@ -184,14 +193,64 @@ def hash_evalset_rows(name: str, rows: list[dict], root: Path) -> pa.Table:
         columns["eval_key"].append(filepath)
         for column, value in label_columns(row).items():
             columns[column].append(value)
-        md5, phash, reason = _hash_eval_file(folder, filepath, name, line)
+        stamp = _eval_stamp(folder, filepath)
+        if stamp is not None and stamp in known:
+            md5, phash, reason = known[stamp]
+        else:
+            md5, phash, reason = _hash_eval_file(folder, filepath, name, line)
+        if stamp is not None:
+            seen[stamp] = (md5, phash, reason)
         columns["md5"].append(md5)
         columns["phash"].append(phash)
         columns["phash_algo"].append(PHASH_ALGO if phash is not None else None)
         columns["status"].append(INGEST_OK if reason is None else INGEST_FAILED)
         columns["reason"].append(reason)
     check_images(name, folder.root, list(zip(columns["eval_key"], columns["reason"], strict=True)))
+    if cache is not None:
+        _write_eval_cache(cache, seen)
     return pa.table(columns, schema=EVAL_HASHES)
+
+
+_EVAL_CACHE = pa.schema(
+    [
+        pa.field("filepath", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("mtime_ns", pa.int64()),
+        pa.field("md5", pa.string()),
+        pa.field("phash", pa.uint64()),
+        pa.field("reason", pa.string()),
+    ]
+)
+
+
+def _eval_stamp(folder: SetFolder, filepath: str) -> tuple | None:
+    """(filepath, size, mtime) of an evaluation image inside its folder; None when absent."""
+    path, _ = folder.locate(filepath)
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (filepath, st.st_size, st.st_mtime_ns) if st is not None else None
+
+
+def _read_eval_cache(cache: Path | None) -> dict[tuple, tuple]:
+    if cache is None or not Path(cache).exists():
+        return {}
+    try:
+        rows = pq.read_table(cache, schema=_EVAL_CACHE).to_pylist()
+    except (OSError, pa.ArrowException):
+        return {}  # unreadable: everything is hashed again
+    return {
+        (r["filepath"], r["size"], r["mtime_ns"]): (r["md5"], r["phash"], r["reason"]) for r in rows
+    }
+
+
+def _write_eval_cache(cache: Path, seen: dict[tuple, tuple]) -> None:
+    rows = [
+        dict(zip(_EVAL_CACHE.names, (*stamp, *value), strict=True))
+        for stamp, value in sorted(seen.items())
+    ]
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema=_EVAL_CACHE), cache)
 
 
 def _hash_eval_file(
@@ -228,6 +287,33 @@ class HashPart:
     data_root: str
     workers: int = 1  # processes this part may use where it runs (1 inside a Dask worker)
     shared: FsspecStorage | None = None
+    digest: str | None = None  # sha256 of the catalog part's bytes, kept in the target
+
+
+SOURCE_DIGEST = b"treeoflife.hashed_part_sha256"
+
+
+def part_digest(path: str | Path) -> str:
+    """What a hash part is keyed by: the bytes of the catalog part it hashes (not its name)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _target_digest(target: Path) -> str | None:
+    try:
+        value = (pq.read_schema(target).metadata or {}).get(SOURCE_DIGEST)
+    except (OSError, pa.ArrowException):
+        return None
+    return value.decode() if value is not None else None
+
+
+def _with_digest(table: pa.Table, digest: str | None) -> pa.Table:
+    if digest is None:
+        return table
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), SOURCE_DIGEST: digest})
 
 
 def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
@@ -250,14 +336,16 @@ def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
             return pq.read_metadata(target).num_rows
         catalog = pq.read_table(item.part, schema=SOURCE_CATALOG)
         table = hash_catalog(catalog, Path(item.data_root), workers=workers, progress=progress)
-        write_parquet_atomic(table, target)
+        write_parquet_atomic(_with_digest(table, item.digest), target)
         return table.num_rows
     if shared.exists(item.target):
         with shared.open(item.target) as fh:
             return pq.read_metadata(fh).num_rows
     with shared.open(item.part) as fh:
         catalog = pq.read_table(fh, schema=SOURCE_CATALOG)
-    table = hash_catalog(catalog, shared, workers=workers, progress=progress)
+    table = _with_digest(
+        hash_catalog(catalog, shared, workers=workers, progress=progress), item.digest
+    )
     with output_path(shared, item.target) as local:
         pq.write_table(table, local, compression="zstd")  # as write_parquet_atomic does
     return table.num_rows
@@ -286,8 +374,11 @@ def hash_catalog_parts(
     """hash_catalog over a source's catalog parts, resumable part by part; all rows, in order.
 
     Each part's hashes land in `out_dir/<part name>` (atomically), so an interrupted run
-    redoes only the parts it had not finished. `run_id` names the inputs and algorithm: parts
-    written under another id (an older algorithm, other inputs) are discarded, never mixed.
+    redoes only the parts it had not finished. A target is keyed by the bytes of the catalog
+    part it hashed (their sha256 is in its metadata): a changed part is hashed again, an
+    unchanged one is not, whatever else changed. `run_id` names the algorithm (and whatever
+    else the caller wants to invalidate every part with): parts written under another id are
+    discarded, never mixed.
     The id is kept in `run_marker` (default `out_dir/.run_id`; the build keeps it in its
     state folder, since the id holds absolute paths and outputs must not).
 
@@ -311,14 +402,23 @@ def hash_catalog_parts(
     write_text_atomic(marker, run_id)
 
     targets = [out_dir / Path(part).name for part in parts]
+    digests = [part_digest(part) for part in parts]
+    for target, digest in zip(targets, digests, strict=True):
+        if target.exists() and _target_digest(target) != digest:
+            target.unlink()  # made from other catalog bytes
+    names = {t.name for t in targets}
+    for old in out_dir.glob("*.parquet"):
+        if old.name not in names:
+            old.unlink()  # a part no longer in the catalog
     todo = [
         HashPart(
             str(Path(part).resolve()),
             str(target.resolve()),
             str(Path(data_root).resolve()),
             workers,
+            digest=digest,
         )
-        for part, target in zip(parts, targets, strict=True)
+        for part, target, digest in zip(parts, targets, digests, strict=True)
         if not target.exists()
     ]
     local_targets = [Path(item.target) for item in todo]

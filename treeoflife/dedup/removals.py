@@ -157,14 +157,16 @@ def find_in_train_duplicates(train: pa.Table, phash_max_distance: int | None = N
     columns = ["key", "md5"] + (["phash"] if "phash" in train.column_names else [])
     rows = train.select(columns)
     rows = rows.take(pc.sort_indices(rows, sort_keys=[("key", "ascending")]))
-    keys = rows["key"].to_pylist()
-    md5s = rows["md5"].to_pylist()
-    n = len(keys)
+    n = rows.num_rows
+    # the first row (in key order) of each md5, column-wise: no Python object per row
+    md5 = rows["md5"].combine_chunks().dictionary_encode()
+    codes = md5.indices.to_numpy(zero_copy_only=False)
+    valid = md5.indices.is_valid().to_numpy(zero_copy_only=False)
     leader = np.arange(n, dtype=np.int64)
-    first_by_md5: dict[str, int] = {}
-    for i, m in enumerate(md5s):
-        if m is not None:
-            leader[i] = first_by_md5.setdefault(m, i)
+    if valid.any():
+        first = np.full(len(md5.dictionary), n, dtype=np.int64)
+        np.minimum.at(first, codes[valid].astype(np.int64), np.nonzero(valid)[0])
+        leader[valid] = first[codes[valid].astype(np.int64)]
     distance = np.zeros(n, dtype=np.int32)
     if phash_max_distance is not None and "phash" in rows.column_names:
         has_hash = rows["phash"].is_valid().to_numpy(zero_copy_only=False)
@@ -182,12 +184,13 @@ def find_in_train_duplicates(train: pa.Table, phash_max_distance: int | None = N
         leader = np.where(follow, final, leader_of_rep)
     removed = np.nonzero(leader != np.arange(n))[0]
     m = len(removed)
+    keys = rows["key"]
     return _removals_table(
-        [keys[i] for i in removed],
+        keys.take(pa.array(removed)),
         Reason.IN_TRAIN_DUPLICATE,
         pa.nulls(m, pa.string()),
-        [keys[leader[i]] for i in removed],
-        distance[removed].tolist(),
+        keys.take(pa.array(leader[removed])),
+        pa.array(distance[removed]),
     )
 
 
@@ -204,16 +207,13 @@ def find_held_out_species(train: pa.Table, held_out: pa.Table, evalset: str) -> 
     whitespace and lower-casing; a row with any of the three null never matches.
     """
     parts = ("kingdom", "genus", "species")
-    wanted = {
-        t
-        for t in zip(*(_taxon_part(held_out[p]).to_pylist() for p in parts), strict=True)
-        if None not in t
-    }
-    if not wanted:
+    wanted = pa.table({p: _taxon_part(held_out[p]) for p in parts}).drop_null()
+    if wanted.num_rows == 0:
         return _empty_removals()
-    norm = pa.table({p: _taxon_part(train[p]) for p in parts})
-    hit = [t in wanted for t in zip(*(norm[p].to_pylist() for p in parts), strict=True)]
-    keys = train["key"].filter(pa.array(hit, pa.bool_()))
+    wanted = wanted.group_by(list(parts)).aggregate([])  # distinct (kingdom, genus, species)
+    norm = pa.table({"key": train["key"], **{p: _taxon_part(train[p]) for p in parts}})
+    # a semi join: column-wise, a row with a null part never matches (nulls are not equal)
+    keys = norm.join(wanted, list(parts), join_type="left semi")["key"]
     n = len(keys)
     return _removals_table(
         keys,

@@ -32,6 +32,7 @@ from treeoflife.layout import Layout
 from treeoflife.progress import Progress, or_null
 from treeoflife.sources.catalogs import add_query_ids, push_image_stores, read_all_source_catalogs
 from treeoflife.storage import shared_storage
+from treeoflife.vocabulary import IngestStatus
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def hash_evalsets(cfg: BuildConfig) -> dict:
     layout = Layout(cfg.root)
     result: dict = {}
     for es in cfg.evalsets:
-        table = hash_evalset_rows(es.name, read_evalset(es, cfg), evalset_root(es, cfg))
+        cache = layout.state_dir / "evalset-hashes" / f"{es.name}.parquet"  # by size + mtime
+        table = hash_evalset_rows(es.name, read_evalset(es, cfg), evalset_root(es, cfg), cache)
         write_parquet_atomic(table, layout.evalset_hashes(es.name))
         result[f"evalset/{es.name}"] = table.num_rows
     return result
@@ -83,7 +85,8 @@ def hash_evalsets(cfg: BuildConfig) -> dict:
 
 def _resolved_training_taxa(cfg: BuildConfig) -> pa.Table:
     """key + resolved kingdom/genus/species of every ingested row."""
-    catalog = add_query_ids(read_all_source_catalogs(cfg)).select(["key", "query_id"])
+    columns = ["key", "source", *records.VERBATIM_QUERY_FIELDS]
+    catalog = add_query_ids(read_all_source_catalogs(cfg, columns)).select(["key", "query_id"])
     taxa = pq.read_table(Layout(cfg.root).taxa).select(["query_id", "kingdom", "genus", "species"])
     return catalog.join(taxa, "query_id", join_type="left outer").select(
         ["key", "kingdom", "genus", "species"]
@@ -119,7 +122,7 @@ def run_dedup(cfg: BuildConfig, progress: Progress | None = None) -> dict:
     evals = [pq.read_table(layout.evalset_hashes(es.name)) for es in cfg.evalsets]
     if evals:
         ev = pa.concat_tables(evals)
-        ev = ev.filter(pc.equal(ev.column("status"), "ok"))
+        ev = ev.filter(pc.equal(ev.column("status"), IngestStatus.OK))
         tables.append(find_eval_duplicates(train, ev, cfg.dedup.phash_max_distance))
     resolved = _resolved_training_taxa(cfg)
     unresolved_held_out = {}

@@ -23,6 +23,7 @@ from treeoflife.fanout import PartMapper
 from treeoflife.io import write_text_atomic
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress
+from treeoflife.release import published as pub
 from treeoflife.release.card import write_dataset_card, write_licenses_csv
 from treeoflife.release.catalog import write_catalog
 from treeoflife.release.croissant import write_croissant
@@ -83,12 +84,19 @@ def run_release(
     metadata, stats report, summary. `map_parts` (treeoflife.fanout) runs the shard tasks."""
     layout = Layout(cfg.root)
     ShardSettings.from_config(cfg.shards).validate()
-    catalog, order = assemble_catalog(joined_catalog(cfg), cfg.splits, cfg.shards)
+    joined = joined_catalog(cfg)
+    if cfg.published.configured:  # published ids, split and (label mode) labels
+        joined, published = pub.before_assembly(cfg, layout.release_dir, joined)
+    catalog, order = assemble_catalog(joined, cfg.splits, cfg.shards)
+    if cfg.published.configured:
+        catalog, order = pub.published_splits(cfg, catalog, order)
     catalog, shard_results = write_release_shards(cfg, catalog, order, progress, map_parts)
     public = catalog.drop_columns(IMAGE_LOCATION)
     del catalog
     write_catalog(public, layout.catalog)
     write_licenses_csv(public, layout.release_dir / "licenses.csv")
+    if cfg.published.configured:  # the reproduction report
+        published.update(pub.after_release(cfg, layout.release_dir, public))
     evalsets = package_evalsets(cfg, progress=progress)
     summary = {
         **catalog_summary(public),
@@ -104,9 +112,13 @@ def run_release(
             "report": str((layout.release_dir / "report" / "index.html").relative_to(layout.root)),
         },
     }
+    if cfg.published.configured:
+        summary["published"] = published
     write_dataset_card(layout.release_dir, summary)
     write_croissant(layout.release_dir, summary)
     write_stats_report(layout.release_dir, public)
+    if cfg.published.configured:  # the report links the label diff and reproduction pages
+        pub.link_report_pages(layout.release_dir)
     write_text_atomic(layout.summary, json.dumps(summary, indent=1, sort_keys=True))
     return summary
 

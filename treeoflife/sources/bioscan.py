@@ -16,6 +16,7 @@ when the zips hold several; members under another package's folder are ignored a
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import zipfile
 import zlib
@@ -26,6 +27,7 @@ import pyarrow as pa
 
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError
+from treeoflife.images import DEFAULT_MAX_PIXELS
 from treeoflife.io import write_parquet_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.records import bioscan_key
@@ -49,13 +51,15 @@ from treeoflife.sources.ingest import (
     finish_stats,
     member_is_unsafe,
     new_row,
-    part_done,
+    part_is_current,
     pool_workers_for,
     prepare_source_dirs,
     remove_parts_from,
+    reuse_index,
     write_part,
     zip_member_is_special,
 )
+from treeoflife.sources.partstore import PartKey, image_id
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +250,8 @@ def ingest_bioscan(cfg: BuildConfig, progress: Progress | None = None) -> Ingest
     used: set[str] = set()
     seen_keys: dict[str, int] = {}
     n_parts = 0
+    reuse = reuse_index(cfg, SOURCE)
+    write = functools.partial(_write_or_skip, cfg, zips=zips, index=index, reuse=reuse, run=run)
     progress.start("ingest bioscan", None)
     try:
         with DecodePool(pool_workers_for(len(index))) as pool:
@@ -254,12 +260,12 @@ def ingest_bioscan(cfg: BuildConfig, progress: Progress | None = None) -> Ingest
             for line, fields, header in _read_tsv(cfg.path(bcfg.metadata)):
                 batch.append(_make_row(line, fields, header, seen_keys, index, used))
                 if len(batch) == per_part:
-                    _write_or_skip(cfg, n_parts, batch, header, zips, index, pool, run)
+                    write(n_parts, batch, header, pool=pool)
                     progress.advance(len(batch))
                     n_parts += 1
                     batch = []
             if batch:
-                _write_or_skip(cfg, n_parts, batch, header, zips, index, pool, run)
+                write(n_parts, batch, header, pool=pool)
                 progress.advance(len(batch))
                 n_parts += 1
     finally:
@@ -270,6 +276,7 @@ def ingest_bioscan(cfg: BuildConfig, progress: Progress | None = None) -> Ingest
     if unlisted:
         ignored[IGNORED_UNLISTED] = unlisted
     remove_parts_from(cfg, SOURCE, n_parts)
+    reuse.finish()  # every part of this plan is written: what was set aside goes
     return finish_stats(cfg, SOURCE, n_parts, run, ignored)
 
 
@@ -305,20 +312,51 @@ def _metadata_table(batch: list[_Planned], header: list[str]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def _write_or_skip(cfg, part, batch, header, zips, index, pool, run: IngestStats) -> None:
+DECODE_SETTINGS = ("decode", DEFAULT_MAX_PIXELS, "originals")
+"""What the stored bytes of a BIOSCAN image depend on besides the member (originals kept)."""
+
+
+def _validator(member: str | None, index) -> tuple | None:
+    """What says a zip member changed without reading it: its CRC-32 and sizes."""
+    if member is None or member not in index:
+        return None
+    info = index[member][1]
+    return (info.CRC, info.file_size, info.compress_size)
+
+
+def part_key(cfg: BuildConfig, batch: list[_Planned], header: list[str], index) -> str:
+    """What a part is made from: its TSV rows, its members' validators, the settings."""
+    bcfg = cfg.sources.bioscan
+    key = PartKey(SOURCE, header, bcfg.max_member_bytes, bcfg.package, DECODE_SETTINGS)
+    for row, member, record in batch:
+        key.add(row, member, record, _validator(member, index))
+    return key.hexdigest()
+
+
+def _write_or_skip(cfg, part, batch, header, *, zips, index, reuse, pool, run: IngestStats) -> None:
     sidecar = metadata_parquet(cfg, part)
-    if part_done(cfg, SOURCE, part) and sidecar.exists():
+    key = part_key(cfg, batch, header, index)
+    if part_is_current(cfg, SOURCE, part, key) and sidecar.exists():
         run.parts_skipped += 1
         return
+    reuse.set_aside()
     max_bytes = cfg.sources.bioscan.max_member_bytes
     outcomes = []
+    ids = []
     for row, member, _ in batch:
         if member is None:
+            ids.append(None)
             outcomes.append(None)
             continue
+        iid = image_id(member, _validator(member, index), DECODE_SETTINGS)
+        ids.append(iid)
         zip_no, info = index[member]
         if info.file_size > max_bytes:
             outcomes.append(REASON_MEMBER_TOO_LARGE)
+            continue
+        stored = reuse.load(iid)
+        if stored is not None:
+            outcomes.append(stored)
             continue
         try:
             data = zips[zip_no].read(info)
@@ -330,5 +368,5 @@ def _write_or_skip(cfg, part, batch, header, zips, index, pool, run: IngestStats
         outcomes.append(pool.submit(data))
     images = [o.result() if hasattr(o, "result") else o for o in outcomes]
     write_parquet_atomic(_metadata_table(batch, header), sidecar)
-    write_part(cfg, SOURCE, part, [row for row, _, _ in batch], images)
+    write_part(cfg, SOURCE, part, [row for row, _, _ in batch], images, key, ids)
     run.parts_written += 1

@@ -3,6 +3,7 @@ ingest reads, the ingest), their catalog parts read back, and repair of damaged 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -21,7 +22,13 @@ from treeoflife.sources.bioscan import ingest_bioscan, zip_paths
 from treeoflife.sources.eol import ingest_eol
 from treeoflife.sources.inat21 import ingest_inat21
 from treeoflife.sources.ingest import IngestStats
+from treeoflife.sources.published.stage import (
+    published_ingest,
+    published_inputs,
+    published_settings,
+)
 from treeoflife.storage import FsspecStorage, push_files
+from treeoflife.vocabulary import Source
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +66,19 @@ REGISTRY: dict[str, SourceEntry] = {
     e.name: e
     for e in [
         SourceEntry(
-            "inat21",
+            Source.INAT21,
             configured=lambda cfg: bool(cfg.sources.inat21.archives),
             inputs=_inat21_inputs,
             ingest=lambda cfg, progress, map_parts: ingest_inat21(cfg, progress),
         ),
         SourceEntry(
-            "bioscan",
+            Source.BIOSCAN,
             configured=lambda cfg: bool(cfg.sources.bioscan.metadata),
             inputs=_bioscan_inputs,
             ingest=lambda cfg, progress, map_parts: ingest_bioscan(cfg, progress),
         ),
         SourceEntry(
-            "eol",
+            Source.EOL,
             configured=lambda cfg: bool(cfg.sources.eol.manifests),
             inputs=_eol_inputs,
             # map_parts runs the download parts elsewhere (e.g. Dask workers); None: here
@@ -83,11 +90,21 @@ REGISTRY: dict[str, SourceEntry] = {
 
 def source_inputs(cfg: BuildConfig, source: str) -> list[Path | None]:
     """Every file (or folder of files) the source's ingest reads."""
+    if cfg.published.configured:  # a published rebuild fills every source (sources/published)
+        return published_inputs(cfg)
     return REGISTRY[source].inputs(cfg)
 
 
 def source_configured(cfg: BuildConfig, source: str) -> bool:
-    return REGISTRY[source].configured(cfg)
+    return cfg.published.configured or REGISTRY[source].configured(cfg)
+
+
+def source_settings(cfg: BuildConfig, source: str) -> dict:
+    """The settings a source's catalog depends on (a published rebuild: its own, and EOL's
+    downloader settings)."""
+    if cfg.published.configured:
+        return published_settings(cfg)
+    return dataclasses.asdict(getattr(cfg.sources, source))
 
 
 def ingest_source(
@@ -98,6 +115,8 @@ def ingest_source(
 ) -> dict:
     """Ingest one source (resumable by part); its stats. `map_parts` (treeoflife.fanout) runs
     the parts elsewhere where the source can; the outputs do not depend on it."""
+    if cfg.published.configured:
+        return published_ingest(cfg, source, progress)
     return REGISTRY[source].ingest(cfg, progress, map_parts).to_dict()
 
 
@@ -124,26 +143,28 @@ def remove_damaged_parts(cfg: BuildConfig, source: str, damaged: list[Path]) -> 
                 path.unlink()
 
 
-def read_source_catalog(cfg: BuildConfig, source: str) -> pa.Table:
-    """All parts of one source's catalog, in part order."""
+def read_source_catalog(
+    cfg: BuildConfig, source: str, columns: list[str] | None = None
+) -> pa.Table:
+    """All parts of one source's catalog, in part order (only `columns`, when given: a stage
+    that needs 9 of the catalog's columns does not hold all of them for 10M rows)."""
     parts = sorted(Layout(cfg.root).catalog_dir(source).glob("part-*[0-9].parquet"))
     if not parts:
-        return schemas.SOURCE_CATALOG.empty_table()
-    return pa.concat_tables([pq.read_table(p, schema=schemas.SOURCE_CATALOG) for p in parts])
+        empty = schemas.SOURCE_CATALOG.empty_table()
+        return empty if columns is None else empty.select(columns)
+    return pa.concat_tables(
+        [pq.read_table(p, schema=schemas.SOURCE_CATALOG, columns=columns) for p in parts]
+    )
 
 
-def read_all_source_catalogs(cfg: BuildConfig) -> pa.Table:
-    return pa.concat_tables([read_source_catalog(cfg, s) for s in schemas.SOURCES])
+def read_all_source_catalogs(cfg: BuildConfig, columns: list[str] | None = None) -> pa.Table:
+    return pa.concat_tables([read_source_catalog(cfg, s, columns) for s in schemas.SOURCES])
 
 
 def add_query_ids(table: pa.Table) -> pa.Table:
-    """Append the `query_id` column (a pure function of source + verbatim ranks and name)."""
-    cols = {c: table.column(c).to_pylist() for c in ["source", *records.VERBATIM_QUERY_FIELDS]}
-    ids = [
-        records.query_id(src, {f: cols[f][i] for f in records.VERBATIM_QUERY_FIELDS})
-        for i, src in enumerate(cols["source"])
-    ]
-    return table.append_column("query_id", pa.array(ids, pa.string()))
+    """Append the `query_id` column (a pure function of source + verbatim ranks and name),
+    column-wise: hashed once per distinct query, not a Python dict per row."""
+    return table.append_column("query_id", records.query_id_column(table))
 
 
 def push_image_stores(cfg: BuildConfig, shared: FsspecStorage, image_files) -> None:

@@ -36,6 +36,7 @@ from treeoflife.progress import Progress, or_null
 from treeoflife.records import eol_key
 from treeoflife.schemas import EOL_FETCH_STATUS
 from treeoflife.sources.download import Downloader, DownloadSettings, FetchResult
+from treeoflife.sources.eol_parts import PartPlan, is_remote, plan_part
 from treeoflife.sources.fetch_policy import FetchPolicy, public_url
 from treeoflife.sources.ingest import (
     PART_NAME,
@@ -49,11 +50,15 @@ from treeoflife.sources.ingest import (
     finish_stats,
     new_row,
     part_done,
+    part_is_current,
     part_parquet,
     part_tar_relpath,
     prepare_source_dirs,
+    remove_parts_from,
+    reuse_index,
     write_part,
 )
+from treeoflife.sources.partstore import ReuseIndex, StoredImage, reuse_parquet
 from treeoflife.sources.rerun import LazyImages, PartRerun, pending_reruns, refetch_keys
 from treeoflife.sources.seen import SeenKeys
 from treeoflife.storage import FsspecStorage, pull_files, shared_storage
@@ -336,7 +341,31 @@ def ingest_eol(
                 n_parts = asyncio.run(_ingest_parts(cfg, pages, settings, pool, run, progress))
     finally:
         progress.finish()
+    remove_parts_from(cfg, SOURCE, n_parts)  # a shorter manifest: its rows are gone
+    reuse_index(cfg, SOURCE).finish()  # every part of this plan is written
     return finish_stats(cfg, SOURCE, n_parts, run, {})
+
+
+def part_todo(cfg: BuildConfig, index: int, batch: list, reuse: ReuseIndex | None):
+    """(plan, rerun) of a part to write, or None when the part on disk is current and has no
+    transient failure to fetch again. With `sources.eol.revalidate` a part with remote URLs
+    is written again, its remote images fetched again."""
+    plan = plan_part(cfg, batch)
+    revalidate = cfg.sources.eol.revalidate and any(is_remote(url) for _, url in batch)
+    if not revalidate and part_is_current(cfg, SOURCE, index, plan.key):
+        rerun = rerun_plan(cfg, index)
+        return None if rerun is None else (plan, rerun)
+    if reuse is not None:
+        reuse.set_aside()
+        reused = {}
+        for (row, url), iid in zip(batch, plan.ids, strict=True):
+            if revalidate and is_remote(url):
+                continue  # fetched again: what changed (or was taken down) is what it serves
+            stored = reuse.get(iid)
+            if stored is not None:
+                reused[row["key"]] = stored
+        plan = dataclasses.replace(plan, reused=reused)
+    return plan, None
 
 
 DECODE_THREADS_PER_PROCESS = 2
@@ -366,18 +395,21 @@ def _ingest_parts_processes(cfg, pages, settings, resize, run: IngestStats, prog
             fut.result()  # a failed part stops the run (finished parts stay; rerun resumes)
             run.parts_written += 1
 
+    reuse = reuse_index(cfg, SOURCE)
     with process_pool(procs, "forkserver") as executor:  # die with this process
         try:
             rows = iter_manifest_rows(cfg, pages)
             for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):
                 n_parts = index + 1
-                if part_done(cfg, SOURCE, index) and rerun_plan(cfg, index) is None:
+                todo = part_todo(cfg, index, batch, reuse)
+                if todo is None:
                     run.parts_skipped += 1
                     progress.advance(len(batch))
                     continue
                 while len(pending) >= procs + 1:  # one queued behind the running ones
                     collect()
-                fut = executor.submit(_download_part, cfg, index, batch, share, resize)
+                plan = todo[0]
+                fut = executor.submit(_download_part, cfg, index, batch, share, resize, plan)
                 pending[fut] = len(batch)
             while pending:
                 collect()
@@ -397,6 +429,7 @@ class EolPart:
     settings: DownloadSettings
     resize: ResizePolicy
     shared: FsspecStorage | None = None  # object storage the part goes to (download_eol_part)
+    plan: PartPlan | None = None  # its key (None: computed where it runs)
 
 
 def download_eol_part(item: EolPart) -> tuple[int, int]:
@@ -407,14 +440,15 @@ def download_eol_part(item: EolPart) -> tuple[int, int]:
     written in a scratch folder and its files are copied there, the catalog part last (its
     presence marks the part done); the driver pulls them (`_pull_part`)."""
     if item.shared is None:
-        _download_part(item.cfg, item.index, item.batch, item.settings, item.resize)
+        _download_part(item.cfg, item.index, item.batch, item.settings, item.resize, item.plan)
         return item.index, len(item.batch)
     rels = _part_files(item.cfg, item.index)
     if item.shared.exists(rels[-1]):  # a retried task whose first attempt finished
         return item.index, len(item.batch)
     with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
         cfg = dataclasses.replace(item.cfg, data_root=scratch)
-        _download_part(cfg, item.index, item.batch, item.settings, item.resize)
+        plan = item.plan and dataclasses.replace(item.plan, reused={})  # not on this disk
+        _download_part(cfg, item.index, item.batch, item.settings, item.resize, plan)
         for rel in rels:
             if (Path(scratch) / rel).exists():
                 item.shared.put(Path(scratch) / rel, rel)
@@ -422,12 +456,13 @@ def download_eol_part(item: EolPart) -> tuple[int, int]:
 
 
 def _part_files(cfg: BuildConfig, index: int) -> list[str]:
-    """A part's files relative to the data root: image store, download status, catalog part
-    (the one whose presence marks the part done: last)."""
+    """A part's files relative to the data root: image store, download status, catalog part,
+    its record (the one whose presence marks the part done: last)."""
     files = [
         cfg.root / part_tar_relpath(SOURCE, index),
         status_parquet(cfg, index),
         part_parquet(cfg, SOURCE, index),
+        reuse_parquet(part_parquet(cfg, SOURCE, index)),
     ]
     return [f.relative_to(cfg.root).as_posix() for f in files]
 
@@ -446,6 +481,7 @@ def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progres
     share = _split_settings(settings, getattr(map_parts, "width", cfg.execution.parallelism))
     remote_cfg = dataclasses.replace(cfg, data_root=str(cfg.root.resolve()))
     shared = shared_storage(cfg)
+    reuse = reuse_index(cfg, SOURCE)
     n_parts = 0
 
     def items() -> Iterator[EolPart]:
@@ -453,11 +489,12 @@ def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progres
         rows = iter_manifest_rows(cfg, pages)
         for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):
             n_parts = index + 1
-            if part_done(cfg, SOURCE, index) and rerun_plan(cfg, index) is None:
+            todo = part_todo(cfg, index, batch, reuse)
+            if todo is None:
                 run.parts_skipped += 1
                 progress.advance(len(batch))
                 continue
-            yield EolPart(remote_cfg, index, batch, share, resize, shared)
+            yield EolPart(remote_cfg, index, batch, share, resize, shared, todo[0])
 
     for index, n_rows in map_parts(download_eol_part, items()):
         if shared is not None:
@@ -468,17 +505,21 @@ def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progres
     return n_parts
 
 
-def _download_part(cfg, index: int, batch: list, settings, resize) -> None:
-    """Worker process: download, decode (threads) and write one part (kept when done)."""
-    rerun = rerun_plan(cfg, index)
-    if part_done(cfg, SOURCE, index) and rerun is None:  # a retried task that finished
-        return
+def _download_part(cfg, index: int, batch: list, settings, resize, plan=None) -> None:
+    """Worker process: download, decode (threads) and write one part (kept when current)."""
+    plan = plan or plan_part(cfg, batch)
+    rerun = None
+    revalidate = cfg.sources.eol.revalidate and any(is_remote(url) for _, url in batch)
+    if not revalidate and part_is_current(cfg, SOURCE, index, plan.key):
+        rerun = rerun_plan(cfg, index)
+        if rerun is None:  # a retried task that finished
+            return
 
     async def run() -> None:
         hold = 2 * settings.concurrency + 4 * DECODE_THREADS_PER_PROCESS
         async with Downloader(settings, hold, hosts_report(cfg, index)) as downloader:
             stats = IngestStats(source=SOURCE)
-            await _part(cfg, index, batch, downloader, pool, stats, rerun)
+            await _part(cfg, index, batch, downloader, pool, stats, rerun, plan)
 
     with DecodePool(DECODE_THREADS_PER_PROCESS, resize=resize, threads=True) as pool:
         asyncio.run(run())
@@ -503,11 +544,12 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
     # network outruns the decoders (back-pressure instead of an unbounded decode queue).
     hold = 2 * settings.concurrency + 4 * max(1, pool.workers)
     running: set[asyncio.Task] = set()
+    reuse = reuse_index(cfg, SOURCE)
     n_parts = 0
 
-    async def one(index: int, batch: list, rerun: PartRerun | None) -> None:
+    async def one(index: int, batch: list, rerun: PartRerun | None, plan: PartPlan) -> None:
         try:
-            await _part(cfg, index, batch, downloader, pool, run, rerun)
+            await _part(cfg, index, batch, downloader, pool, run, rerun, plan)
             progress.advance(len(batch))
         finally:
             window.release()
@@ -518,16 +560,17 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
                 _batches(iter_manifest_rows(cfg, pages), ecfg.rows_per_part)
             ):
                 n_parts = index + 1
-                rerun = rerun_plan(cfg, index)
-                if part_done(cfg, SOURCE, index) and rerun is None:
+                todo = part_todo(cfg, index, batch, reuse)
+                if todo is None:
                     run.parts_skipped += 1
                     progress.advance(len(batch))
                     continue
+                plan, rerun = todo
                 await window.acquire()
                 for task in [t for t in running if t.done()]:
                     running.discard(task)
                     task.result()  # a failed part stops the run (its rows are not lost: rerun)
-                task = asyncio.create_task(one(index, batch, rerun))
+                task = asyncio.create_task(one(index, batch, rerun, plan))
                 running.add(task)
             if running:
                 await asyncio.gather(*running)
@@ -554,7 +597,7 @@ async def _fetch_and_decode(
 
 def status_row(row: dict, url: str | None, fetch: FetchResult | None, outcome) -> dict:
     """The status-table row of one manifest row."""
-    ok = isinstance(outcome, NormalizedImage)
+    ok = isinstance(outcome, (NormalizedImage, StoredImage))
     reason = None if ok else (outcome if isinstance(outcome, str) else row["reason"])
     if ok:
         status = STATUS_OK
@@ -596,7 +639,8 @@ def transient_reruns_pending(cfg: BuildConfig) -> int:
     return pending_reruns(paths, cfg.sources.eol.rerun_transient)
 
 
-async def _part(cfg, index, batch, downloader, pool, run: IngestStats, rerun=None) -> None:
+async def _part(cfg, index, batch, downloader, pool, run: IngestStats, rerun=None, plan=None):
+    plan = plan or plan_part(cfg, batch)
     kept = {}  # rows a rerun does not fetch again: key -> (earlier status row, reason)
     if rerun is not None:
         kept = {r["key"]: k for r, url in batch if url and (k := rerun.kept_outcome(r["key"]))}
@@ -604,6 +648,10 @@ async def _part(cfg, index, batch, downloader, pool, run: IngestStats, rerun=Non
     async def one(row: dict, url: str | None):
         if row["key"] in kept:
             return None, kept[row["key"]][1]
+        if url is not None and row["key"] in plan.reused:  # stored by an earlier part
+            image = await asyncio.to_thread(plan.reused[row["key"]].checked)
+            if image is not None:
+                return None, image
         return await _fetch_and_decode(url, downloader, pool)
 
     results = await asyncio.gather(*(one(row, url) for row, url in batch))
@@ -622,11 +670,11 @@ async def _part(cfg, index, batch, downloader, pool, run: IngestStats, rerun=Non
     def write() -> None:
         table = pa.Table.from_pylist(status_rows, schema=STATUS_SCHEMA)
         if rerun is not None:  # the catalog first: killed in between, the rows are refetched
-            write_part(cfg, SOURCE, index, rows, images)
+            write_part(cfg, SOURCE, index, rows, images, plan.key, plan.ids)
             write_parquet_atomic(table, status_parquet(cfg, index))
             return
         write_parquet_atomic(table, status_parquet(cfg, index))
-        write_part(cfg, SOURCE, index, rows, images)
+        write_part(cfg, SOURCE, index, rows, images, plan.key, plan.ids)
 
     await asyncio.to_thread(write)
     run.parts_written += 1

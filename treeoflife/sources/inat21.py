@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from treeoflife.config import BuildConfig, INat21Archive
 from treeoflife.errors import InputError
+from treeoflife.images import DEFAULT_MAX_PIXELS
 from treeoflife.io import write_parquet_atomic, write_text_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.records import inat21_key
@@ -66,15 +67,17 @@ from treeoflife.sources.ingest import (
     member_is_unsafe,
     new_row,
     normal_member_name,
-    part_done,
+    part_is_current,
     part_parquet,
     part_tar_relpath,
     pool_workers_for,
     prepare_source_dirs,
     remove_parts_from,
+    reuse_index,
     tar_member_is_special,
     write_part,
 )
+from treeoflife.sources.partstore import PartKey, ReuseIndex, forget_key, image_id
 from treeoflife.sources.remote import RangeReader, RemoteReadError, is_url
 
 log = logging.getLogger(__name__)
@@ -442,8 +445,15 @@ def _categories_parquet(cfg: BuildConfig, archive_no: int) -> Path:
     return catalog_dir(cfg, SOURCE) / f"_categories-{archive_no:02d}.parquet"
 
 
-def _archive_identity(archive: INat21Archive, plan: _ArchivePlan, annotations_md5: str) -> dict:
-    """What the archive's parts were made from: a marker that differs means redo them."""
+DECODE_SETTINGS = ("decode", DEFAULT_MAX_PIXELS, "originals")
+"""What the stored bytes of an iNat21 image depend on besides the member (originals kept)."""
+
+
+def _archive_identity(
+    cfg: BuildConfig, archive: INat21Archive, plan: _ArchivePlan, annotations_md5: str
+) -> dict:
+    """What the archive's parts were made from: a marker that differs means redo them (the
+    images a redone part already stored are reused: sources.partstore)."""
     return {
         "images": archive.images,
         "annotations": archive.annotations,
@@ -452,7 +462,25 @@ def _archive_identity(archive: INat21Archive, plan: _ArchivePlan, annotations_md
         "first_part": plan.first_part,
         "parts": plan.n_parts,
         "rows": len(plan.entries),
+        "settings": [cfg.sources.inat21.max_member_bytes, *DECODE_SETTINGS],
     }
+
+
+def _file_validator(spec: str, cfg: BuildConfig) -> list | None:
+    """A local archive's size and mtime (an image replaced in it changes them); None for a
+    URL (its configured md5 is what checks it)."""
+    if is_url(spec):
+        return None
+    try:
+        st = cfg.path(spec).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _member_id(name: str, member: tarfile.TarInfo) -> str:
+    """An archive member's image id: its name, size and mtime, and the decode settings."""
+    return image_id(SOURCE, name, member.size, member.mtime, DECODE_SETTINGS)
 
 
 def _read_marker(path: Path) -> dict | None:
@@ -474,6 +502,7 @@ def ingest_inat21(cfg: BuildConfig, progress: Progress | None = None) -> IngestS
     archives_out: list[dict] = []
     seen_keys: dict[str, int] = {}
     next_part = 0
+    reuse = reuse_index(cfg, SOURCE)
     progress.start("ingest inat21", None)
     try:
         for archive_no, archive in enumerate(icfg.archives):
@@ -482,7 +511,9 @@ def ingest_inat21(cfg: BuildConfig, progress: Progress | None = None) -> IngestS
             del data
             name = archive.images.rstrip("/").rsplit("/", 1)[-1]
             progress.start(f"ingest inat21 {name}", len(plan.entries))
-            ignored = _ingest_archive(cfg, archive_no, archive, json_md5, plan, run, progress)
+            ignored = _ingest_archive(
+                cfg, archive_no, archive, json_md5, plan, run, progress, reuse
+            )
             for k, v in ignored.items():
                 ignored_total[k] = ignored_total.get(k, 0) + v
             archives_out.append(
@@ -495,6 +526,7 @@ def ingest_inat21(cfg: BuildConfig, progress: Progress | None = None) -> IngestS
     for stale in sorted(catalog_dir(cfg, SOURCE).glob("_*-[0-9][0-9].*")):
         if int(stale.name.split("-")[1][:2]) >= len(icfg.archives):
             stale.unlink()  # marker / categories of an archive no longer configured
+    reuse.finish()  # every part of this plan is written
     return finish_stats(
         cfg, SOURCE, next_part, run, ignored_total, extra={"archives": archives_out}
     )
@@ -508,17 +540,25 @@ def _ingest_archive(
     plan: _ArchivePlan,
     run: IngestStats,
     progress: Progress,
+    reuse: ReuseIndex,
 ) -> dict[str, int]:
     marker_path = _archive_marker(cfg, archive_no)
-    identity = _archive_identity(archive, plan, json_md5)
+    identity = _archive_identity(cfg, archive, plan, json_md5)
+    # the parts' records also name the archive file's size + mtime (machine facts: not in the
+    # marker, an output): an image replaced in the archive redoes its parts
+    key = PartKey(SOURCE, identity, _file_validator(archive.images, cfg)).hexdigest()
     marker = _read_marker(marker_path)
     stale = marker is not None and marker.get("archive") != identity
     if stale:  # parts of an archive that has since changed: redo them all
         log.info("iNat21 archive %s changed since its parts were written; redoing", archive.images)
         marker_path.unlink(missing_ok=True)
-        done: set[int] = set()
-    else:
-        done = {p for p in range(plan.n_parts) if part_done(cfg, SOURCE, plan.first_part + p)}
+    done = {
+        p
+        for p in range(plan.n_parts)
+        if not stale and part_is_current(cfg, SOURCE, plan.first_part + p, f"{key}:{p}")
+    }
+    if len(done) < plan.n_parts:
+        reuse.set_aside()  # the images earlier parts stored, before they are replaced
     categories = _categories_parquet(cfg, archive_no)
     complete = marker is not None and not stale and marker.get("complete") is True
     if complete and len(done) == plan.n_parts and categories.exists():
@@ -533,7 +573,8 @@ def _ingest_archive(
     progress.advance(len(plan.entries) - todo)  # parts done earlier
     try:
         with DecodePool(pool_workers_for(todo)) as pool:
-            ignored, digest = _stream_archive(cfg, archive, plan, done, pool, run, progress)
+            stream = _Stream(key, reuse)
+            ignored, digest = _stream_archive(cfg, archive, plan, done, pool, run, progress, stream)
     except InputError:
         if archive.md5:  # its parts were removed: so is what said the archive was read
             marker_path.unlink(missing_ok=True)
@@ -556,6 +597,7 @@ def _stream_archive(
     pool: DecodePool,
     run: IngestStats,
     progress: Progress,
+    stream: _Stream,
 ) -> tuple[dict[str, int], str | None]:
     """Read the archive once, writing each part as soon as its members are in."""
     ignored: dict[str, int] = {}
@@ -567,13 +609,15 @@ def _stream_archive(
     inflight: list[cf.Future] = []
     written: list[int] = []
 
-    def write(part: int, rows: list[dict], outcomes: list) -> None:
+    def write(part: int, rows: list[dict], outcomes: list, ids: list) -> None:
         images = [o.result() if isinstance(o, cf.Future) else o for o in outcomes]
-        write_part(cfg, SOURCE, plan.first_part + part, rows, images)
+        key = f"{stream.key}:{part}"
+        write_part(cfg, SOURCE, plan.first_part + part, rows, images, key, ids)
         progress.advance(len(rows))
 
     def flush(part: int) -> None:
         rows, outcomes = [], []
+        ids = [stream.ids.pop(i, None) for i in plan.part_rows(part)]
         for i in plan.part_rows(part):
             row = plan.row(i)
             rows.append(row)
@@ -585,7 +629,7 @@ def _stream_archive(
                 outcomes.append(REASON_MISSING)
         while len(inflight) >= 2:
             inflight.pop(0).result()
-        inflight.append(writer.submit(write, part, rows, outcomes))
+        inflight.append(writer.submit(write, part, rows, outcomes, ids))
         written.append(part)
         run.parts_written += 1
 
@@ -596,7 +640,7 @@ def _stream_archive(
     where = _where(archive.images, cfg)
     try:
         try:
-            digest = _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending)
+            digest = _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream)
         except InputError:
             wait_writes()
             if archive.md5:  # never verified: keep nothing derived from it
@@ -618,7 +662,17 @@ def _stream_archive(
     return dict(sorted(ignored.items())), digest
 
 
-def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending) -> str | None:
+@dataclass
+class _Stream:
+    """What a redone archive's parts carry: their record's key, the image ids of the members
+    read so far, and the images earlier parts stored (reused instead of decoded again)."""
+
+    key: str
+    reuse: ReuseIndex
+    ids: dict[int, str] = field(default_factory=dict)  # entry index -> image id
+
+
+def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream) -> str | None:
     """Hand each listed member to the decode pool; flush a part when complete. Returns md5."""
     received: set[int] = set()
     remaining = list(plan.expected)
@@ -635,6 +689,7 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending) -> str
     try:
         with tarfile.open(fileobj=reader, mode="r|gz") as tar:
             for member in tar:
+                tar.members = []  # a stream keeps every TarInfo otherwise (~0.6 KB a member)
                 if member.isdir():
                     continue
                 name = normal_member_name(member.name)
@@ -652,8 +707,11 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending) -> str
                 part = plan.part_of(index)
                 if part in done or plan.entries[index].reason is not None:
                     continue
+                stream.ids[index] = iid = _member_id(name, member)
                 if member.size > max_bytes:
                     pending[index] = REASON_MEMBER_TOO_LARGE
+                elif (stored := stream.reuse.load(iid)) is not None:
+                    pending[index] = stored
                 else:
                     extracted = tar.extractfile(member)
                     pending[index] = pool.submit(extracted.read() if extracted else b"")
@@ -674,5 +732,6 @@ def _roll_back(cfg: BuildConfig, plan: _ArchivePlan) -> None:
     """Remove every part of an archive that failed its md5 check (this run's and earlier)."""
     for part in range(plan.n_parts):
         index = plan.first_part + part
+        forget_key(part_parquet(cfg, SOURCE, index))
         part_parquet(cfg, SOURCE, index).unlink(missing_ok=True)
         (cfg.root / part_tar_relpath(SOURCE, index)).unlink(missing_ok=True)

@@ -38,6 +38,14 @@ from treeoflife.io import (
 )
 from treeoflife.procs import process_pool
 from treeoflife.schemas import INGEST_FAILED, INGEST_OK, SOURCE_CATALOG
+from treeoflife.sources.partstore import (
+    ReuseIndex,
+    StoredImage,
+    forget_key,
+    part_current,
+    records_dir,
+    write_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +106,20 @@ def part_done(cfg: BuildConfig, source: str, index: int) -> bool:
     return part_parquet(cfg, source, index).exists()
 
 
+def part_is_current(cfg: BuildConfig, source: str, index: int, key: str) -> bool:
+    """The part on disk was made from what `key` names (sources.partstore)."""
+    tar = cfg.root / part_tar_relpath(source, index)
+    return part_current(part_parquet(cfg, source, index), tar, key)
+
+
+def reuse_index(cfg: BuildConfig, source: str) -> ReuseIndex:
+    return ReuseIndex(catalog_dir(cfg, source), cfg.root)
+
+
 def prepare_source_dirs(cfg: BuildConfig, source: str) -> None:
     """Create the output folders and drop temporaries an interrupted run left behind."""
-    for folder in (catalog_dir(cfg, source), images_dir(cfg, source)):
+    records = records_dir(catalog_dir(cfg, source))
+    for folder in (catalog_dir(cfg, source), images_dir(cfg, source), records):
         folder.mkdir(parents=True, exist_ok=True)
         n = remove_stale_temporaries(folder)
         if n:
@@ -111,7 +130,8 @@ def remove_parts_from(cfg: BuildConfig, source: str, first: int) -> int:
     """Remove parts numbered `first` and up (and their sidecars): what an earlier run over a
     longer input left would otherwise be read as rows of this one."""
     removed = 0
-    for folder in (catalog_dir(cfg, source), images_dir(cfg, source)):
+    records = records_dir(catalog_dir(cfg, source))
+    for folder in (catalog_dir(cfg, source), images_dir(cfg, source), records):
         for path in sorted(folder.glob("part-*")):
             number = re.match(r"part-(\d+)\.", path.name)
             if number and int(number.group(1)) >= first:
@@ -187,18 +207,24 @@ def write_part(
     source: str,
     index: int,
     rows: list[dict],
-    images: Sequence[NormalizedImage | str | None],
+    images: Sequence[NormalizedImage | StoredImage | str | None],
+    key: str | None = None,
+    image_ids: Sequence[str | None] | None = None,
 ) -> pa.Table:
     """Write one part: images in row order into the store tar, then the catalog parquet.
 
-    `images[i]` is the decoded image of `rows[i]`, a reason code if it failed to decode, or None
-    when the row already carries its failure.
+    `images[i]` is the decoded image of `rows[i]` (or one an earlier part stored:
+    sources.partstore), a reason code if it failed to decode, or None when the row already
+    carries its failure. `key` (what the part is made from) goes into the catalog part,
+    `image_ids` into its reuse sidecar, written before it.
     """
     if len(rows) != len(images):
         raise ValueError("rows and images differ in length")
     tar_rel = part_tar_relpath(source, index)
     with ImageStoreWriter(cfg.root / tar_rel) as store:
         for row, image in zip(rows, images, strict=True):
+            if isinstance(image, StoredImage):
+                image = image.load()
             if isinstance(image, NormalizedImage):
                 offset, size = store.add(store_member_name(row["key"]), image.data)
                 row.update(
@@ -216,7 +242,14 @@ def write_part(
             elif row.get("status") != INGEST_FAILED or not row.get("reason"):
                 raise ValueError(f"row {row['key']} has neither an image nor a failure reason")
     table = pa.Table.from_pylist(rows, schema=SOURCE_CATALOG)
-    write_parquet_atomic(table, part_parquet(cfg, source, index))
+    parquet = part_parquet(cfg, source, index)
+    if key is None:
+        write_parquet_atomic(table, parquet)
+        return table
+    forget_key(parquet)  # killed before the new record is written: the part is not current
+    write_parquet_atomic(table, parquet)
+    ids = list(image_ids) if image_ids is not None else [None] * len(rows)
+    write_record(parquet, key, [r["key"] for r in rows], ids)
     return table
 
 

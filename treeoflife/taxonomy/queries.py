@@ -4,20 +4,66 @@ resolver labels, built from source catalogs and evaluation-set rows, one column 
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from treeoflife.errors import InputError
-from treeoflife.records import TAXONOMY_QUERY_COLUMNS, VERBATIM_QUERY_FIELDS, query_id
+from treeoflife.records import (
+    TAXONOMY_QUERY_COLUMNS,
+    VERBATIM_QUERY_FIELDS,
+    hash_query_keys,
+    query_id,
+    query_keys,
+)
 
 log = logging.getLogger(__name__)
 
 QUERY_COLUMNS = TAXONOMY_QUERY_COLUMNS
+
+
+def _catalog_queries(catalog: pa.Table, images: Counter) -> dict[str, dict]:
+    """Distinct queries of a catalog, column-wise: per distinct query text its first row's
+    fields, its row count and its smallest non-empty common name."""
+    fields = ["source", *VERBATIM_QUERY_FIELDS]
+    if catalog.num_rows == 0:
+        return {}
+    encoded = query_keys(catalog).combine_chunks().dictionary_encode()
+    common = (
+        catalog.column("verbatim_common_name").cast(pa.string())
+        if "verbatim_common_name" in catalog.column_names
+        else pa.nulls(catalog.num_rows, pa.string())
+    )
+    common = pc.if_else(pc.equal(common, ""), pa.scalar(None, pa.string()), common)
+    grouped = (
+        pa.table(
+            {
+                "q": encoded.indices,
+                "row": pa.array(np.arange(catalog.num_rows, dtype=np.int64)),
+                "name": common,
+            }
+        )
+        .group_by("q", use_threads=False)
+        .aggregate([("row", "min"), ("row", "count"), ("name", "min")])
+        .sort_by("row_min")
+    )
+    ids = pc.take(hash_query_keys(encoded.dictionary), grouped.column("q")).to_pylist()
+    firsts = catalog.select(fields).take(grouped.column("row_min")).to_pylist()
+    by_id: dict[str, dict] = {}
+    for qid, row, n, name in zip(
+        ids,
+        firsts,
+        grouped.column("row_count").to_pylist(),
+        grouped.column("name_min").to_pylist(),
+        strict=True,
+    ):
+        images[qid] += n
+        by_id[qid] = {"query_id": qid, **row, "verbatim_common_name": name}
+    return by_id
 
 
 def taxonomy_queries(
@@ -32,24 +78,15 @@ def taxonomy_queries(
     One row per query_id (`treeoflife.records.query_id` of source + verbatim ranks and name),
     sorted by query_id; the common name is the smallest non-empty one its rows carry (so the
     order rows come in does not matter). `images`, when given, counts the rows behind each
-    query_id.
+    query_id. The catalog is grouped column-wise; only distinct queries become Python rows.
     """
     fields = ["source", *VERBATIM_QUERY_FIELDS]
     missing = [c for c in fields if c not in catalog.column_names]
     if missing:
         raise InputError(f"catalog lacks column(s) {missing} needed for taxonomy queries")
-    common = (
-        catalog.column("verbatim_common_name").to_pylist()
-        if "verbatim_common_name" in catalog.column_names
-        else [None] * catalog.num_rows
-    )
-    rows = (
-        {**row, "verbatim_common_name": name}
-        for row, name in zip(catalog.select(fields).to_pylist(), common, strict=True)
-    )
     images = images if images is not None else Counter()
-    by_id: dict[str, dict] = {}
-    for row in itertools.chain(rows, extra_rows):
+    by_id = _catalog_queries(catalog, images)
+    for row in extra_rows:
         qid = query_id(row["source"], row)
         images[qid] += 1
         name = row.get("verbatim_common_name") or None

@@ -22,6 +22,7 @@ from treeoflife.evalsets.sets import read_evalset
 from treeoflife.io import write_parquet_atomic, write_text_atomic
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress
+from treeoflife.records import VERBATIM_QUERY_FIELDS
 from treeoflife.schemas import RANKS
 from treeoflife.sources.catalogs import read_all_source_catalogs
 from treeoflife.taxonomy.api_client import ApiSettings
@@ -148,7 +149,8 @@ def build_queries(cfg: BuildConfig, images: Counter | None = None) -> pa.Table:
         for es in cfg.evalsets
         for er in read_evalset(es, cfg)
     )
-    return taxonomy_queries(read_all_source_catalogs(cfg), evalset_rows, images)
+    columns = ["source", *VERBATIM_QUERY_FIELDS, "verbatim_common_name"]
+    return taxonomy_queries(read_all_source_catalogs(cfg, columns), evalset_rows, images)
 
 
 def run_taxonomy(cfg: BuildConfig, progress: Progress | None = None) -> dict:
