@@ -15,9 +15,14 @@ tests.support.mirror_server.MirrorServer:
 - the bad-input table (tests/reliability/bad_inputs.py): cases tried, rows tried, rows lost;
 - the hostile-fetch table (tests/reliability/hostile_fetch.py): hostile URLs tried, local or
   private files published (must be 0), requests that reached the secret server.
-- the settings table (tests/test_config_settings.py): bad settings tried, refused as expected.
+- the settings table (tests/test_config_settings.py): bad settings tried, refused as expected;
+  and issue 15's bad settings given to `treeoflife build` at once (tests/test_config_issue15.py);
+- concurrent builds (tests/reliability/concurrent_builds.py): trials of two `treeoflife build`
+  started together on one fresh data root, and how many ended with both builds done, nothing
+  opaque, no temporaries and a release equal to a single build's.
 
     .venv/bin/python bench/reliability.py [--urls 5000] [--kills 5] [--skip-img2dataset]
+        [--concurrent 20]
 
 Writes bench/results/reliability.md.
 """
@@ -45,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pyarrow.parquet as pq  # noqa: E402
 
+from tests.reliability import concurrent_builds  # noqa: E402
 from tests.reliability.bad_inputs import CASES, check, rows_lost  # noqa: E402
 from tests.reliability.eol_world import (  # noqa: E402
     EOL_PREFIX,
@@ -58,6 +64,7 @@ from tests.reliability.hostile_fetch import check as check_hostile  # noqa: E402
 from tests.reliability.hostile_fetch import run_case  # noqa: E402
 from tests.soak.test_kill_resume import KILLS as CLI_KILLS  # noqa: E402
 from tests.support.mirror_server import MirrorServer  # noqa: E402
+from tests.test_config_issue15 import ISSUE_15, LINES  # noqa: E402
 from tests.test_config_settings import SETTINGS  # noqa: E402
 from treeoflife.config import config_from_dict  # noqa: E402
 
@@ -309,7 +316,51 @@ def settings_table() -> dict:
             config_from_dict(fragment)
         except Exception as exc:  # a traceback-type error counts as not refused
             refused += getattr(exc, "problems", None) == [line]
-    return {"tried": len(SETTINGS), "refused_as_expected": refused}
+    return {
+        "tried": len(SETTINGS),
+        "refused_as_expected": refused,
+        "issue15_at_once": issue15_at_once(),
+    }
+
+
+def issue15_at_once() -> bool:
+    """Issue 15's nine bad settings in one config: `treeoflife build` exits 2 before any work,
+    with their nine lines and nothing else."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bad.yaml"
+        config.write_text(json.dumps(ISSUE_15))  # JSON is YAML
+        done = subprocess.run(
+            [sys.executable, "-m", "treeoflife.cli", "build", "-q", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=300,
+        )
+        untouched = sorted(p.name for p in Path(tmp).iterdir()) == ["bad.yaml"]
+    said = sorted(done.stderr.splitlines())
+    return done.returncode == 2 and untouched and said == sorted(f"error: {ln}" for ln in LINES)
+
+
+def concurrent(base: Path, trials: int) -> dict:
+    """`trials` pairs of simultaneous builds on fresh roots, against one single build."""
+    reference = concurrent_builds.single_build(base / "single")
+    rng = random.Random(SEED)
+    results = []
+    for i in range(trials):
+        results.append(concurrent_builds.trial(base / f"trial-{i}", reference, rng))
+        shutil.rmtree(base / f"trial-{i}", ignore_errors=True)
+        print(f"concurrent build trial {i}: {results[-1]}")
+    return {
+        "trials": trials,
+        "ok": sum(r.ok for r in results),
+        "waited": sum(r.waited for r in results),
+        "opaque_errors": sum(bool(r.opaque) for r in results),
+        "failed_builds": sum(code != 0 for r in results for code in r.exit_codes),
+        "with_temporaries": sum(bool(r.temporaries) for r in results),
+        "release_differs": sum(not r.same_as_single for r in results),
+        "mean_s": sum(r.seconds for r in results) / max(1, trials),
+    }
 
 
 def main() -> None:
@@ -317,6 +368,7 @@ def main() -> None:
     ap.add_argument("--urls", type=int, default=5000)
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--skip-img2dataset", action="store_true")
+    ap.add_argument("--concurrent", type=int, default=20, help="concurrent-build trials")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the bad inputs log warnings by design
     load_before = os.getloadavg()
@@ -337,10 +389,14 @@ def main() -> None:
         print("hostile fetches:", json.dumps(hostile_urls))
         bad["settings"] = settings_table()
         print("settings:", json.dumps(bad["settings"]))
+        together = concurrent(base / "concurrent", args.concurrent)
+        print("concurrent builds:", json.dumps(together))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     load_after = os.getloadavg()
-    write_report(args, started, load_before, load_after, ours, peer, killed, bad, hostile_urls)
+    write_report(
+        args, started, load_before, load_after, ours, peer, killed, bad, hostile_urls, together
+    )
     broken = [
         ours["rows_lost"],
         ours["rows_twice"],
@@ -353,17 +409,23 @@ def main() -> None:
         hostile_urls["requests_to_secret_server"],
         hostile_urls["cases_failed"],
         bad["settings"]["tried"] - bad["settings"]["refused_as_expected"],
+        not bad["settings"]["issue15_at_once"],
+        together["trials"] - together["ok"],
     ]
     if any(broken):
         sys.exit("a row lost or twice, an outcome not as planned, or outputs differ: see above")
 
 
-def write_report(args, started, load_before, load_after, ours, peer, killed, bad, hostile) -> None:
+def write_report(
+    args, started, load_before, load_after, ours, peer, killed, bad, hostile, together
+) -> None:
     cmd = "  .venv/bin/python bench/reliability.py"
     if args.urls != 5000 or args.kills != 5:
         cmd += f" --urls {args.urls} --kills {args.kills}"
     if args.skip_img2dataset:
         cmd += " --skip-img2dataset"
+    if args.concurrent != 20:
+        cmd += f" --concurrent {args.concurrent}"
     pct = 100 * ours["requests_faulted"] / ours["requests"]
     lines = [
         "# reliability: fault soak, SIGKILLs, bad inputs",
@@ -421,7 +483,19 @@ def write_report(args, started, load_before, load_after, ours, peer, killed, bad
         f"{bad['rows_tried']} rows tried, rows lost: {bad['rows_lost']}, cases not as "
         f"expected: {bad['cases_failed']}. Settings tried (tests/test_config_settings.py): "
         f"{bad['settings']['tried']}, refused with their one line before any work: "
-        f"{bad['settings']['refused_as_expected']}.",
+        f"{bad['settings']['refused_as_expected']}. Issue 15's nine bad settings in one "
+        "config (tests/test_config_issue15.py), given to `treeoflife build`: refused at once, "
+        f"one line each, exit 2, nothing created: {bad['settings']['issue15_at_once']}.",
+        "",
+        f"Concurrent builds (tests/reliability/concurrent_builds.py): {together['trials']} "
+        "trials of two `treeoflife build` started together (the second 0-1.5 s later) on a "
+        f"fresh data root; ended with both builds done, nothing opaque on stderr, no "
+        f"temporaries and the release equal to a single build's: {together['ok']} / "
+        f"{together['trials']} (second build waited for the first's lock: "
+        f"{together['waited']}; failed builds: {together['failed_builds']}; opaque errors: "
+        f"{together['opaque_errors']}; temporaries left: {together['with_temporaries']}; "
+        f"release differs: {together['release_differs']}; mean {together['mean_s']:.1f} s a "
+        "trial).",
         "",
         f"Hostile fetches (tests/reliability/hostile_fetch.py): {hostile['hostile_urls']} "
         "hostile URLs tried (file:// outside the mirror in every spelling, ../ and %2e%2e out "

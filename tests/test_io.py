@@ -83,13 +83,18 @@ def test_remove_stale_temporaries_spares_live_writers(tmp_path):
     (tmp_path / "sub" / f".part-00001.parquet.{dead_pid}.tmp").write_bytes(b"x")
     (tmp_path / "sub" / ".scratch.tmp").mkdir()  # a scratch folder with no pid
     (tmp_path / "sub" / f".db.duckdb.{dead_pid}.tmp.wal").write_bytes(b"w")  # derived by a tool
-    (tmp_path / "sub" / f".part-00002.parquet.{os.getpid()}.tmp").write_bytes(b"live")
+    # our pid, but not being written by us: an earlier process with the same pid left it
+    (tmp_path / "sub" / f".part-00003.parquet.{os.getpid()}.tmp").write_bytes(b"old")
     (tmp_path / "sub" / "part-00000.parquet").write_bytes(b"x")
-    assert remove_stale_temporaries(tmp_path) == 3
-    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [
-        f".part-00002.parquet.{os.getpid()}.tmp",
-        "part-00000.parquet",
-    ]
+    with atomic_path(tmp_path / "sub" / "part-00002.parquet") as live:
+        live.write_bytes(b"live")
+        (tmp_path / "sub" / f"{live.name}.wal").write_bytes(b"w")  # a tool's, beside ours
+        assert remove_stale_temporaries(tmp_path) == 4
+        assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [
+            f".part-00002.parquet.{os.getpid()}.tmp",
+            f".part-00002.parquet.{os.getpid()}.tmp.wal",
+            "part-00000.parquet",
+        ]
 
 
 def test_stable_hash_is_stable_and_separates_parts():

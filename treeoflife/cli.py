@@ -15,7 +15,7 @@ import typer
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from treeoflife import pipeline
+from treeoflife import lock, pipeline
 from treeoflife.config import BuildConfig, load_config
 from treeoflife.errors import ConfigError, TreeOfLifeError
 from treeoflife.layout import Layout
@@ -30,6 +30,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="build config (YAML)")]
 DataRootOpt = Annotated[
     str | None, typer.Option("--data-root", help="override the config's data_root")
+]
+NoWaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait", help="exit 2 if another build holds the data root (default: wait for it)"
+    ),
 ]
 
 
@@ -87,6 +93,19 @@ def _load(config: Path, data_root: str | None) -> BuildConfig:
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+def _one_build(cfg: BuildConfig, no_wait: bool) -> lock.BuildLock:
+    """The data root's build lock (treeoflife.lock): one build, sample or train at a time."""
+    try:
+        return lock.acquire(
+            cfg.root,
+            " ".join(["treeoflife", *sys.argv[1:]]),
+            wait=not no_wait,
+            on_wait=lambda msg: typer.echo(msg, err=True),
+        )
+    except TreeOfLifeError as exc:
+        _fail(exc)
 
 
 def _run(fn, *args):
@@ -164,6 +183,7 @@ def build(
     revalidate: Annotated[
         bool, typer.Option("--revalidate", help="fetch finished remote EOL images again")
     ] = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Build the dataset end to end (skipping what is already done)."""
     cfg = _load(config, data_root)
@@ -177,17 +197,23 @@ def build(
     t0 = time.perf_counter()
     progress = TqdmProgress(disable=quiet)
     try:
-        results = _run(pipeline.build, cfg, progress, stages)
+        with _one_build(cfg, no_wait):
+            results = _run(pipeline.build, cfg, progress, stages)
     finally:
         progress.finish()
     typer.echo(format_summary(results, time.perf_counter() - t0, cfg.root))
 
 
 @app.command()
-def sample(config: ConfigOpt = Path("configs/sample.yaml"), data_root: DataRootOpt = None) -> None:
+def sample(
+    config: ConfigOpt = Path("configs/sample.yaml"),
+    data_root: DataRootOpt = None,
+    no_wait: NoWaitOpt = False,
+) -> None:
     """Generate the bundled sample sources under <data_root>/sample."""
     cfg = _load(config, data_root)
-    result = _run(pipeline.run, "sample", cfg, TqdmProgress())
+    with _one_build(cfg, no_wait):
+        result = _run(pipeline.run, "sample", cfg, TqdmProgress())
     out = {**result.summary, "up_to_date": result.up_to_date}
     typer.echo(json.dumps({"skipped": result.skipped} if result.skipped else out, indent=1))
 
@@ -308,13 +334,14 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="no progress bar or step lines")
     ] = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Train a CLIP model on the built shards with stock open_clip_train; open_clip's steps
     (loss, samples/s, time left) stream to the terminal and to the run's train.log."""
     cfg = _load(config, data_root)
     progress = TqdmProgress(disable=quiet)
     try:
-        with _steps_on_terminal(quiet):
+        with _one_build(cfg, no_wait), _steps_on_terminal(quiet):
             result = _run(run_train, cfg, "run", progress)
     finally:
         progress.finish()

@@ -22,6 +22,7 @@ import yaml
 from treeoflife.config_rules import (
     Problems,
     check,
+    glob_under,
     local_path,
     path_problem,
     raise_problems,
@@ -455,6 +456,11 @@ class BuildConfig:
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else self.root / p
 
+    def glob(self, value: str) -> list[Path] | None:
+        """The files a glob pattern from the config matches (relative to the data root, whose
+        own `?` or `[` are literal), sorted; None when `value` is no pattern."""
+        return glob_under(self.root, value)
+
     def section_dict(self, name: str) -> dict:
         return dataclasses.asdict(getattr(self, name))
 
@@ -474,7 +480,12 @@ def input_problems(cfg: BuildConfig) -> list[str]:
         path = cfg.path(local)
         if generated and os.path.commonpath([generated, os.path.abspath(path)]) == generated:
             continue
-        problem = path_problem(kind, path)
+        relative = not Path(os.path.expanduser(local)).is_absolute()
+        problem = (
+            path_problem(kind, Path(os.path.expanduser(local)), cfg.root)
+            if kind == "glob" and relative
+            else path_problem(kind, path)
+        )
         if problem:
             problems.add(where, problem)
     return problems

@@ -262,10 +262,31 @@ def local_path(value: str) -> str | None:
     return None
 
 
-def path_problem(kind: str, path: Path) -> str | None:
-    """What is wrong with `path` for a setting of this path kind, or None."""
-    if kind == "glob" and glob.has_magic(str(path)):
-        return None if glob.glob(str(path)) else f"no file matches {path}"
+def glob_under(base: str | Path, value: str) -> list[Path] | None:
+    """The files a glob setting matches, sorted, or None when `value` is no pattern.
+
+    A relative `value` is matched under `base` (the data root) with only `value`'s own
+    characters read as pattern syntax: a `?`, `*` or `[` in the data root's path is literal.
+    """
+    value = os.path.expanduser(value)
+    if not glob.has_magic(value):
+        return None
+    if os.path.isabs(value):
+        return sorted(Path(p) for p in glob.glob(value))
+    return sorted(Path(base) / p for p in glob.glob(value, root_dir=base))
+
+
+def path_problem(kind: str, path: Path, base: str | Path | None = None) -> str | None:
+    """What is wrong with `path` for a setting of this path kind, or None. For a glob
+    setting, `base` is the folder a relative `path` is matched under (see glob_under)."""
+    if kind == "glob":
+        if base is not None and not Path(path).is_absolute():
+            matches = glob_under(base, str(path))
+            path = Path(base) / path
+        else:
+            matches = glob_under("/", str(path))
+        if matches is not None:
+            return None if matches else f"no file matches {path}"
     if kind in ("file", "glob") and not path.is_file():
         return f"no such file {path}" if not path.exists() else f"{path} is not a file"
     if kind == "dir" and not path.is_dir():

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from treeoflife.errors import OutputError
+from treeoflife.procs import process_alive
 
 TMP_SUFFIX = ".tmp"
 
@@ -43,6 +45,8 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(final)
+    live = _live_key(tmp)
+    _LIVE_TEMPORARIES.add(live)
     try:
         try:
             yield tmp
@@ -53,8 +57,19 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         with writing(final):
             finish_temporary(tmp, final)
     finally:
+        _LIVE_TEMPORARIES.discard(live)
         if tmp.exists():
             tmp.unlink()
+
+
+# This process's temporaries being written (atomic_path): a sweep spares a temporary carrying
+# our pid only when it is one of these, so one left by an earlier process that had the same
+# pid (a restarted container reuses pids) is swept like any dead writer's.
+_LIVE_TEMPORARIES: set[str] = set()
+
+
+def _live_key(tmp: Path) -> str:
+    return os.path.join(os.path.realpath(tmp.parent), tmp.name)
 
 
 @contextlib.contextmanager
@@ -112,26 +127,34 @@ _TEMPORARY = re.compile(r"^\..+?(?:\.(\d+))?\.tmp(?:\.[^/]*)?$")
 """`.name.<pid>.tmp` from atomic_path, and what tools derive from it (`.tmp.wal`, `.tmp.spill`)."""
 
 
-def _writer_alive(pid: int | None) -> bool:
-    """Whether the process that named a temporary file still runs on this machine."""
-    if pid is None:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def writer_alive(pid: int | None) -> bool:
+    """Whether the process that named a temporary file (its pid in the name) still runs on
+    this machine; this process counts as alive (its own temporaries are in use)."""
+    return pid == os.getpid() or process_alive(pid)
+
+
+def _in_use(path: Path, pid: int | None) -> bool:
+    """Whether a temporary file (or what a tool derived from it, `.tmp.wal`) is being written:
+    by another live process, or by this one through atomic_path."""
+    if pid != os.getpid():
+        return process_alive(pid)
+    stem = f".{pid}{TMP_SUFFIX}"
+    base = path.name[: path.name.index(stem) + len(stem)]
+    return _live_key(path.with_name(base)) in _LIVE_TEMPORARIES
+
+
+def temporary_writer(name: str) -> int | None:
+    """The writer's pid in a temporary file's name (`.name.<pid>.tmp...`), else None."""
+    match = _TEMPORARY.match(name)
+    return int(match[1]) if match and match[1] else None
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:
     """Delete temporary files an interrupted run left in `folder` (recursively).
 
     A file whose writer is still alive (its pid is in the name) is left alone, so a stage can
-    sweep a folder that concurrent stages of the same run also write to. Directories named
+    sweep a folder that concurrent stages of the same run also write to; one carrying this
+    process's pid is left alone only while this process writes it. Directories named
     like temporaries (scratch or spill folders) are removed whole.
     """
     n = 0
@@ -142,7 +165,7 @@ def remove_stale_temporaries(folder: str | Path) -> int:
         match = _TEMPORARY.match(p.name)
         if not match or not p.exists():
             continue
-        if _writer_alive(int(match[1]) if match[1] else None):
+        if _in_use(p, int(match[1]) if match[1] else None):
             continue
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
@@ -150,6 +173,35 @@ def remove_stale_temporaries(folder: str | Path) -> int:
             p.unlink(missing_ok=True)
         n += 1
     return n
+
+
+@contextlib.contextmanager
+def duckdb_writable(path: str | Path) -> Iterator[str]:
+    """A path DuckDB can open `path`'s database at for writing; close the connection before
+    the block ends.
+
+    DuckDB reads a `?` in a database path as the start of options and puts the write-ahead
+    log elsewhere (`/a?b/x.db` logs to `/a.wal?b/x.db`, even through a symlink: it resolves
+    them), so a data root with a `?` in its path could not be built. Such a database is
+    worked on in a scratch folder of the system's temporary space and copied back (renamed
+    into place) when the block ends without an error; other paths are used as they are.
+    """
+    path = Path(path)
+    if "?" not in str(path):
+        yield str(path)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="treeoflife-duckdb-"))
+    if "?" in str(scratch):
+        raise OutputError(f"cannot write a DuckDB database under {path.parent}: it has a '?'")
+    try:
+        work = scratch / "db.duckdb"
+        if path.exists():
+            shutil.copyfile(path, work)
+        yield str(work)
+        with writing(path), atomic_path(path) as tmp:
+            shutil.copyfile(work, tmp)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def stable_hash64(*parts: str) -> int:

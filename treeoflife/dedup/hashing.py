@@ -10,8 +10,7 @@ import collections
 import dataclasses
 import hashlib
 import logging
-import multiprocessing
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from treeoflife.evalsets.labels import label_columns
 from treeoflife.evalsets.report import check_images
 from treeoflife.fanout import PartMapper
 from treeoflife.io import md5_hex, read_image_bytes, write_parquet_atomic
+from treeoflife.procs import process_pool
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import EVAL_HASHES, HASHES
 from treeoflife.storage import FsspecStorage, output_path
@@ -150,8 +150,7 @@ def _run_batches(root: str, items: list[_Item], spans: list[tuple[int, int]], wo
             yield _hash_stored_batch(root, items[start:stop])
         return
     # spawn: the caller may hold threads (DuckDB, Prefect) that fork would copy mid-state.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with process_pool(workers, "spawn") as pool:  # workers die with this process
         pending: collections.deque[Future] = collections.deque()
         todo = iter(spans)
         for start, stop in todo:

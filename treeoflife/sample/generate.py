@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from treeoflife.io import stable_hash64, tar_member_info, write_text_atomic
+from treeoflife.io import stable_hash64, tar_member_info, write_text_atomic, writer_alive
 from treeoflife.progress import Progress, or_null
 from treeoflife.sample import world
 from treeoflife.sample.render import (
@@ -1004,8 +1004,9 @@ def generate_sample(out_dir: Path, seed: int = 0, progress: Progress | None = No
         path = staging / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    for leftover in out_dir.glob(".staging-*"):
-        if leftover != staging:
+    for leftover in out_dir.glob(".staging-*"):  # a killed run's; never a live writer's
+        pid = leftover.name.removeprefix(".staging-")
+        if leftover != staging and not (pid.isdigit() and writer_alive(int(pid))):
             shutil.rmtree(leftover, ignore_errors=True)
     for name in _OWNED:
         final = out_dir / name

@@ -7,14 +7,13 @@ window of chunks is in flight (so memory stays flat however many images there ar
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from treeoflife.errors import ImageRejected, InputError
 from treeoflife.io import read_image_bytes
+from treeoflife.procs import process_pool
 from treeoflife.shards.resize import resize_for_shard
 
 CHUNK = 32  # images per task: amortises the ~100 us of process round trip
@@ -80,8 +79,8 @@ def encoded_images(
         for row in rows:
             yield from _unpack([row], _encode_chunk(root, [_location(row)], params))
         return
-    ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent (Prefect, tqdm)
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    # spawn: no fork of a threaded parent (Prefect, tqdm); workers die with this process
+    with process_pool(workers, "spawn") as pool:
         window: deque = deque()
         for chunk in _chunks(rows, CHUNK):
             locs = [_location(r) for r in chunk]

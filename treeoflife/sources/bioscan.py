@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import glob
 import logging
 import zipfile
 import zlib
@@ -74,13 +73,13 @@ def zip_paths(cfg: BuildConfig, zips: list[str] | None = None) -> list[Path]:
     out: list[Path] = []
     for spec in cfg.sources.bioscan.zips if zips is None else zips:
         path = cfg.path(spec)
-        if glob.has_magic(str(path)):
-            matches = sorted(Path(p) for p in glob.glob(str(path)))
-            if not matches:
-                raise InputError(f"BIOSCAN zips {path}: no file matches")
-            out.extend(matches)
-        else:
+        matches = cfg.glob(spec)  # a `?` or `[` in the data root is not a pattern
+        if matches is None:
             out.append(path)
+        elif not matches:
+            raise InputError(f"BIOSCAN zips {path}: no file matches")
+        else:
+            out.extend(matches)
     return out
 
 

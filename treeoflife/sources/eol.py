@@ -19,7 +19,6 @@ import csv
 import dataclasses
 import functools
 import logging
-import multiprocessing
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from treeoflife.fanout import PartMapper
 from treeoflife.images import NormalizedImage, ResizePolicy
 from treeoflife.io import write_parquet_atomic
 from treeoflife.layout import Layout
+from treeoflife.procs import process_pool
 from treeoflife.progress import Progress, or_null
 from treeoflife.records import eol_key
 from treeoflife.schemas import EOL_FETCH_STATUS
@@ -377,7 +377,6 @@ def _ingest_parts_processes(cfg, pages, settings, resize, run: IngestStats, prog
     """Parts handed to download processes (forkserver), a bounded number queued at a time."""
     procs = cfg.sources.eol.processes
     share = _split_settings(settings, procs)
-    ctx = multiprocessing.get_context("forkserver")
     n_parts = 0
     pending: dict[cf.Future, int] = {}
 
@@ -389,7 +388,7 @@ def _ingest_parts_processes(cfg, pages, settings, resize, run: IngestStats, prog
             run.parts_written += 1
 
     reuse = reuse_index(cfg, SOURCE)
-    with cf.ProcessPoolExecutor(procs, mp_context=ctx) as executor:
+    with process_pool(procs, "forkserver") as executor:  # die with this process
         try:
             rows = iter_manifest_rows(cfg, pages)
             for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import logging
-import multiprocessing
 import os
 import re
 import stat
@@ -37,6 +36,7 @@ from treeoflife.io import (
     write_parquet_atomic,
     write_text_atomic,
 )
+from treeoflife.procs import process_pool
 from treeoflife.schemas import SOURCE_CATALOG
 from treeoflife.sources.partstore import (
     ReuseIndex,
@@ -341,8 +341,7 @@ class DecodePool:
             # encoding, so threads overlap with the event loop without copying bytes around
             self.executor = cf.ThreadPoolExecutor(workers, thread_name_prefix="decode")
         elif workers > 0:
-            ctx = multiprocessing.get_context("forkserver")
-            self.executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            self.executor = process_pool(workers, "forkserver")  # die with this process
             try:
                 self.executor.submit(int).result()  # start now: fail early, not mid-part
             except cf.BrokenExecutor:

@@ -16,6 +16,7 @@ again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -28,6 +29,7 @@ import aiohttp
 import duckdb
 import pyarrow as pa
 
+from treeoflife.io import duckdb_writable
 from treeoflife.progress import Progress, or_null
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,8 @@ class ResponseCache:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(str(self.path))
+        self._stack = contextlib.ExitStack()  # a `?` in the data root: a scratch copy
+        self._con = duckdb.connect(self._stack.enter_context(duckdb_writable(self.path)))
         self._con.execute(
             "CREATE TABLE IF NOT EXISTS api_cache "
             "(request VARCHAR PRIMARY KEY, status INTEGER, body VARCHAR, fetched_at DOUBLE)"
@@ -131,6 +134,7 @@ class ResponseCache:
 
     def close(self) -> None:
         self._con.close()
+        self._stack.close()
 
     def __enter__(self) -> ResponseCache:
         return self

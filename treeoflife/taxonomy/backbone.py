@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
@@ -29,7 +30,7 @@ from pathlib import Path
 import duckdb
 
 from treeoflife.errors import InputError
-from treeoflife.io import atomic_path
+from treeoflife.io import atomic_path, duckdb_writable, writer_alive
 from treeoflife.progress import Progress, or_null
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,9 @@ def _extracted(backbone: Path, scratch_parent: Path):
         return
     if not zipfile.is_zipfile(backbone):
         raise InputError(f"GBIF backbone {backbone}: neither a folder nor a zip archive")
-    scratch = Path(tempfile.mkdtemp(prefix=".backbone-", suffix=".extract", dir=scratch_parent))
+    scratch = Path(
+        tempfile.mkdtemp(prefix=f".backbone-{os.getpid()}-", suffix=".extract", dir=scratch_parent)
+    )
     try:
         with zipfile.ZipFile(backbone) as zf:
             by_name = {Path(i.filename).name: i for i in zf.infolist() if not i.is_dir()}
@@ -368,10 +371,11 @@ def load_backbone(
     with _extracted(backbone, db_path.parent) as folder, atomic_path(db_path) as tmp:
         taxon, vern = (None, None) if simple else _archive_tables(folder)
         tmp.unlink(missing_ok=True)
-        spill = Path(f"{tmp}.spill")
         with contextlib.ExitStack() as stack:
+            writable = stack.enter_context(duckdb_writable(tmp))  # a `?` in the data root
+            spill = Path(f"{writable}.spill")
             stack.callback(shutil.rmtree, spill, ignore_errors=True)
-            con = stack.enter_context(duckdb.connect(str(tmp)))
+            con = stack.enter_context(duckdb.connect(writable))
             # Bounded memory: DuckDB spills the sort to disk beside the database instead.
             con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
             con.execute(f"SET temp_directory = {_sql_str(str(spill))}")
@@ -418,9 +422,20 @@ def open_backbone(db_path: Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyCo
     return duckdb.connect(str(db_path), read_only=True, config={"memory_limit": memory_limit})
 
 
+def _scratch_writer(name: str) -> int | None:
+    """The pid in an extraction folder's name (`.backbone-<pid>-XXXX.extract`), else None."""
+    pid = name.removeprefix(".backbone-").split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
 def remove_stale_scratch(folder: Path) -> int:
-    """Delete extraction folders a killed zip load left in `folder`; returns how many."""
-    paths = sorted(p for p in Path(folder).glob(".backbone-*.extract") if p.is_dir())
+    """Delete extraction folders a killed zip load left in `folder` (never a live loader's:
+    the name carries its pid); returns how many."""
+    paths = sorted(
+        p
+        for p in Path(folder).glob(".backbone-*.extract")
+        if p.is_dir() and not writer_alive(_scratch_writer(p.name))
+    )
     for p in paths:
         shutil.rmtree(p, ignore_errors=True)
     return len(paths)

@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from treeoflife.errors import InputError
+from treeoflife.io import duckdb_writable
 from treeoflife.progress import Progress, or_null
 from treeoflife.records import TAXONOMY_QUERY_COLUMNS as QUERY_COLUMNS
 from treeoflife.schemas import RANKS, TAXA
@@ -132,7 +133,8 @@ def load_itis_sqlite(sqlite_path: Path, db_path: Path, progress: Progress | None
     progress = or_null(progress)
     fp = _fingerprint(sqlite_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(db_path)) as con:
+    # a `?` in the data root: a scratch copy (duckdb_writable), closed before it is copied back
+    with duckdb_writable(db_path) as writable, duckdb.connect(writable) as con:
         if _stored_fingerprint(con) == fp:
             counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in _TABLES}
             return {**counts, "skipped": True}

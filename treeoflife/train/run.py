@@ -36,6 +36,7 @@ from pathlib import Path
 
 from treeoflife.config import TrainConfig
 from treeoflife.errors import InputError, TreeOfLifeError
+from treeoflife.procs import die_with_parent_preexec
 from treeoflife.progress import Progress, or_null
 from treeoflife.train.steps import STEP_LOG, describe_step, parse_train_step
 
@@ -406,6 +407,7 @@ def _run_streaming(
             encoding="utf-8",
             errors="replace",
             bufsize=1,
+            preexec_fn=die_with_parent_preexec,  # noqa: PLW1509 - dies with a killed build
         )
         try:
             assert proc.stdout is not None
