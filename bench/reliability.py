@@ -20,9 +20,11 @@ tests.support.mirror_server.MirrorServer:
 - concurrent builds (tests/reliability/concurrent_builds.py): trials of two `treeoflife build`
   started together on one fresh data root, and how many ended with both builds done, nothing
   opaque, no temporaries and a release equal to a single build's.
+- drift matrix (tests/incremental/test_drift_matrix.py, run by pytest): kinds of input change
+  tried, and how many incremental builds equalled a fresh build of the changed inputs.
 
     .venv/bin/python bench/reliability.py [--urls 5000] [--kills 5] [--skip-img2dataset]
-        [--concurrent 20]
+        [--concurrent 20] [--drift-only]
 
 Writes bench/results/reliability.md.
 """
@@ -42,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -363,13 +366,86 @@ def concurrent(base: Path, trials: int) -> dict:
     }
 
 
+DRIFT_TEST = "tests/incremental/test_drift_matrix.py::test_incremental_build_equals_fresh_build"
+DRIFT_HEADING = "## Drift matrix: incremental build == fresh build"
+
+
+def drift(base: Path) -> dict:
+    """Every kind of input change of tests/incremental/drift.py, through the real matrix test:
+    how many kinds were tried and how many incremental builds equalled the fresh build."""
+    junit = base / "drift.xml"
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            DRIFT_TEST,
+            f"--junitxml={junit}",
+        ],  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    cases = ET.parse(junit).getroot().iter("testcase")
+    outcomes = {c.get("name"): not any(c.iter("failure")) and not any(c.iter("error"))
+                for c in cases}  # fmt: skip
+    return {
+        "kinds": len(outcomes),
+        "equal_to_fresh": sum(outcomes.values()),
+        "not_equal": sorted(n for n, ok in outcomes.items() if not ok),
+        "kinds_tried": sorted(n.split("[", 1)[-1].rstrip("]") for n in outcomes),
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def drift_section(drifted: dict) -> list[str]:
+    return [
+        DRIFT_HEADING,
+        "",
+        f"{drifted['kinds']} kinds of input change ({DRIFT_TEST}), each applied to a built "
+        "sample and rebuilt incrementally, against a fresh build of the changed inputs; "
+        "release byte-identical, `verify` passing and the summary agreeing with the catalog: "
+        f"{drifted['equal_to_fresh']} / {drifted['kinds']} (kinds that differed: "
+        f"{drifted['kinds'] - drifted['equal_to_fresh']}: "
+        f"{', '.join(drifted['not_equal']) or 'none'}; {drifted['wall_s']:.0f} s wall, load "
+        f"average {os.getloadavg()[0]:.1f} at the end).",
+        "",
+        "Kinds: " + ", ".join(drifted["kinds_tried"]) + ".",
+        "",
+    ]
+
+
+def write_drift_only(drifted: dict) -> None:
+    """Replace the drift section of bench/results/reliability.md, keeping the rest."""
+    out = ROOT / "bench" / "results" / "reliability.md"
+    text = out.read_text() if out.exists() else ""
+    text = text.split(DRIFT_HEADING, 1)[0].rstrip("\n")
+    out.write_text(text + "\n\n" + "\n".join(drift_section(drifted)))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--urls", type=int, default=5000)
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--skip-img2dataset", action="store_true")
     ap.add_argument("--concurrent", type=int, default=20, help="concurrent-build trials")
+    ap.add_argument("--drift-only", action="store_true", help="only the drift matrix")
     args = ap.parse_args()
+    if args.drift_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            drifted = drift(Path(tmp))
+        print("drift matrix:", json.dumps(drifted))
+        write_drift_only(drifted)
+        if drifted["kinds"] != drifted["equal_to_fresh"] or not drifted["kinds"]:
+            sys.exit("an incremental build differs from the fresh build: see above")
+        return
     logging.basicConfig(level=logging.ERROR)  # the bad inputs log warnings by design
     load_before = os.getloadavg()
     started = datetime.datetime.now(datetime.UTC)
@@ -391,12 +467,15 @@ def main() -> None:
         print("settings:", json.dumps(bad["settings"]))
         together = concurrent(base / "concurrent", args.concurrent)
         print("concurrent builds:", json.dumps(together))
+        drifted = drift(base)
+        print("drift matrix:", json.dumps(drifted))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     load_after = os.getloadavg()
     write_report(
-        args, started, load_before, load_after, ours, peer, killed, bad, hostile_urls, together
-    )
+        args, started, load_before, load_after, ours, peer, killed, bad, hostile_urls, together,
+        drifted,
+    )  # fmt: skip
     broken = [
         ours["rows_lost"],
         ours["rows_twice"],
@@ -411,13 +490,14 @@ def main() -> None:
         bad["settings"]["tried"] - bad["settings"]["refused_as_expected"],
         not bad["settings"]["issue15_at_once"],
         together["trials"] - together["ok"],
+        drifted["kinds"] - drifted["equal_to_fresh"],
     ]
     if any(broken):
         sys.exit("a row lost or twice, an outcome not as planned, or outputs differ: see above")
 
 
 def write_report(
-    args, started, load_before, load_after, ours, peer, killed, bad, hostile, together
+    args, started, load_before, load_after, ours, peer, killed, bad, hostile, together, drifted
 ) -> None:
     cmd = "  .venv/bin/python bench/reliability.py"
     if args.urls != 5000 or args.kills != 5:
@@ -510,6 +590,7 @@ def write_report(
         + " / "
         + " ".join(f"{x:.2f}" for x in load_after),
         "",
+        *drift_section(drifted),
     ]
     out = ROOT / "bench" / "results" / "reliability.md"
     out.write_text("\n".join(lines))
