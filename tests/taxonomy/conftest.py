@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import REAL_FIXTURES
 from treeoflife.records import query_id
 from treeoflife.taxonomy import load_backbone
-from treeoflife.taxonomy.resolve import QUERY_COLUMNS
+from treeoflife.taxonomy.queries import QUERY_COLUMNS
 
 REAL_ARCHAEA = REAL_FIXTURES / "gbif-backbone-archaea"
 

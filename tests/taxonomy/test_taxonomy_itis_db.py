@@ -11,7 +11,7 @@ import pytest
 from treeoflife.errors import InputError
 from treeoflife.schemas import RANKS, TAXA
 from treeoflife.taxonomy.itis_db import load_itis_sqlite, resolve_with_itis
-from treeoflife.taxonomy.resolve import QUERY_COLUMNS
+from treeoflife.taxonomy.queries import QUERY_COLUMNS
 
 # Column lists as in ITIS's SQLite download (PRAGMA table_info of each table).
 SCHEMA = """

@@ -11,8 +11,8 @@ from tests.taxonomy.test_taxonomy_itis_db import make_itis_sqlite
 from treeoflife import pipeline, schemas
 from treeoflife.config import load_config
 from treeoflife.layout import Layout
+from treeoflife.taxonomy.kingdoms import kingdom_key
 from treeoflife.taxonomy.names import normalize_name
-from treeoflife.taxonomy.resolve import kingdom_key
 
 
 def test_stage_taxonomy_asks_itis_for_what_the_backbone_missed(tmp_path):
