@@ -37,18 +37,16 @@ from bench._scale_plan import (
     word,
 )
 from treeoflife.io import tar_member_info
-from treeoflife.sample.generate import (
-    BIOSCAN_COLUMNS,
-    EOL_MANIFEST_HEADER,
-    EOL_PAGES_HEADER,
-    EVALSET_HEADER,
+from treeoflife.sample.backbone import (
     KINGDOM_KEYS,
-    LICENSES,
-    OWNERS,
     REAL_BACKBONE,
     TAXON_COLUMNS,
     VERNACULAR_COLUMNS,
 )
+from treeoflife.sample.bioscan import BIOSCAN_COLUMNS
+from treeoflife.sample.builder import OWNERS
+from treeoflife.sample.eol import EOL_MANIFEST_HEADER, EOL_PAGES_HEADER, LICENSES
+from treeoflife.sample.evalsets import EVALSET_HEADER
 
 # ------------------------------------------------------------------------------ writers
 

@@ -23,11 +23,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tests.conftest import REAL_FIXTURES
 from treeoflife import schemas
 from treeoflife.sample import SAMPLE_VERSION, generate_sample
-from treeoflife.sample.generate import (
-    BIOSCAN_COLUMNS,
-    EOL_MEDIA_PREFIX,
-    TAXON_COLUMNS,
-)
+from treeoflife.sample.backbone import TAXON_COLUMNS
+from treeoflife.sample.bioscan import BIOSCAN_COLUMNS
+from treeoflife.sample.eol import EOL_MEDIA_PREFIX
 from treeoflife.vocabulary import Reason
 
 REAL_BACKBONE = REAL_FIXTURES / "gbif-backbone-archaea"

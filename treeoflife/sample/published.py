@@ -26,7 +26,8 @@ import uuid
 from pathlib import Path
 
 from treeoflife.io import stable_hash64, write_bytes_atomic, write_text_atomic
-from treeoflife.sample.generate import EOL_MEDIA_PREFIX, _targz_bytes
+from treeoflife.sample.eol import EOL_MEDIA_PREFIX
+from treeoflife.sample.file_formats import targz_bytes
 from treeoflife.sample.world import SPECIES_BY_NAME
 from treeoflife.sources.published.plan import CATALOG_COLUMNS, LICENSE_COLUMNS
 
@@ -200,7 +201,7 @@ def build_published(sample: Path) -> tuple[dict[str, bytes], dict]:
         "metadata/licenses.csv": _csv_text(LICENSE_COLUMNS, licenses).encode(),
     }
     for i, members in enumerate(sets):
-        files[f"dataset/EOL/image_set_{i + 1:02d}.tar.gz"] = _targz_bytes(members)
+        files[f"dataset/EOL/image_set_{i + 1:02d}.tar.gz"] = targz_bytes(members)
     totals = {
         "eol": len(eol), "inat21": len(inat), "bioscan": len(bioscan),
         "images": len(eol) + len(inat) + len(bioscan),
