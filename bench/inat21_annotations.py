@@ -75,7 +75,8 @@ def annotations(n: int) -> Path:
 OURS = """
 import sys
 from treeoflife.config import config_from_dict
-from treeoflife.sources.inat21 import load_annotations, plan_archive
+from treeoflife.sources.inat21_annotations import load_annotations
+from treeoflife.sources.inat21_plan import plan_archive
 cfg = config_from_dict({"data_root": "/tmp"})
 data = load_annotations(sys.argv[1], cfg)
 plan = plan_archive(data, 0, 0, 10000, {})

@@ -24,11 +24,17 @@ from treeoflife.errors import InputError
 from treeoflife.evalsets.files import SetFolder
 from treeoflife.evalsets.labels import label_columns
 from treeoflife.evalsets.report import check_images
-from treeoflife.fanout import PartMapper
-from treeoflife.io import md5_hex, read_image_bytes, write_parquet_atomic
+from treeoflife.fanout import PartMapper, local_processes
+from treeoflife.io import (
+    md5_hex,
+    read_image_bytes,
+    remove_stale_temporaries,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 from treeoflife.procs import process_pool
 from treeoflife.progress import Progress, or_null
-from treeoflife.schemas import EVAL_HASHES, HASHES
+from treeoflife.schemas import EVAL_HASHES, HASHES, SOURCE_CATALOG
 from treeoflife.storage import FsspecStorage, output_path
 from treeoflife.vocabulary import IngestStatus, Reason
 
@@ -317,12 +323,6 @@ def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
     Returns the number of hashed rows. Safe to run twice (a retried worker): the second run
     finds the target, or writes the same bytes under the same name.
     """
-    import pyarrow.parquet as pq
-
-    from treeoflife.fanout import local_processes
-    from treeoflife.io import write_parquet_atomic
-    from treeoflife.schemas import SOURCE_CATALOG
-
     workers = local_processes(item.workers)
     shared = item.shared
     if shared is None:
@@ -383,10 +383,6 @@ def hash_catalog_parts(
     their data-root-relative names: the caller pushed the image stores; the parts are pushed
     here) and leave their targets there, which are then pulled into `out_dir`.
     """
-    import pyarrow.parquet as pq
-
-    from treeoflife.io import remove_stale_temporaries, write_text_atomic
-
     out_dir = Path(out_dir)
     marker = Path(run_marker) if run_marker is not None else out_dir / ".run_id"
     if out_dir.exists() and (not marker.exists() or marker.read_text() != run_id):

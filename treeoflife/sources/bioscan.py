@@ -40,6 +40,7 @@ from treeoflife.sources.ingest import (
     clean,
     duplicate_of,
     fail,
+    fields_are_utf8,
     finish_stats,
     member_is_unsafe,
     new_row,
@@ -159,7 +160,7 @@ def _read_tsv(path) -> Iterator[tuple[int, list[str] | None, list[str]]]:
             raise InputError(f"BIOSCAN metadata {path}: empty file") from None
         except (csv.Error, UnicodeDecodeError) as exc:
             raise InputError(f"BIOSCAN metadata {path}: unreadable header ({exc})") from exc
-        if not _is_utf8(header):
+        if not fields_are_utf8(header):
             raise InputError(f"BIOSCAN metadata {path}: header is not valid UTF-8")
         repeated = sorted({h for h in header if header.count(h) > 1} | {"key"} & set(header))
         if repeated:
@@ -178,17 +179,8 @@ def _read_tsv(path) -> Iterator[tuple[int, list[str] | None, list[str]]]:
                 continue
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue  # blank line
-            usable = len(fields) == len(header) and _is_utf8(fields)
+            usable = len(fields) == len(header) and fields_are_utf8(fields)
             yield line, (fields if usable else None), header
-
-
-def _is_utf8(fields: list[str]) -> bool:
-    """False when a field holds bytes that were not UTF-8 (decoded as surrogate escapes)."""
-    try:
-        "".join(fields).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def row_from_record(record: dict[str, str | None]) -> tuple[dict, str | None]:

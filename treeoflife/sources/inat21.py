@@ -7,14 +7,10 @@ have arrived (at the end of the stream, what never arrived is `missing_in_archiv
 holds the images of parts still waiting for members: one part when the tar follows the JSON
 order, as the published archives do.
 
-The annotations are read as published (`train.json.tar.gz`, a gzipped tar holding
-`train.json`), gzipped, or plain; the format is sniffed from the bytes, not the name. Each
-image maps to its category through the annotations and, failing that, through the
-`<image_dir_name>` folder of its `file_name`; an image whose two disagree is
-`category_mismatch`, one with neither is `unknown_category`.
-
-The JSON's categories, every field as published plus the images per category, go to
-`catalog/inat21/_categories-NN.parquet` (NN: the archive's place in the config).
+Reading the annotations (any of their published formats): inat21_annotations. Mapping each
+image to its row and category: inat21_plan. The JSON's categories, every field as published
+plus the images per category, go to `catalog/inat21/_categories-NN.parquet` (NN: the
+archive's place in the config).
 
 `catalog/inat21/_archive-NN.json` says what an archive's parts come from (archive, annotations
 and their md5, part numbering) from before the first part is written, and that the archive was
@@ -29,36 +25,31 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import gzip
-import hashlib
-import http.client
 import json
 import logging
-import sys
 import tarfile
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import NamedTuple
-
-import pyarrow as pa
+from pathlib import Path
 
 from treeoflife.config import BuildConfig, INat21Archive
 from treeoflife.errors import InputError
 from treeoflife.images import DEFAULT_MAX_PIXELS
 from treeoflife.io import write_parquet_atomic, write_text_atomic
 from treeoflife.progress import Progress, or_null
-from treeoflife.records import inat21_key
-from treeoflife.sources.fetch_policy import id_fits_store
+from treeoflife.sources.inat21_annotations import (
+    HashingReader,
+    input_location,
+    open_input,
+    read_annotations,
+)
+from treeoflife.sources.inat21_plan import SOURCE, ArchivePlan, plan_archive
 from treeoflife.sources.ingest import (
     DecodePool,
     IngestStats,
     catalog_dir,
-    clean,
-    duplicate_of,
-    fail,
     finish_stats,
     member_is_unsafe,
-    new_row,
     normal_member_name,
     part_is_current,
     part_parquet,
@@ -71,362 +62,10 @@ from treeoflife.sources.ingest import (
     write_part,
 )
 from treeoflife.sources.partstore import PartKey, ReuseIndex, forget_key, image_id
-from treeoflife.sources.remote import RangeReader, RemoteReadError, is_url
+from treeoflife.sources.remote import RemoteReadError, is_url
 from treeoflife.vocabulary import Ignored, Reason
 
 log = logging.getLogger(__name__)
-
-SOURCE = "inat21"
-_RANK_FIELDS = ("kingdom", "phylum", "class", "order", "family", "genus")
-
-
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-def open_input(spec: str, cfg: BuildConfig, what: str):
-    """Open a configured input (local path, or http(s) URL streamed with Range resume)."""
-    if is_url(spec):
-        try:
-            return RangeReader(spec)
-        except (OSError, http.client.HTTPException) as exc:
-            raise InputError(f"iNat21 {what} {spec}: {exc}") from exc
-    path = cfg.path(spec)
-    try:
-        return open(path, "rb")  # noqa: SIM115 - the caller closes it
-    except OSError as exc:
-        raise InputError(f"iNat21 {what} {path}: {exc.strerror or exc}") from exc
-
-
-def _where(spec: str, cfg: BuildConfig) -> str:
-    return spec if is_url(spec) else str(cfg.path(spec))
-
-
-# ------------------------------------------------------------------------------ annotations
-
-
-class _Image(NamedTuple):
-    """One entry of the JSON's `images`, kept compact (2.7M of them in train.json)."""
-
-    id: object
-    file_name: object
-    license: object
-    rights_holder: object
-    category_id: object
-
-
-class _Annotation(NamedTuple):
-    image_id: object
-    category_id: object
-
-
-def _compact(obj: dict):
-    """json object_hook: images and annotations become small tuples as they are parsed, so the
-    2.7M dicts of train.json never all exist at once (~1 KB each as dicts)."""
-    if "file_name" in obj:
-        holder = obj.get("rights_holder")
-        return _Image(
-            obj.get("id"),
-            obj.get("file_name"),
-            obj.get("license"),
-            sys.intern(holder) if isinstance(holder, str) else holder,
-            obj.get("category_id"),
-        )
-    if "image_id" in obj and "category_id" in obj:
-        return _Annotation(obj["image_id"], obj["category_id"])
-    return obj
-
-
-class _Peekable:
-    """A forward-only reader that can look at its next bytes before handing them on."""
-
-    def __init__(self, raw):
-        self._raw = raw
-        self._buf = b""
-
-    def peek(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            chunk = self._raw.read(n - len(self._buf))
-            if not chunk:
-                break
-            self._buf += chunk
-        return self._buf[:n]
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            data, self._buf = self._buf + self._raw.read(), b""
-            return data
-        if self._buf:
-            data, self._buf = self._buf[:n], self._buf[n:]
-            return data
-        return self._raw.read(n)
-
-
-def _is_tar_header(block: bytes) -> bool:
-    return len(block) >= 262 and block[257:262] == b"ustar"
-
-
-def parse_annotations(stream) -> object:
-    """The COCO JSON in `stream`: plain, gzipped, or the first .json file of a (gzipped) tar."""
-    head = _Peekable(stream)
-    if head.peek(2) == _GZIP_MAGIC:
-        head = _Peekable(gzip.GzipFile(fileobj=head, mode="rb"))
-    if _is_tar_header(head.peek(512)):
-        with tarfile.open(fileobj=head, mode="r|") as tar:
-            for member in tar:
-                name = normal_member_name(member.name)
-                base = PurePosixPath(name).name
-                if (
-                    member.isfile()
-                    and not member_is_unsafe(name)
-                    and base.endswith(".json")
-                    and not base.startswith("._")  # AppleDouble files of macOS-made tars
-                ):
-                    extracted = tar.extractfile(member)
-                    return json.loads(extracted.read(), object_hook=_compact)
-        raise ValueError("the tar holds no .json file")
-    return json.loads(head.read(), object_hook=_compact)
-
-
-def load_annotations(spec: str, cfg: BuildConfig, md5: str | None = None) -> dict:
-    """Read and check one annotations file (path or URL; .json, .json.gz or .json.tar.gz)."""
-    return read_annotations(spec, cfg, md5)[0]
-
-
-def read_annotations(spec: str, cfg: BuildConfig, md5: str | None = None) -> tuple[dict, str]:
-    """The parsed annotations and the md5 of the file's bytes (checked against `md5`)."""
-    where = _where(spec, cfg)
-    with open_input(spec, cfg, "annotations") as fh:
-        reader = _HashingReader(fh, enabled=True)  # ~1 s for train.json.tar.gz
-        try:
-            data = parse_annotations(reader)
-            reader.drain()
-        except RemoteReadError as exc:
-            raise InputError(f"iNat21 annotations {where}: {exc}") from exc
-        except (tarfile.TarError, zlib.error, EOFError, gzip.BadGzipFile) as exc:
-            raise InputError(f"iNat21 annotations {where}: unreadable archive ({exc})") from exc
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(f"iNat21 annotations {where}: not valid JSON ({exc})") from exc
-    if md5 and reader.hexdigest() != md5.lower():
-        raise InputError(
-            f"iNat21 annotations {where}: md5 {reader.hexdigest()} does not match the "
-            f"configured {md5}"
-        )
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise InputError(f"iNat21 annotations {where}: no 'images' list (not a COCO JSON?)")
-    return data, reader.hexdigest()
-
-
-class _HashingReader:
-    """A file wrapper that md5s every byte read through it (tarfile's stream mode reads here)."""
-
-    def __init__(self, fh, enabled: bool):
-        self._fh = fh
-        self._md5 = hashlib.md5(usedforsecurity=False) if enabled else None
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._fh.read(n)
-        if self._md5 is not None:
-            self._md5.update(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-    def hexdigest(self) -> str | None:
-        return self._md5.hexdigest() if self._md5 is not None else None
-
-
-# ------------------------------------------------------------------------------ the plan
-
-
-class _Entry(NamedTuple):
-    """What the plan keeps per JSON image; the catalog row is built when its part is written."""
-
-    key: str
-    file_name: str | None
-    category_id: int | None
-    license: str | None
-    rights_holder: str | None
-    reason: str | None  # failed while planning
-
-
-@dataclass
-class _ArchivePlan:
-    entries: list[_Entry]
-    categories: dict[int, dict]  # category id -> verbatim_* fields of the catalog row
-    category_table: pa.Table  # every JSON category, all its fields (`_categories-NN.parquet`)
-    by_name: dict[str, int]  # member name (JSON file_name) -> entry index
-    first_part: int
-    per_part: int
-    expected: list[int] = field(default_factory=list)  # entries still waiting, per part
-
-    @property
-    def n_parts(self) -> int:
-        return len(self.expected)
-
-    def part_of(self, index: int) -> int:
-        return index // self.per_part
-
-    def part_rows(self, part: int) -> range:
-        return range(part * self.per_part, min(len(self.entries), (part + 1) * self.per_part))
-
-    def row(self, index: int) -> dict:
-        e = self.entries[index]
-        row = new_row(e.key, SOURCE)
-        row["inat21_file"] = e.file_name
-        row["inat21_category_id"] = e.category_id
-        if e.category_id is not None:
-            row.update(self.categories[e.category_id])
-        row["license"] = e.license
-        row["rights_holder"] = e.rights_holder
-        if e.reason is not None:
-            fail(row, e.reason)
-        return row
-
-
-def _license_name(value, licenses: dict) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value in licenses:
-        return licenses[value]
-    return clean(str(value))
-
-
-def _is_id(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def category_fields(category: dict) -> dict:
-    """The verbatim catalog fields of one iNat21 category (seven ranks + common name)."""
-    out = {f"verbatim_{rank}": clean(category.get(rank)) for rank in _RANK_FIELDS}
-    genus = clean(category.get("genus"))
-    epithet = clean(category.get("specific_epithet"))
-    out["verbatim_scientific_name"] = (
-        f"{genus} {epithet}" if genus and epithet else clean(category.get("name"))
-    )
-    out["verbatim_common_name"] = clean(category.get("common_name"))
-    return out
-
-
-def plan_archive(
-    data: dict, archive_no: int, first_part: int, per_part: int, seen_keys: dict[str, int]
-) -> _ArchivePlan:
-    """One entry per JSON image, in JSON order, with its category and any planning failure."""
-    categories: dict[int, dict] = {}
-    by_dir: dict[str, int] = {}
-    for c in data.get("categories") or []:
-        if isinstance(c, dict) and _is_id(c.get("id")) and c["id"] not in categories:
-            categories[c["id"]] = category_fields(c)
-            dir_name = clean(c.get("image_dir_name"))
-            if dir_name:
-                by_dir.setdefault(dir_name, c["id"])
-    licenses = {
-        lic.get("id"): clean(lic.get("name"))
-        for lic in data.get("licenses", []) or []
-        if isinstance(lic, dict)
-    }
-    image_category: dict = {}
-    for ann in data.get("annotations", []) or []:
-        if isinstance(ann, _Annotation) and ann.image_id is not None:
-            image_category.setdefault(ann.image_id, ann.category_id)
-    entries: list[_Entry] = []
-    by_name: dict[str, int] = {}
-    for i, image in enumerate(data["images"]):
-        file_name = image.file_name if isinstance(image, _Image) else None
-        name = normal_member_name(file_name.strip()) if isinstance(file_name, str) else ""
-        if not name or member_is_unsafe(name) or not id_fits_store(inat21_key(_stem(name))):
-            key = f"inat21/malformed/{archive_no}:{i}"  # no name, unsafe, or too long a key
-            entries.append(_Entry(key, clean(file_name), None, None, None, Reason.MALFORMED_ROW))
-            continue
-        key = inat21_key(_stem(name))
-        category_id, reason = _category_of(image, name, image_category, categories, by_dir)
-        dup = duplicate_of(key, seen_keys)
-        if dup is not None or name in by_name:
-            key, reason = dup or f"{key}#dup-name{i}", Reason.DUPLICATE_KEY
-        else:
-            by_name[name] = i
-        holder = image.rights_holder
-        entries.append(
-            _Entry(
-                key,
-                file_name,
-                category_id,
-                _license_name(image.license, licenses),
-                clean(holder) if isinstance(holder, str) or holder is None else str(holder),
-                reason,
-            )
-        )
-    n_parts = (len(entries) + per_part - 1) // per_part
-    table = category_table(data.get("categories") or [], entries)
-    plan = _ArchivePlan(entries, categories, table, by_name, first_part, per_part)
-    plan.expected = [0] * n_parts
-    for i in by_name.values():
-        if entries[i].reason is None:
-            plan.expected[plan.part_of(i)] += 1
-    return plan
-
-
-CATEGORY_COLUMNS = (
-    "name",
-    "common_name",
-    "supercategory",
-    "kingdom",
-    "phylum",
-    "class",
-    "order",
-    "family",
-    "genus",
-    "specific_epithet",
-    "image_dir_name",
-)
-
-
-def category_table(categories: list, entries: list[_Entry]) -> pa.Table:
-    """The JSON's categories as published (id, the fields above as text) + images per category
-    in this archive (failed rows included), sorted by id."""
-    counts: dict[int, int] = {}
-    for e in entries:
-        if e.category_id is not None:
-            counts[e.category_id] = counts.get(e.category_id, 0) + 1
-    by_id = {}
-    for c in categories:
-        if isinstance(c, dict) and _is_id(c.get("id")):
-            by_id.setdefault(c["id"], c)
-    ids = sorted(by_id)
-    columns: dict[str, list] = {"id": ids}
-    for col in CATEGORY_COLUMNS:
-        columns[col] = [clean(by_id[i].get(col)) for i in ids]
-    columns["images"] = [counts.get(i, 0) for i in ids]
-    schema = pa.schema(
-        [pa.field("id", pa.int64(), nullable=False)]
-        + [pa.field(col, pa.string()) for col in CATEGORY_COLUMNS]
-        + [pa.field("images", pa.int64(), nullable=False)]
-    )
-    return pa.Table.from_pydict(columns, schema=schema)
-
-
-def _stem(name: str) -> str:
-    """PurePosixPath(name).stem, without building a path object for each of 2.7M images."""
-    base = name.rsplit("/", 1)[-1]
-    dot = base.rfind(".")
-    return base[:dot] if 0 < dot < len(base) - 1 else base
-
-
-def _category_of(image: _Image, name: str, image_category, categories, by_dir):
-    """(category id, failure reason): the annotation's category, checked against the folder."""
-    listed = image.category_id if image.category_id is not None else image_category.get(image.id)
-    parent = name.rsplit("/", 2)[-2] if "/" in name else ""
-    from_dir = by_dir.get(parent)
-    listed = listed if _is_id(listed) and listed in categories else None
-    if listed is None and from_dir is None:
-        return None, Reason.UNKNOWN_CATEGORY
-    if listed is not None and from_dir is not None and listed != from_dir:
-        return listed, Reason.CATEGORY_MISMATCH
-    return (listed if listed is not None else from_dir), None
-
-
-# ------------------------------------------------------------------------------ ingest
 
 
 def _archive_marker(cfg: BuildConfig, archive_no: int) -> Path:
@@ -442,7 +81,7 @@ DECODE_SETTINGS = ("decode", DEFAULT_MAX_PIXELS, "originals")
 
 
 def _archive_identity(
-    cfg: BuildConfig, archive: INat21Archive, plan: _ArchivePlan, annotations_md5: str
+    cfg: BuildConfig, archive: INat21Archive, plan: ArchivePlan, annotations_md5: str
 ) -> dict:
     """What the archive's parts were made from: a marker that differs means redo them (the
     images a redone part already stored are reused: sources.partstore)."""
@@ -529,7 +168,7 @@ def _ingest_archive(
     archive_no: int,
     archive: INat21Archive,
     json_md5: str,
-    plan: _ArchivePlan,
+    plan: ArchivePlan,
     run: IngestStats,
     progress: Progress,
     reuse: ReuseIndex,
@@ -584,7 +223,7 @@ def _ingest_archive(
 def _stream_archive(
     cfg: BuildConfig,
     archive: INat21Archive,
-    plan: _ArchivePlan,
+    plan: ArchivePlan,
     done: set[int],
     pool: DecodePool,
     run: IngestStats,
@@ -629,7 +268,7 @@ def _stream_archive(
         while inflight:
             inflight.pop(0).result()  # re-raises a failed write
 
-    where = _where(archive.images, cfg)
+    where = input_location(archive.images, cfg)
     try:
         try:
             digest = _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream)
@@ -675,9 +314,9 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream
         if n <= 5:
             log.warning("iNat21 archive %s: member %r ignored (%s)", archive.images, name, reason)
 
-    where = _where(archive.images, cfg)
+    where = input_location(archive.images, cfg)
     fh = open_input(archive.images, cfg, "images")
-    reader = _HashingReader(fh, enabled=bool(archive.md5))
+    reader = HashingReader(fh, enabled=bool(archive.md5))
     try:
         with tarfile.open(fileobj=reader, mode="r|gz") as tar:
             for member in tar:
@@ -720,7 +359,7 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream
     return reader.hexdigest()
 
 
-def _roll_back(cfg: BuildConfig, plan: _ArchivePlan) -> None:
+def _roll_back(cfg: BuildConfig, plan: ArchivePlan) -> None:
     """Remove every part of an archive that failed its md5 check (this run's and earlier)."""
     for part in range(plan.n_parts):
         index = plan.first_part + part

@@ -156,6 +156,18 @@ def clean(value: str | None, nulls: Sequence[str] = ()) -> str | None:
     return value
 
 
+def fields_are_utf8(fields: list[str]) -> bool:
+    """False when a field holds bytes that were not UTF-8 (decoded as surrogate escapes).
+
+    Text inputs are read with errors="surrogateescape", so a bad byte spoils its own row only.
+    """
+    try:
+        "".join(fields).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def duplicate_of(key: str, occurrences: dict[str, int]) -> str | None:
     """None the first time `key` is seen; else a distinct key for the duplicate row.
 

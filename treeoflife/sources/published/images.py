@@ -17,7 +17,7 @@ from treeoflife.io import md5_hex
 from treeoflife.sources.bioscan import index_zips, zip_paths
 from treeoflife.sources.download import Downloader, is_transient
 from treeoflife.sources.eol import rewrite_url
-from treeoflife.sources.inat21 import open_input
+from treeoflife.sources.inat21_annotations import open_input
 from treeoflife.sources.ingest import member_is_unsafe, normal_member_name, tar_member_is_special
 from treeoflife.vocabulary import Reason
 

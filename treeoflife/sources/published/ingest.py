@@ -25,6 +25,7 @@ from treeoflife.config import BuildConfig
 from treeoflife.io import write_bytes_atomic, write_text_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import RANKS
+from treeoflife.sources.bioscan import zip_paths
 from treeoflife.sources.download import Downloader, DownloadSettings
 from treeoflife.sources.fetch_policy import FetchPolicy, public_url
 from treeoflife.sources.ingest import (
@@ -298,9 +299,7 @@ def ingest_published(cfg: BuildConfig, progress: Progress | None = None) -> dict
             run = IngestStats(source=source)
             p.start(f"published {source}", plan["by_source"].get(source, {}).get("images", 0))
             if source == "eol" and pc.image_sets:
-                from treeoflife.sources.bioscan import zip_paths  # glob expansion, shared
-
-                sets = [str(x) for x in zip_paths(cfg, pc.image_sets)]
+                sets = [str(x) for x in zip_paths(cfg, pc.image_sets)]  # as zips: globs expand
                 n = _streamed(cfg, "eol", sets, lambda r: r["treeoflife_id"], pool, run, p)
             elif source == "eol":
                 n = _eol_by_url(cfg, pool, run, p)
