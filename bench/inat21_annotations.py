@@ -115,6 +115,11 @@ def previous_module() -> Path | None:
         return None
     if "object_hook=_compact" in text:  # HEAD already has the compact plan
         return None
+    split = subprocess.run(  # the compact reader moved to its own module: nothing to compare
+        ["git", "cat-file", "-e", "HEAD:treeoflife/sources/inat21_annotations.py"], cwd=ROOT
+    )
+    if split.returncode == 0:
+        return None
     path = CACHE / "inat21_annotations" / "inat21_previous.py"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -16,10 +16,10 @@ import pyarrow as pa
 from treeoflife.progress import Progress
 from treeoflife.schemas import RANKS, TAXA
 from treeoflife.taxonomy.api_client import ApiSettings, fetch_json
+from treeoflife.taxonomy.candidates import HIGHER_RANKS
 from treeoflife.taxonomy.kingdoms import canonical_kingdom, kingdom_key
 from treeoflife.taxonomy.merge import REFUSED_CONTRADICTS, apply_answer, scientific_name
 from treeoflife.taxonomy.names import normalize_name, normalize_rank_value
-from treeoflife.taxonomy.resolve import HIGHER_RANKS
 from treeoflife.vocabulary import Reason
 
 log = logging.getLogger(__name__)

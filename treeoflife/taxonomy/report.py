@@ -15,9 +15,9 @@ from collections import Counter, defaultdict
 import pyarrow as pa
 
 from treeoflife.schemas import RANKS
+from treeoflife.taxonomy.candidates import HIGHER_RANKS
 from treeoflife.taxonomy.kingdoms import KINGDOMS, kingdom_key, kingdom_mapping
 from treeoflife.taxonomy.names import match_key, normalize_rank_value
-from treeoflife.taxonomy.resolve import HIGHER_RANKS
 
 RULE_KINGDOM_SYNONYM = "kingdom_synonym"  # Metazoa, animals -> Animalia (taxonomy.kingdoms)
 RULE_AUTHORITY = "authority_over_source"  # the backbone's classification wins
