@@ -26,18 +26,31 @@ _ACCEPTED_JOIN = """
 _USABLE = "(lower(t.taxonomicStatus) IN ('accepted', 'doubtful') OR t.is_synonym)"
 
 
-def _candidate(row: dict, distance: int = 0) -> Candidate:
-    return Candidate(
-        taxon_id=row["taxonID"],
-        status=row["taxonomicStatus"],
-        rank=row["rank"],
-        canonical=row["canonicalName"],
-        generic_name=row["genericName"],
-        epithet=row["specificEpithet"],
-        classification=tuple(row[r] for r in HIGHER_RANKS),
-        via_synonym=bool(row["via_synonym"]),
-        distance=distance,
+_CANDIDATE_COLUMNS = (
+    "taxonID",
+    "taxonomicStatus",
+    "rank",
+    "canonicalName",
+    "genericName",
+    "specificEpithet",
+)
+
+
+def _candidates(rows: pa.Table, distances: list | None = None) -> list[Candidate]:
+    """The candidates of a look-up's result, column by column (no dict per row: a batch of
+    200k names brings ~900k candidate rows)."""
+    ids, status, rank, canonical, generic, epithet = (
+        rows.column(c).to_pylist() for c in _CANDIDATE_COLUMNS
     )
+    classification = zip(*(rows.column(r).to_pylist() for r in HIGHER_RANKS), strict=True)
+    via = rows.column("via_synonym").to_pylist()
+    dist = distances if distances is not None else [0] * rows.num_rows
+    return [
+        Candidate(t, s, r, c, g, e, cl, bool(v), d)
+        for t, s, r, c, g, e, cl, v, d in zip(
+            ids, status, rank, canonical, generic, epithet, classification, via, dist, strict=True
+        )
+    ]
 
 
 def lookup_names(con, keys: list[tuple[str, str | None]]) -> dict[tuple, list[Candidate]]:
@@ -64,8 +77,9 @@ def lookup_names(con, keys: list[tuple[str, str | None]]) -> dict[tuple, list[Ca
     finally:
         con.unregister("wanted_names")
     out: dict[tuple, list[Candidate]] = {}
-    for row in rows.to_pylist():
-        out.setdefault((row["key"], row["rank_filter"]), []).append(_candidate(row))
+    keys = zip(rows.column("key").to_pylist(), rows.column("rank_filter").to_pylist(), strict=True)
+    for key, cand in zip(keys, _candidates(rows), strict=True):
+        out.setdefault(key, []).append(cand)
     return out
 
 
@@ -102,9 +116,11 @@ def lookup_fuzzy(con, pairs: list[tuple[str, str, int]]) -> dict[tuple, list[Can
     finally:
         con.unregister("wanted_fuzzy")
     out: dict[tuple, list[Candidate]] = {}
-    for row in rows.to_pylist():
-        key = (row["q_genus"], row["q_epithet"])
-        out.setdefault(key, []).append(_candidate(row, distance=row["distance"]))
+    keys = zip(
+        rows.column("q_genus").to_pylist(), rows.column("q_epithet").to_pylist(), strict=True
+    )
+    for key, cand in zip(keys, _candidates(rows, rows.column("distance").to_pylist()), strict=True):
+        out.setdefault(key, []).append(cand)
     return out
 
 
