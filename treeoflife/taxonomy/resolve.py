@@ -81,7 +81,8 @@ def _parse_queries(rows: list[dict]) -> list[Query]:
 def _resolve_batch(
     con, queries: list[Query], fuzzy_max_distance: int, source_below_match: bool = True
 ) -> list[dict]:
-    keys = {(k, None) for q in queries for k, _ in q.name_keys}
+    name_keys = [q.name_keys for q in queries]  # computed once: the loop below reads them again
+    keys = {(k, None) for nk in name_keys for k, _ in nk}
     keys |= {(rank_key(r, v), r) for q in queries for r, v in q.fallback_ranks}
     found = lookup_names(
         con, sorted((k for k in keys if k[0] is not None), key=lambda k: (k[0], k[1] or ""))
@@ -91,9 +92,9 @@ def _resolve_batch(
     pending: dict[str, Choice] = {}
     fuzzy_pairs: set[tuple[str, str, int]] = set()
     contradicted: set[str] = set()  # queries whose own name the backbone holds only elsewhere
-    for q in queries:
+    for q, nk in zip(queries, name_keys, strict=True):
         flags: set[str] = set()
-        for key, dropped in q.name_keys:
+        for key, dropped in nk:
             cands = found.get((key, None), [])
             choice = choose(cands, q, q.name.rank_hint)
             flags |= choice.flags
