@@ -36,7 +36,17 @@ from treeoflife.progress import Progress, or_null
 from treeoflife.records import eol_key
 from treeoflife.schemas import EOL_FETCH_STATUS
 from treeoflife.sources.download import Downloader, DownloadSettings, FetchResult
+from treeoflife.sources.download_validators import Validators, revalidation_outcome
 from treeoflife.sources.eol_parts import PartPlan, is_remote, plan_part
+from treeoflife.sources.eol_validators import (
+    UNCONDITIONAL,
+    EolStats,
+    KeptValidators,
+    ValidatorIndex,
+    matching,
+    validators_parquet,
+    write_validators,
+)
 from treeoflife.sources.fetch_policy import FetchPolicy, public_url
 from treeoflife.sources.ingest import (
     PART_NAME,
@@ -321,7 +331,7 @@ def ingest_eol(
     progress = or_null(progress)
     prepare_source_dirs(cfg, SOURCE)
     pages = load_pages(cfg)
-    run = IngestStats(source=SOURCE)
+    run = EolStats(source=SOURCE)
     progress.start("ingest eol", None)
     try:
         if map_parts is not None:
@@ -335,29 +345,59 @@ def ingest_eol(
         progress.finish()
     remove_parts_from(cfg, SOURCE, n_parts)  # a shorter manifest: its rows are gone
     reuse_index(cfg, SOURCE).finish()  # every part of this plan is written
-    return finish_stats(cfg, SOURCE, n_parts, run, {})
+    total = finish_stats(cfg, SOURCE, n_parts, run, {})
+    if ecfg.revalidate:
+        r = run.revalidated
+        log.info(
+            "eol revalidate: %d unchanged (304), %d changed (200), %d gone (404/410), "
+            "%d without validators (plain GET)",
+            r["unchanged"], r["changed"], r["gone"], r[UNCONDITIONAL],
+        )  # fmt: skip
+    return EolStats(**dataclasses.asdict(total) | {"revalidated": dict(run.revalidated)})
 
 
-def part_todo(cfg: BuildConfig, index: int, batch: list, reuse: ReuseIndex | None):
+def part_todo(
+    cfg: BuildConfig,
+    index: int,
+    batch: list,
+    reuse: ReuseIndex | None,
+    validators: ValidatorIndex | None = None,
+):
     """(plan, rerun) of a part to write, or None when the part on disk is current and has no
     transient failure to fetch again. With `sources.eol.revalidate` a part with remote URLs
-    is written again, its remote images fetched again."""
+    is written again, each stored remote image asked again whether it changed (a conditional
+    request with the validators kept for it; a plain GET without)."""
     plan = plan_part(cfg, batch)
     revalidate = cfg.sources.eol.revalidate and any(is_remote(url) for _, url in batch)
     if not revalidate and part_is_current(cfg, SOURCE, index, plan.key):
         rerun = rerun_plan(cfg, index)
-        return None if rerun is None else (plan, rerun)
+        return None if rerun is None else (_with_validators(plan, batch, validators), rerun)
     if reuse is not None:
         reuse.set_aside()
-        reused = {}
+        reused, stored = {}, {}
         for (row, url), iid in zip(batch, plan.ids, strict=True):
-            if revalidate and is_remote(url):
-                continue  # fetched again: what changed (or was taken down) is what it serves
-            stored = reuse.get(iid)
-            if stored is not None:
-                reused[row["key"]] = stored
-        plan = dataclasses.replace(plan, reused=reused)
-    return plan, None
+            image = reuse.get(iid)
+            if image is None:
+                continue
+            if revalidate and is_remote(url):  # what changed (or was taken down) is what it serves
+                stored[row["key"]] = image
+            else:
+                reused[row["key"]] = image
+        plan = dataclasses.replace(plan, reused=reused, stored=stored)
+    return _with_validators(plan, batch, validators), None
+
+
+def _with_validators(plan: PartPlan, batch: list, validators: ValidatorIndex | None) -> PartPlan:
+    """The plan with the validators kept for its remote rows' images (read from every part
+    before the first part is rewritten: a part's file is replaced with the part)."""
+    if validators is None:
+        return plan
+    kept = {}
+    for (row, url), iid in zip(batch, plan.ids, strict=True):
+        entries = validators.get(iid) if is_remote(url) else None
+        if entries:
+            kept[row["key"]] = entries
+    return dataclasses.replace(plan, validators=kept)
 
 
 DECODE_THREADS_PER_PROCESS = 2
@@ -384,16 +424,18 @@ def _ingest_parts_processes(cfg, pages, settings, resize, run: IngestStats, prog
         done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
         for fut in done:
             progress.advance(pending.pop(fut))
-            fut.result()  # a failed part stops the run (finished parts stay; rerun resumes)
+            # a failed part stops the run (finished parts stay; rerun resumes)
+            run.add_revalidated(fut.result())
             run.parts_written += 1
 
     reuse = reuse_index(cfg, SOURCE)
+    validators = ValidatorIndex(cfg)
     with process_pool(procs, "forkserver") as executor:  # die with this process
         try:
             rows = iter_manifest_rows(cfg, pages)
             for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):
                 n_parts = index + 1
-                todo = part_todo(cfg, index, batch, reuse)
+                todo = part_todo(cfg, index, batch, reuse, validators)
                 if todo is None:
                     run.parts_skipped += 1
                     progress.advance(len(batch))
@@ -424,35 +466,39 @@ class EolPart:
     plan: PartPlan | None = None  # its key (None: computed where it runs)
 
 
-def download_eol_part(item: EolPart) -> tuple[int, int]:
+def download_eol_part(item: EolPart) -> tuple[int, int, dict[str, int]]:
     """Download, decode and write one part (a finished part is kept); returns (part number,
-    rows).
+    rows, revalidation counts).
 
     With `item.shared` (object storage: this worker may not see the driver's disk) the part is
     written in a scratch folder and its files are copied there, the catalog part last (its
     presence marks the part done); the driver pulls them (`_pull_part`)."""
     if item.shared is None:
-        _download_part(item.cfg, item.index, item.batch, item.settings, item.resize, item.plan)
-        return item.index, len(item.batch)
+        counts = _download_part(
+            item.cfg, item.index, item.batch, item.settings, item.resize, item.plan
+        )
+        return item.index, len(item.batch), counts
     rels = _part_files(item.cfg, item.index)
     if item.shared.exists(rels[-1]):  # a retried task whose first attempt finished
-        return item.index, len(item.batch)
+        return item.index, len(item.batch), {}
     with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
         cfg = dataclasses.replace(item.cfg, data_root=scratch)
-        plan = item.plan and dataclasses.replace(item.plan, reused={})  # not on this disk
-        _download_part(cfg, item.index, item.batch, item.settings, item.resize, plan)
+        # the stored images are not on this disk: fetched again with plain GETs
+        plan = item.plan and dataclasses.replace(item.plan, reused={}, stored={})
+        counts = _download_part(cfg, item.index, item.batch, item.settings, item.resize, plan)
         for rel in rels:
             if (Path(scratch) / rel).exists():
                 item.shared.put(Path(scratch) / rel, rel)
-    return item.index, len(item.batch)
+    return item.index, len(item.batch), counts
 
 
 def _part_files(cfg: BuildConfig, index: int) -> list[str]:
-    """A part's files relative to the data root: image store, download status, catalog part,
-    its record (the one whose presence marks the part done: last)."""
+    """A part's files relative to the data root: image store, download status, validators,
+    catalog part, its record (the one whose presence marks the part done: last)."""
     files = [
         cfg.root / part_tar_relpath(SOURCE, index),
         status_parquet(cfg, index),
+        validators_parquet(cfg, index),
         part_parquet(cfg, SOURCE, index),
         reuse_parquet(part_parquet(cfg, SOURCE, index)),
     ]
@@ -474,6 +520,7 @@ def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progres
     remote_cfg = dataclasses.replace(cfg, data_root=str(cfg.root.resolve()))
     shared = shared_storage(cfg)
     reuse = reuse_index(cfg, SOURCE)
+    validators = ValidatorIndex(cfg)
     n_parts = 0
 
     def items() -> Iterator[EolPart]:
@@ -481,40 +528,43 @@ def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progres
         rows = iter_manifest_rows(cfg, pages)
         for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):
             n_parts = index + 1
-            todo = part_todo(cfg, index, batch, reuse)
+            todo = part_todo(cfg, index, batch, reuse, validators)
             if todo is None:
                 run.parts_skipped += 1
                 progress.advance(len(batch))
                 continue
             yield EolPart(remote_cfg, index, batch, share, resize, shared, todo[0])
 
-    for index, n_rows in map_parts(download_eol_part, items()):
+    for index, n_rows, counts in map_parts(download_eol_part, items()):
         if shared is not None:
             _pull_part(cfg, shared, index)
         progress.advance(n_rows)
+        run.add_revalidated(counts)
         run.parts_written += 1
     prepare_source_dirs(cfg, SOURCE)  # drops what a worker that died mid-part left behind
     return n_parts
 
 
-def _download_part(cfg, index: int, batch: list, settings, resize, plan=None) -> None:
-    """Worker process: download, decode (threads) and write one part (kept when current)."""
+def _download_part(cfg, index: int, batch: list, settings, resize, plan=None) -> dict[str, int]:
+    """Worker process: download, decode (threads) and write one part (kept when current);
+    returns its revalidation counts."""
     plan = plan or plan_part(cfg, batch)
     rerun = None
     revalidate = cfg.sources.eol.revalidate and any(is_remote(url) for _, url in batch)
     if not revalidate and part_is_current(cfg, SOURCE, index, plan.key):
         rerun = rerun_plan(cfg, index)
         if rerun is None:  # a retried task that finished
-            return
+            return {}
+    stats = EolStats(source=SOURCE)
 
     async def run() -> None:
         hold = 2 * settings.concurrency + 4 * DECODE_THREADS_PER_PROCESS
         async with Downloader(settings, hold, hosts_report(cfg, index)) as downloader:
-            stats = IngestStats(source=SOURCE)
             await _part(cfg, index, batch, downloader, pool, stats, rerun, plan)
 
     with DecodePool(DECODE_THREADS_PER_PROCESS, resize=resize, threads=True) as pool:
         asyncio.run(run())
+    return stats.revalidated
 
 
 def _batches(items: Iterator, size: int) -> Iterator[list]:
@@ -528,7 +578,7 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
-async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) -> int:
+async def _ingest_parts(cfg, pages, settings, pool, run: EolStats, progress) -> int:
     """Download the parts, up to `parts_in_flight` at once; returns the number of parts."""
     ecfg = cfg.sources.eol
     window = asyncio.Semaphore(max(1, ecfg.parts_in_flight))
@@ -537,6 +587,7 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
     hold = 2 * settings.concurrency + 4 * max(1, pool.workers)
     running: set[asyncio.Task] = set()
     reuse = reuse_index(cfg, SOURCE)
+    validators = ValidatorIndex(cfg)
     n_parts = 0
 
     async def one(index: int, batch: list, rerun: PartRerun | None, plan: PartPlan) -> None:
@@ -552,7 +603,7 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
                 _batches(iter_manifest_rows(cfg, pages), ecfg.rows_per_part)
             ):
                 n_parts = index + 1
-                todo = part_todo(cfg, index, batch, reuse)
+                todo = part_todo(cfg, index, batch, reuse, validators)
                 if todo is None:
                     run.parts_skipped += 1
                     progress.advance(len(batch))
@@ -575,11 +626,20 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
 
 
 async def _fetch_and_decode(
-    url: str | None, downloader: Downloader, pool: DecodePool
+    url: str | None,
+    downloader: Downloader,
+    pool: DecodePool,
+    validators: Validators | None = None,
+    current: NormalizedImage | None = None,
 ) -> tuple[FetchResult | None, NormalizedImage | str | None]:
+    """Fetch and decode one image; with the `validators` of the `current` stored image the
+    fetch is conditional, and a 304 answer keeps `current` (no body, no decode)."""
     if url is None:
         return None, None
-    async with downloader.fetching(url) as result:  # the body counts until decoded
+    async with downloader.fetching(url, validators) as result:  # the body counts until decoded
+        if result.not_modified and validators is not None:
+            result.validators = validators.updated_by(result.validators)
+            return result, current
         if result.data is None:
             return result, result.reason
         data, result.data = result.data, None
@@ -631,22 +691,65 @@ def transient_reruns_pending(cfg: BuildConfig) -> int:
     return pending_reruns(paths, cfg.sources.eol.rerun_transient)
 
 
-async def _part(cfg, index, batch, downloader, pool, run: IngestStats, rerun=None, plan=None):
+async def _revalidate(url: str, stored, kept, downloader: Downloader, pool: DecodePool):
+    """Ask whether a stored remote image changed: a conditional request with the validators
+    kept for exactly its bytes; without them (or its bytes damaged) a plain GET."""
+    validators = matching(kept, stored.md5)
+    current = await asyncio.to_thread(stored.checked) if validators is not None else None
+    if current is None:
+        return await _fetch_and_decode(url, downloader, pool)
+    return await _fetch_and_decode(url, downloader, pool, validators, current)
+
+
+def _count_revalidated(run: EolStats, fetch: FetchResult | None) -> None:
+    if fetch is None:
+        return
+    if not fetch.conditional:
+        run.add_revalidated({UNCONDITIONAL: 1})
+        return
+    outcome = revalidation_outcome(fetch.http_status, fetch.reason)
+    if outcome is not None:
+        run.add_revalidated({outcome: 1})
+
+
+def _answered_validators(plan: PartPlan, batch: list, results: list) -> dict:
+    """row key -> the validators that may go with its image as written: what the server
+    answered for a row fetched now, else what was kept for it (write_validators matches md5)."""
+    candidates = dict(plan.validators)
+    for (row, _url), (fetch, outcome) in zip(batch, results, strict=True):
+        if fetch is None:
+            continue
+        if fetch.validators is not None and isinstance(outcome, NormalizedImage):
+            candidates[row["key"]] = (KeptValidators(outcome.md5, fetch.validators),)
+        else:
+            candidates.pop(row["key"], None)
+    return candidates
+
+
+async def _part(cfg, index, batch, downloader, pool, run: EolStats, rerun=None, plan=None):
     plan = plan or plan_part(cfg, batch)
     kept = {}  # rows a rerun does not fetch again: key -> (earlier status row, reason)
     if rerun is not None:
         kept = {r["key"]: k for r, url in batch if url and (k := rerun.kept_outcome(r["key"]))}
 
     async def one(row: dict, url: str | None):
-        if row["key"] in kept:
-            return None, kept[row["key"]][1]
-        if url is not None and row["key"] in plan.reused:  # stored by an earlier part
-            image = await asyncio.to_thread(plan.reused[row["key"]].checked)
+        key = row["key"]
+        if key in kept:
+            return None, kept[key][1]
+        if url is not None and key in plan.reused:  # stored by an earlier part
+            image = await asyncio.to_thread(plan.reused[key].checked)
             if image is not None:
                 return None, image
+        if url is not None and key in plan.stored:  # revalidating a stored remote image
+            fetch, outcome = await _revalidate(
+                url, plan.stored[key], plan.validators.get(key), downloader, pool
+            )
+            _count_revalidated(run, fetch)
+            return fetch, outcome
         return await _fetch_and_decode(url, downloader, pool)
 
     results = await asyncio.gather(*(one(row, url) for row, url in batch))
+    candidates = _answered_validators(plan, batch, results)
     rows = [row for row, _ in batch]
     images = [outcome for _, outcome in results]
     status_rows = []
@@ -662,11 +765,13 @@ async def _part(cfg, index, batch, downloader, pool, run: IngestStats, rerun=Non
     def write() -> None:
         table = pa.Table.from_pylist(status_rows, schema=EOL_FETCH_STATUS)
         if rerun is not None:  # the catalog first: killed in between, the rows are refetched
-            write_part(cfg, SOURCE, index, rows, images, plan.key, plan.ids)
+            written = write_part(cfg, SOURCE, index, rows, images, plan.key, plan.ids)
             write_parquet_atomic(table, status_parquet(cfg, index))
-            return
-        write_parquet_atomic(table, status_parquet(cfg, index))
-        write_part(cfg, SOURCE, index, rows, images, plan.key, plan.ids)
+        else:
+            write_parquet_atomic(table, status_parquet(cfg, index))
+            written = write_part(cfg, SOURCE, index, rows, images, plan.key, plan.ids)
+        # after the part: each kept validator names the md5 of the image it was answered for
+        write_validators(cfg, index, written, plan.ids, candidates)
 
     await asyncio.to_thread(write)
     run.parts_written += 1

@@ -19,12 +19,15 @@ SOURCE = "eol"
 
 @dataclasses.dataclass(frozen=True)
 class PartPlan:
-    """What one part is made from (`key`), its rows' image ids, and the images of rows an
-    earlier part already stored (used instead of fetching them again)."""
+    """What one part is made from (`key`), its rows' image ids, the images of rows an earlier
+    part already stored (used instead of fetching them again), and, revalidating, the stored
+    remote images to ask about again with the validators kept for them (eol_validators.py)."""
 
     key: str
     ids: list
     reused: dict = dataclasses.field(default_factory=dict)  # row key -> StoredImage
+    stored: dict = dataclasses.field(default_factory=dict)  # row key -> StoredImage (revalidate)
+    validators: dict = dataclasses.field(default_factory=dict)  # row key -> (KeptValidators,)
 
 
 def decode_settings(cfg: BuildConfig) -> tuple:
