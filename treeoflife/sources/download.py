@@ -298,6 +298,14 @@ class Downloader:
         host = self._queues.host(f"{hostname.lower()}:{port or (443 if scheme == 'https' else 80)}")
         headers = validators.request_headers() if validators else {}
         attempts = 0
+
+        def failed(exc: _Final | _Transient) -> FetchResult:
+            elapsed = time.monotonic() - start
+            result = FetchResult(
+                shown, None, exc.reason, exc.status, attempts, elapsed, conditional=bool(headers)
+            )
+            return self._counted(host, result)
+
         while True:
             attempts += 1
             in_flight = await self._queues.acquire(host)
@@ -306,19 +314,11 @@ class Downloader:
                 data, status, answer = await self._get(url, host, began, in_flight, headers)
             except _Final as exc:
                 self._queues.end_request(host, keep_body=False)
-                result = FetchResult(
-                    shown, None, exc.reason, exc.status, attempts, time.monotonic() - start,
-                    conditional=bool(headers),
-                )  # fmt: skip
-                return self._counted(host, result), False
+                return failed(exc), False
             except _Transient as exc:
                 self._queues.end_request(host, keep_body=False)
                 if attempts > self.settings.retries:
-                    result = FetchResult(
-                        shown, None, exc.reason, exc.status, attempts, time.monotonic() - start,
-                        conditional=bool(headers),
-                    )  # fmt: skip
-                    return self._counted(host, result), False
+                    return failed(exc), False
                 delay = exc.delay if exc.delay is not None else self._backoff(attempts)
                 log.debug("retry %s in %.2fs after %s", shown, delay, exc.reason)
                 await asyncio.sleep(delay)
