@@ -37,6 +37,7 @@ class ConditionalServer:
         self.images = dict(images)
         self.modified = dict.fromkeys(self.images, EPOCH)
         self.validators = validators
+        self.redirects: dict[str, str] = {}  # path -> Location of a 302
         self.requests: Counter[str] = Counter()
         self.conditional: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
@@ -85,6 +86,8 @@ class ConditionalServer:
             inm, ims = h.headers.get("If-None-Match"), h.headers.get("If-Modified-Since")
             if inm or ims:
                 self.conditional[h.path] += 1
+        if h.path in self.redirects:
+            return self._send(h, 302, b"", {"Location": self.redirects[h.path]})
         if body is None:
             return self._send(h, 404, b"not found\n", {})
         headers = {}
@@ -130,9 +133,10 @@ def images() -> dict[str, bytes]:
     return {f"/{i}.jpg": jpeg(i, 40, 30) for i in range(N)}
 
 
-def manifest(tmp_path, url: str):
+def manifest(tmp_path, url: str, prefix: str = ""):
     m = tmp_path / "m.csv"
-    write_csv(m, EOL_HEADER, [[i + 1, 7, "", f"{url}/{i}.jpg", "cc0", "o"] for i in range(N)])
+    rows = [[i + 1, 7, "", f"{url}{prefix}/{i}.jpg", "cc0", "o"] for i in range(N)]
+    write_csv(m, EOL_HEADER, rows)
     return m
 
 
@@ -270,4 +274,26 @@ def test_other_runners_revalidate_and_count_alike(tmp_path, runner):
         assert server.statuses == {304: N - 2, 200: 1, 404: 1}
         assert server.body_bytes == len(new) + len(b"not found\n")
         assert stats.revalidated == revalidated(unchanged=N - 2, changed=1, gone=1)
+        assert snapshot(cfg.root) == fresh_build(tmp_path, m)
+
+
+def test_redirects_are_followed_and_checked_as_strictly_when_revalidating(tmp_path):
+    """The conditional headers go with each hop; each hop still passes the fetch policy (a
+    redirect to a private address is refused, loopback only because allow_hosts names it)."""
+    with ConditionalServer(images()) as server:
+        server.redirects = {f"/r/{i}.jpg": f"/{i}.jpg" for i in range(N)}
+        m = manifest(tmp_path, server.url, prefix="/r")
+        cfg = eol_cfg(tmp_path / "a", m, rows_per_part=4)
+        ingest_eol(cfg, decode_workers=0)
+        before = snapshot(cfg.root)
+        server.reset_counts()
+        stats = ingest_eol(eol_cfg(tmp_path / "a", m, rows_per_part=4, revalidate=True))
+        assert server.statuses == {302: N, 304: N} and server.body_bytes == 0
+        assert stats.revalidated == revalidated(unchanged=N)
+        assert snapshot(cfg.root) == before
+        server.redirects["/r/3.jpg"] = "http://10.1.2.3/3.jpg"  # moved somewhere private
+        server.reset_counts()
+        stats = ingest_eol(eol_cfg(tmp_path / "a", m, rows_per_part=4, revalidate=True))
+        assert stats.reasons == {"non_public_address": 1}
+        assert server.statuses == {302: N, 304: N - 1}
         assert snapshot(cfg.root) == fresh_build(tmp_path, m)
