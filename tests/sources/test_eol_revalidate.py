@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.support.fanout import map_out_of_order
+from treeoflife.fanout import map_in_order
 from treeoflife.sources import ingest_eol
 from treeoflife.sources.eol_validators import validators_parquet
 
@@ -297,3 +298,28 @@ def test_redirects_are_followed_and_checked_as_strictly_when_revalidating(tmp_pa
         assert stats.reasons == {"non_public_address": 1}
         assert server.statuses == {302: N, 304: N - 1}
         assert snapshot(cfg.root) == fresh_build(tmp_path, m)
+
+
+def test_validators_survive_a_re_parting_that_leaves_a_part_without_remote_rows(tmp_path):
+    """Every part's validators are read before the first part is rewritten: rows that moved
+    from a part now holding only mirror files are still asked with their validators."""
+    local = tmp_path / "local"
+    local.mkdir()
+    for i in range(4):
+        (local / f"l{i}.jpg").write_bytes(jpeg(100 + i, 20, 20))
+    mirror = {"https://mirror.example/": str(local)}
+    with ConditionalServer(images()) as server:
+        m = manifest(tmp_path, server.url)
+        cfg = eol_cfg(tmp_path / "a", m, rows_per_part=4, mirror=mirror)
+        ingest_eol(cfg, decode_workers=0)
+        remote = [[i + 1, 7, "", f"{server.url}/{i}.jpg", "cc0", "o"] for i in range(N)]
+        files = [[50 + i, 7, "", f"https://mirror.example/l{i}.jpg", "cc0", "o"] for i in range(4)]
+        write_csv(m, EOL_HEADER, files + remote)  # part 0: mirror files only
+        server.reset_counts()
+        again = eol_cfg(tmp_path / "a", m, rows_per_part=4, mirror=mirror, revalidate=True)
+        # one part after the other: part 0 is written before part 1 is planned
+        stats = ingest_eol(again, decode_workers=0, map_parts=map_in_order)
+        assert server.statuses == {304: N}
+        assert stats.revalidated == revalidated(unchanged=N)
+        assert not validators_parquet(cfg, 0).exists()
+        assert snapshot(cfg.root) == fresh_build(tmp_path, m, mirror=mirror)

@@ -149,6 +149,7 @@ def _with_validators(plan: PartPlan, batch: list, validators: ValidatorIndex | N
     before the first part is rewritten: a part's file is replaced with the part)."""
     if validators is None:
         return plan
+    validators.load()  # even for a part without remote rows: it may replace a part with some
     kept = {}
     for (row, url), iid in zip(batch, plan.ids, strict=True):
         entries = validators.get(iid) if is_remote(url) else None

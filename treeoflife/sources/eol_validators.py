@@ -106,12 +106,14 @@ class ValidatorIndex:
                     index[r["image_id"]] = (*have, entry)
         return index
 
-    def get(self, iid: str | None) -> tuple[KeptValidators, ...] | None:
-        if iid is None:
-            return None
+    def load(self) -> None:
+        """Read every part's validators (once): called before the run writes its first part."""
         if self._index is None:
             self._index = self._load()
-        return self._index.get(iid)
+
+    def get(self, iid: str | None) -> tuple[KeptValidators, ...] | None:
+        self.load()
+        return self._index.get(iid) if iid is not None else None
 
 
 def write_validators(
