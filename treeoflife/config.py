@@ -131,8 +131,9 @@ class EOLConfig:
     # part at a time (concurrency and per-host limits are split between them). Faster when the
     # CPU is the bottleneck (fast mirrors); 1 keeps one event loop + decode processes.
     processes: int = setting(1, ge=1)
-    # A finished remote image is not fetched again; true (`build --revalidate`): every remote
-    # image is fetched again, a changed one replaces the stored one, a 404/410 fails its row.
+    # A finished remote image is not fetched again; true (`build --revalidate`): every stored
+    # remote image is asked again with a conditional request (the ETag / Last-Modified kept
+    # with it; a plain GET without): 304 keeps it, 200 replaces it, a 404/410 fails its row.
     revalidate: bool = False
 
     def __post_init__(self):

@@ -9,8 +9,10 @@ Connect / read / whole-attempt timeouts, a response size cap, redirects followed
 hop at a time through the fetch policy (fetch_policy.py: no local files outside the mirrors,
 no private addresses, no redirect to another scheme). Transient failures (connection errors,
 timeouts, cut bodies, 5xx, 429) are retried with exponential backoff and jitter (429 / 503
-honour Retry-After, for the whole host); 4xx are final (`http_<code>`). Per-host figures go to
-`hosts.status.parquet` (host_stats.py). Outcomes depend only on what the servers answer.
+honour Retry-After, for the whole host); 4xx are final (`http_<code>`). A fetch given the
+validators of a stored copy is conditional (download_validators.py): a 304 answer is a result
+without a body. Per-host figures go to `hosts.status.parquet` (host_stats.py). Outcomes depend
+only on what the servers answer.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import random
 import stat
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,13 +35,20 @@ import aiohttp
 from yarl import URL
 
 from treeoflife.config import EOLConfig
+from treeoflife.sources.download_validators import (
+    Validators,
+    describe_revalidated,
+    report_columns,
+    revalidation_outcome,
+    write_host_report,
+)
 from treeoflife.sources.fetch_policy import (
     AddressRefused,
     FetchPolicy,
     public_url,
 )
 from treeoflife.sources.host_queues import FILE_HOST, Host, HostQueues
-from treeoflife.sources.host_stats import describe, report_row, write_host_report
+from treeoflife.sources.host_stats import describe, report_row
 from treeoflife.vocabulary import Reason, http_reason
 
 log = logging.getLogger(__name__)
@@ -114,6 +124,9 @@ class FetchResult:
     attempts: int
     elapsed: float  # seconds, retries and waits included (not reproducible)
     nbytes: int = 0
+    validators: Validators | None = None  # the answer's ETag / Last-Modified (http(s) only)
+    conditional: bool = False  # asked with a stored copy's validators
+    not_modified: bool = False  # 304 to the conditional request: the stored copy is current
 
 
 class _Transient(Exception):  # noqa: N818 - control flow inside fetch
@@ -171,6 +184,7 @@ class Downloader:
         self._rng = random.Random()
         self._queues = HostQueues(settings, hold_limit)
         self._ticker: asyncio.Task | None = None
+        self._revalidated: dict[str, Counter] = {}  # host -> answers to conditional requests
 
     async def __aenter__(self) -> Downloader:
         s = self.settings
@@ -210,8 +224,12 @@ class Downloader:
     # ------------------------------------------------------------------ figures
 
     def host_report(self) -> list[dict]:
-        """One row per host seen: requests, ok, bytes, errors by kind, latency, concurrency."""
-        return [report_row(h.name, h.stats, h.limit) for h in self._queues.hosts.values()]
+        """One row per host seen: requests, ok, bytes, errors by kind, latency, concurrency,
+        answers to conditional requests."""
+        return [
+            report_row(h.name, h.stats, h.limit) | report_columns(self._revalidated.get(h.name))
+            for h in self._queues.hosts.values()
+        ]
 
     def write_report(self) -> None:
         if self.report_to is not None and self._queues.hosts:
@@ -220,7 +238,7 @@ class Downloader:
     def log_hosts(self, level: int, top: int = 20) -> None:
         rows = sorted(self.host_report(), key=lambda r: -r["requests"])
         for row in rows[:top]:
-            log.log(level, "download %s", describe(row))
+            log.log(level, "download %s%s", describe(row), describe_revalidated(row))
         if len(rows) > top:
             log.log(level, "download: %d more hosts", len(rows) - top)
 
@@ -237,22 +255,26 @@ class Downloader:
         ceiling = min(s.backoff_max_s, s.backoff_base_s * (2 ** (attempt - 1)))
         return ceiling * self._rng.uniform(0.5, 1.0)
 
-    async def fetch(self, url: str | None) -> FetchResult:
+    async def fetch(self, url: str | None, validators: Validators | None = None) -> FetchResult:
         """Fetch one URL; the body is the caller's at once (no hold)."""
-        async with self.fetching(url) as result:
+        async with self.fetching(url, validators) as result:
             return result
 
     @contextlib.asynccontextmanager
-    async def fetching(self, url: str | None):
-        """Fetch one URL; its body counts against `hold_limit` until the block ends."""
-        result, held = await self._fetch(url)
+    async def fetching(self, url: str | None, validators: Validators | None = None):
+        """Fetch one URL; its body counts against `hold_limit` until the block ends. With
+        `validators` (a stored copy's) an http(s) fetch is conditional: a 304 answer gives
+        `not_modified` and no body."""
+        result, held = await self._fetch(url, validators)
         try:
             yield result
         finally:
             if held:
                 self._queues.release_body()
 
-    async def _fetch(self, url: str | None) -> tuple[FetchResult, bool]:
+    async def _fetch(
+        self, url: str | None, validators: Validators | None = None
+    ) -> tuple[FetchResult, bool]:
         start = time.monotonic()
         shown = public_url(url)
         if not url:
@@ -274,24 +296,29 @@ class Downloader:
         if refusal is not None:
             return FetchResult(shown, None, refusal, None, 0, 0.0), False
         host = self._queues.host(f"{hostname.lower()}:{port or (443 if scheme == 'https' else 80)}")
+        headers = validators.request_headers() if validators else {}
         attempts = 0
+
+        def failed(exc: _Final | _Transient) -> FetchResult:
+            elapsed = time.monotonic() - start
+            result = FetchResult(
+                shown, None, exc.reason, exc.status, attempts, elapsed, conditional=bool(headers)
+            )
+            return self._counted(host, result)
+
         while True:
             attempts += 1
             in_flight = await self._queues.acquire(host)
             began = time.monotonic()
             try:
-                data, status = await self._get(url, host, began, in_flight)
+                data, status, answer = await self._get(url, host, began, in_flight, headers)
             except _Final as exc:
                 self._queues.end_request(host, keep_body=False)
-                return FetchResult(
-                    shown, None, exc.reason, exc.status, attempts, time.monotonic() - start
-                ), False
+                return failed(exc), False
             except _Transient as exc:
                 self._queues.end_request(host, keep_body=False)
                 if attempts > self.settings.retries:
-                    return FetchResult(
-                        shown, None, exc.reason, exc.status, attempts, time.monotonic() - start
-                    ), False
+                    return failed(exc), False
                 delay = exc.delay if exc.delay is not None else self._backoff(attempts)
                 log.debug("retry %s in %.2fs after %s", shown, delay, exc.reason)
                 await asyncio.sleep(delay)
@@ -299,17 +326,29 @@ class Downloader:
             except BaseException:
                 self._queues.end_request(host, keep_body=False)
                 raise
-            self._queues.end_request(host, keep_body=True)
-            return FetchResult(
-                shown, data, None, status, attempts, time.monotonic() - start, len(data)
-            ), True
+            self._queues.end_request(host, keep_body=data is not None)
+            result = FetchResult(
+                shown, data, None, status, attempts, time.monotonic() - start,
+                len(data) if data is not None else 0, answer, bool(headers), data is None,
+            )  # fmt: skip
+            return self._counted(host, result), data is not None
 
-    async def _get(self, url: str, host: Host, began: float, in_flight: int) -> tuple[bytes, int]:
+    def _counted(self, host: Host, result: FetchResult) -> FetchResult:
+        """Count the answer to a conditional request in the host's figures."""
+        if result.conditional:
+            outcome = revalidation_outcome(result.http_status, result.reason)
+            if outcome is not None:
+                self._revalidated.setdefault(host.name, Counter())[outcome] += 1
+        return result
+
+    async def _get(
+        self, url: str, host: Host, began: float, in_flight: int, headers: dict[str, str]
+    ) -> tuple[bytes | None, int, Validators | None]:
         """One attempt (redirects followed hop by hop); records the host's figures."""
         stats, limit = host.stats, host.limit
         stats.requests += 1
         try:
-            data, status = await self._request(url, host, began, in_flight)
+            data, status, answer = await self._request(url, host, began, in_flight, headers)
         except (_Final, _Transient) as exc:
             stats.error(exc.reason)
             rate_limited = exc.reason == http_reason(429) or (
@@ -321,19 +360,23 @@ class Downloader:
                 limit.on_failure(began, time.monotonic())
             raise
         stats.ok += 1
-        stats.bytes += len(data)
+        stats.bytes += len(data) if data is not None else 0
         limit.on_success(began, time.monotonic())
-        return data, status
+        return data, status, answer
 
     async def _request(
-        self, url: str, host: Host, began: float, in_flight: int
-    ) -> tuple[bytes, int]:
+        self, url: str, host: Host, began: float, in_flight: int, headers: dict[str, str]
+    ) -> tuple[bytes | None, int, Validators | None]:
+        """(body, status, the answer's validators); body None: 304 to a conditional request.
+        `headers` (the conditional ones) go with every hop; each hop passes the policy."""
         s = self.settings
         assert self._session is not None, "use Downloader as an async context manager"
         current = URL(url, encoded=False)
         try:
             for _hop in range(s.max_redirects + 1):
-                async with self._session.get(current, allow_redirects=False) as resp:
+                async with self._session.get(
+                    current, allow_redirects=False, headers=headers
+                ) as resp:
                     status = resp.status
                     ttfb = time.monotonic() - began
                     host.stats.answered(ttfb)
@@ -351,6 +394,8 @@ class Downloader:
                         raise _Transient(http_reason(status), status, wait)
                     if status >= 500:
                         raise _Transient(http_reason(status), status)
+                    if status == 304 and headers:  # the stored copy is current: no body
+                        return None, status, Validators.from_headers(resp.headers)
                     if status >= 300:
                         raise _Final(http_reason(status), status)
                     length = resp.content_length
@@ -363,7 +408,7 @@ class Downloader:
                         if total > s.max_bytes:
                             raise _Final(Reason.TOO_LARGE, status)
                         chunks.append(chunk)
-                    return b"".join(chunks), status
+                    return b"".join(chunks), status, Validators.from_headers(resp.headers)
             raise _Final(Reason.TOO_MANY_REDIRECTS, status)
         except (_Final, _Transient):
             raise

@@ -1,289 +1,72 @@
 """EOL ingest: stream the media manifests, join page names, download and store the images.
 
 Rows are the manifests' data lines, in manifest order, `rows_per_part` per part across all
-manifests. The manifests are streamed: memory holds the parts in flight and a compact set of
-the keys seen (for duplicates), never the manifest. Up to `parts_in_flight` parts download at
-once (see `download.py`) so the network never idles while a part waits for its slowest URL or
-is being written; decoding and resizing happen in worker processes; each part is written in
-manifest order whatever the completion order. Beside each catalog part,
-`part-%05d.status.parquet` has one row per manifest row (ok / failed / skipped, HTTP status,
-bytes, md5, size, attempts, elapsed); it is written before the catalog part and, unlike it, is
-not byte-reproducible (attempts and elapsed depend on the servers).
+manifests (`eol_manifest.py`). Which parts a run writes, and from what, is decided in one place
+(`eol_parts.PartsToDo`); one of three runners here writes them: up to `parts_in_flight` parts
+downloading at once in this process's event loop, decoding in worker processes (the network
+never idles while a part waits for its slowest URL or is being written); `processes` download
+processes; or an injected mapper (treeoflife.fanout). Each part is fetched, decoded and written
+by `eol_fetch.fetch_part`, in manifest order whatever the completion order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import csv
 import dataclasses
-import functools
 import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
-
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError
 from treeoflife.fanout import PartMapper
-from treeoflife.images import NormalizedImage, ResizePolicy
-from treeoflife.io import write_parquet_atomic
+from treeoflife.images import ResizePolicy
 from treeoflife.layout import Layout
 from treeoflife.procs import process_pool
 from treeoflife.progress import Progress, or_null
-from treeoflife.records import eol_key
-from treeoflife.schemas import EOL_FETCH_STATUS
-from treeoflife.sources.download import Downloader, DownloadSettings, FetchResult
-from treeoflife.sources.eol_parts import PartPlan, is_remote, plan_part
-from treeoflife.sources.fetch_policy import FetchPolicy, public_url
+from treeoflife.sources.download import Downloader, DownloadSettings
+from treeoflife.sources.eol_fetch import fetch_part
+from treeoflife.sources.eol_manifest import load_pages, rewrite_url
+from treeoflife.sources.eol_parts import (
+    PartPlan,
+    PartsToDo,
+    hosts_report,
+    is_remote,
+    plan_part,
+    rerun_plan,
+    status_parquet,
+    transient_reruns_pending,
+)
+from treeoflife.sources.eol_validators import UNCONDITIONAL, EolStats, validators_parquet
+from treeoflife.sources.fetch_policy import FetchPolicy
 from treeoflife.sources.ingest import (
-    PART_NAME,
     DecodePool,
     IngestStats,
-    catalog_dir,
-    clean,
-    fail,
     finish_stats,
-    new_row,
-    part_done,
     part_is_current,
     part_parquet,
     part_tar_relpath,
     prepare_source_dirs,
     remove_parts_from,
     reuse_index,
-    write_part,
 )
-from treeoflife.sources.partstore import ReuseIndex, StoredImage, reuse_parquet
-from treeoflife.sources.rerun import LazyImages, PartRerun, pending_reruns, refetch_keys
-from treeoflife.sources.seen import SeenKeys
+from treeoflife.sources.partstore import reuse_parquet
+from treeoflife.sources.rerun import PartRerun
 from treeoflife.storage import FsspecStorage, pull_files, shared_storage
-from treeoflife.vocabulary import FetchStatus, Reason
+
+__all__ = [  # what other modules and tests use from here
+    "EolPart",
+    "download_eol_part",
+    "ingest_eol",
+    "rewrite_url",  # eol_manifest.py
+    "transient_reruns_pending",  # eol_parts.py
+]
 
 log = logging.getLogger(__name__)
 
 SOURCE = "eol"
-
-_SKIP_REASONS = frozenset({Reason.NO_URL, Reason.DUPLICATE_KEY})
-
-COL_CONTENT = "EOL content ID"
-COL_PAGE = "EOL page ID"
-COL_SOURCE_URL = "Medium Source URL"
-COL_COPY_URL = "EOL Full-Size Copy URL"
-COL_LICENSE = "License Name"
-COL_OWNER = "Copyright Owner"
-REQUIRED_COLUMNS = (COL_CONTENT, COL_PAGE, COL_COPY_URL)
-
-PAGE_FIELDS = (
-    "scientific_name",
-    "kingdom",
-    "phylum",
-    "class",
-    "order",
-    "family",
-    "genus",
-    "common_name",
-)
-
-
-csv.field_size_limit(1 << 24)
-
-
-def status_parquet(cfg: BuildConfig, index: int) -> Path:
-    return catalog_dir(cfg, SOURCE) / (PART_NAME.format(index) + ".status.parquet")
-
-
-def hosts_report(cfg: BuildConfig, index: int | None = None) -> Path:
-    """The run's per-host download figures (one per download process: per part there)."""
-    name = "hosts" if index is None else "hosts." + PART_NAME.format(index)  # not a part-* file
-    return catalog_dir(cfg, SOURCE) / (name + ".status.parquet")
-
-
-def rewrite_url(url: str, mirror: dict[str, str], cfg: BuildConfig) -> str:
-    """Apply the longest matching mirror prefix.
-
-    A replacement that is an http(s):// or file:// URL replaces the prefix; any other value is a
-    local folder (relative to the data root) and becomes a file:// URL.
-    """
-    for prefix in sorted(mirror, key=lambda p: (-len(p), p)):
-        if url.startswith(prefix):
-            target = mirror[prefix]
-            rest = url[len(prefix) :]
-            if target.startswith(("http://", "https://", "file://")):
-                return target + rest
-            folder = cfg.path(target).resolve().as_uri()
-            if not folder.endswith("/") and not rest.startswith("/"):
-                folder += "/"
-            return folder + rest
-    return url
-
-
-def load_pages(cfg: BuildConfig) -> dict[int, tuple[str | None, ...]]:
-    """page id -> (scientific_name, kingdom, ..., genus, common_name)."""
-    spec = cfg.sources.eol.pages
-    if spec is None:
-        return {}
-    path = cfg.path(spec)
-    pages: dict[int, tuple[str | None, ...]] = {}
-    bad = 0
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or "page_id" not in reader.fieldnames:
-                raise InputError(f"EOL pages {path}: no page_id column")
-            for rec in reader:
-                try:
-                    page_id = int(str(rec.get("page_id")).strip())
-                except ValueError:
-                    bad += 1
-                    continue
-                pages[page_id] = tuple(clean(rec.get(f)) for f in PAGE_FIELDS)
-    except OSError as exc:
-        raise InputError(f"EOL pages {path}: {exc.strerror or exc}") from exc
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise InputError(f"EOL pages {path}: unreadable ({exc})") from exc
-    if bad:
-        log.warning("EOL pages %s: %d line(s) without an integer page_id ignored", path, bad)
-    return pages
-
-
-def iter_manifest_rows(cfg: BuildConfig, pages: dict) -> Iterator[tuple[dict, str | None]]:
-    """(catalog row, fetch URL or None) for every manifest data line, in order."""
-    seen = SeenKeys()
-    for manifest_no, spec in enumerate(cfg.sources.eol.manifests):
-        path = cfg.path(spec)
-        try:
-            # utf-8-sig: a BOM is not part of the first column's name; surrogateescape: an
-            # invalid byte spoils its own row only (see _manifest_row), never the rows after it
-            fh = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise InputError(f"EOL manifest {path}: {exc.strerror or exc}") from exc
-        with fh:
-            lines = _RecordLines(fh)
-            reader = csv.reader(lines)
-            try:
-                header = [h.strip() for h in next(reader)]
-            except StopIteration:
-                continue  # an empty manifest has no rows
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise InputError(f"EOL manifest {path}: unreadable header ({exc})") from exc
-            if not _is_utf8(header):
-                raise InputError(f"EOL manifest {path}: header is not valid UTF-8")
-            missing = [c for c in REQUIRED_COLUMNS if c not in header]
-            if missing:
-                raise InputError(f"EOL manifest {path}: missing column(s) {', '.join(missing)}")
-            col = {name: i for i, name in enumerate(header)}
-
-            row_of = functools.partial(
-                _manifest_row, header=header, col=col, manifest_no=manifest_no, pages=pages,
-                seen=seen, cfg=cfg,
-            )  # fmt: skip
-
-            while True:
-                line = reader.line_num + 1
-                lines.record.clear()
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    break
-                except (csv.Error, UnicodeDecodeError):
-                    fields = None
-                if fields is not None and (len(fields) == len(header) or len(lines.record) < 2):
-                    if fields:
-                        yield row_of(fields, line=line)
-                    continue
-                if len(lines.record) < 2:
-                    yield _malformed(manifest_no, line), None
-                    continue
-                # A bad record over several lines (a stray quote runs on to a later quote, or
-                # to the field size limit): read its lines one by one, so only the line with
-                # the stray quote is malformed, not every row the quote swallowed.
-                for k, text in enumerate(list(lines.record)):
-                    try:
-                        one = next(csv.reader([text]), [])
-                    except csv.Error:
-                        one = None
-                    if one is None:
-                        yield _malformed(manifest_no, line + k), None
-                    elif one:
-                        yield row_of(one, line=line + k)
-
-
-class _RecordLines:
-    """The manifest's lines for csv.reader, keeping those of the record being read."""
-
-    def __init__(self, fh):
-        self._fh = fh
-        self.record: list[str] = []
-
-    def __iter__(self) -> _RecordLines:
-        return self
-
-    def __next__(self) -> str:
-        text = next(self._fh)
-        self.record.append(text)
-        return text
-
-
-def _malformed(manifest_no: int, line: int) -> dict:
-    return fail(new_row(f"eol/malformed/{manifest_no}:{line}", SOURCE), Reason.MALFORMED_ROW)
-
-
-_MAX_ID = 2**63 - 1  # ids are int64 in the catalog
-
-
-def _is_utf8(fields: list[str]) -> bool:
-    """False when a field holds bytes that were not UTF-8 (decoded as surrogate escapes)."""
-    try:
-        "".join(fields).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _manifest_row(fields, header, col, manifest_no, line, pages, seen, cfg):
-    if len(fields) != len(header) or not _is_utf8(fields):
-        return _malformed(manifest_no, line), None
-    try:
-        content_id = int(fields[col[COL_CONTENT]].strip())
-        page_id = int(fields[col[COL_PAGE]].strip())
-    except ValueError:
-        return _malformed(manifest_no, line), None
-    if not (0 <= content_id <= _MAX_ID and 0 <= page_id <= _MAX_ID):
-        return _malformed(manifest_no, line), None
-
-    def get(name: str) -> str | None:
-        return clean(fields[col[name]]) if name in col else None
-
-    row = new_row(eol_key(content_id, page_id), SOURCE)
-    row["eol_content_id"] = content_id
-    row["eol_page_id"] = page_id
-    row["license"] = get(COL_LICENSE)
-    row["rights_holder"] = get(COL_OWNER)
-    row["source_url"] = public_url(get(COL_SOURCE_URL))  # never publish user:pass@
-    names = pages.get(page_id)
-    if names is not None:
-        sci, kingdom, phylum, cls, order, family, genus, common = names
-        row.update(
-            verbatim_scientific_name=sci,
-            verbatim_kingdom=kingdom,
-            verbatim_phylum=phylum,
-            verbatim_class=cls,
-            verbatim_order=order,
-            verbatim_family=family,
-            verbatim_genus=genus,
-            verbatim_common_name=common,
-        )
-    dup = seen.duplicate_of(row["key"])
-    if dup is not None:
-        row["key"] = dup
-        return fail(row, Reason.DUPLICATE_KEY), None
-    url = get(COL_COPY_URL)
-    if url is None:
-        return fail(row, Reason.NO_URL), None
-    return row, rewrite_url(url, cfg.sources.eol.mirror, cfg)
 
 
 def resize_policy(cfg: BuildConfig) -> ResizePolicy:
@@ -321,43 +104,31 @@ def ingest_eol(
     progress = or_null(progress)
     prepare_source_dirs(cfg, SOURCE)
     pages = load_pages(cfg)
-    run = IngestStats(source=SOURCE)
+    run = EolStats(source=SOURCE)
+    parts = PartsToDo(cfg, pages, run, progress)
     progress.start("ingest eol", None)
     try:
         if map_parts is not None:
-            n_parts = _ingest_parts_mapped(cfg, pages, settings, resize, run, progress, map_parts)
+            _ingest_parts_mapped(cfg, parts, settings, resize, run, progress, map_parts)
         elif ecfg.processes > 1:
-            n_parts = _ingest_parts_processes(cfg, pages, settings, resize, run, progress)
+            _ingest_parts_processes(cfg, parts, settings, resize, run, progress)
         else:
             with DecodePool(decode_workers, resize=resize) as pool:
-                n_parts = asyncio.run(_ingest_parts(cfg, pages, settings, pool, run, progress))
+                asyncio.run(_ingest_parts(cfg, parts, settings, pool, run, progress))
     finally:
         progress.finish()
+    n_parts = parts.n_parts
     remove_parts_from(cfg, SOURCE, n_parts)  # a shorter manifest: its rows are gone
     reuse_index(cfg, SOURCE).finish()  # every part of this plan is written
-    return finish_stats(cfg, SOURCE, n_parts, run, {})
-
-
-def part_todo(cfg: BuildConfig, index: int, batch: list, reuse: ReuseIndex | None):
-    """(plan, rerun) of a part to write, or None when the part on disk is current and has no
-    transient failure to fetch again. With `sources.eol.revalidate` a part with remote URLs
-    is written again, its remote images fetched again."""
-    plan = plan_part(cfg, batch)
-    revalidate = cfg.sources.eol.revalidate and any(is_remote(url) for _, url in batch)
-    if not revalidate and part_is_current(cfg, SOURCE, index, plan.key):
-        rerun = rerun_plan(cfg, index)
-        return None if rerun is None else (plan, rerun)
-    if reuse is not None:
-        reuse.set_aside()
-        reused = {}
-        for (row, url), iid in zip(batch, plan.ids, strict=True):
-            if revalidate and is_remote(url):
-                continue  # fetched again: what changed (or was taken down) is what it serves
-            stored = reuse.get(iid)
-            if stored is not None:
-                reused[row["key"]] = stored
-        plan = dataclasses.replace(plan, reused=reused)
-    return plan, None
+    total = finish_stats(cfg, SOURCE, n_parts, run, {})
+    if ecfg.revalidate:
+        r = run.revalidated
+        log.info(
+            "eol revalidate: %d unchanged (304), %d changed (200), %d gone (404/410), "
+            "%d without validators (plain GET)",
+            r["unchanged"], r["changed"], r["gone"], r[UNCONDITIONAL],
+        )  # fmt: skip
+    return EolStats(**dataclasses.asdict(total) | {"revalidated": dict(run.revalidated)})
 
 
 DECODE_THREADS_PER_PROCESS = 2
@@ -373,34 +144,27 @@ def _split_settings(settings: DownloadSettings, processes: int) -> DownloadSetti
     )
 
 
-def _ingest_parts_processes(cfg, pages, settings, resize, run: IngestStats, progress) -> int:
+def _ingest_parts_processes(
+    cfg, parts: PartsToDo, settings, resize, run: EolStats, progress
+) -> None:
     """Parts handed to download processes (forkserver), a bounded number queued at a time."""
     procs = cfg.sources.eol.processes
     share = _split_settings(settings, procs)
-    n_parts = 0
     pending: dict[cf.Future, int] = {}
 
     def collect() -> None:
         done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
         for fut in done:
             progress.advance(pending.pop(fut))
-            fut.result()  # a failed part stops the run (finished parts stay; rerun resumes)
+            # a failed part stops the run (finished parts stay; rerun resumes)
+            run.add_revalidated(fut.result())
             run.parts_written += 1
 
-    reuse = reuse_index(cfg, SOURCE)
     with process_pool(procs, "forkserver") as executor:  # die with this process
         try:
-            rows = iter_manifest_rows(cfg, pages)
-            for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):
-                n_parts = index + 1
-                todo = part_todo(cfg, index, batch, reuse)
-                if todo is None:
-                    run.parts_skipped += 1
-                    progress.advance(len(batch))
-                    continue
+            for index, batch, plan, _rerun in parts:  # the worker plans its own rerun
                 while len(pending) >= procs + 1:  # one queued behind the running ones
                     collect()
-                plan = todo[0]
                 fut = executor.submit(_download_part, cfg, index, batch, share, resize, plan)
                 pending[fut] = len(batch)
             while pending:
@@ -408,7 +172,6 @@ def _ingest_parts_processes(cfg, pages, settings, resize, run: IngestStats, prog
         finally:
             for fut in pending:
                 fut.cancel()
-    return n_parts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,35 +187,39 @@ class EolPart:
     plan: PartPlan | None = None  # its key (None: computed where it runs)
 
 
-def download_eol_part(item: EolPart) -> tuple[int, int]:
+def download_eol_part(item: EolPart) -> tuple[int, int, dict[str, int]]:
     """Download, decode and write one part (a finished part is kept); returns (part number,
-    rows).
+    rows, revalidation counts).
 
     With `item.shared` (object storage: this worker may not see the driver's disk) the part is
     written in a scratch folder and its files are copied there, the catalog part last (its
     presence marks the part done); the driver pulls them (`_pull_part`)."""
     if item.shared is None:
-        _download_part(item.cfg, item.index, item.batch, item.settings, item.resize, item.plan)
-        return item.index, len(item.batch)
+        counts = _download_part(
+            item.cfg, item.index, item.batch, item.settings, item.resize, item.plan
+        )
+        return item.index, len(item.batch), counts
     rels = _part_files(item.cfg, item.index)
     if item.shared.exists(rels[-1]):  # a retried task whose first attempt finished
-        return item.index, len(item.batch)
+        return item.index, len(item.batch), {}
     with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
         cfg = dataclasses.replace(item.cfg, data_root=scratch)
-        plan = item.plan and dataclasses.replace(item.plan, reused={})  # not on this disk
-        _download_part(cfg, item.index, item.batch, item.settings, item.resize, plan)
+        # the stored images are not on this disk: fetched again with plain GETs
+        plan = item.plan and dataclasses.replace(item.plan, reused={}, stored={})
+        counts = _download_part(cfg, item.index, item.batch, item.settings, item.resize, plan)
         for rel in rels:
             if (Path(scratch) / rel).exists():
                 item.shared.put(Path(scratch) / rel, rel)
-    return item.index, len(item.batch)
+    return item.index, len(item.batch), counts
 
 
 def _part_files(cfg: BuildConfig, index: int) -> list[str]:
-    """A part's files relative to the data root: image store, download status, catalog part,
-    its record (the one whose presence marks the part done: last)."""
+    """A part's files relative to the data root: image store, download status, validators,
+    catalog part, its record (the one whose presence marks the part done: last)."""
     files = [
         cfg.root / part_tar_relpath(SOURCE, index),
         status_parquet(cfg, index),
+        validators_parquet(cfg, index),
         part_parquet(cfg, SOURCE, index),
         reuse_parquet(part_parquet(cfg, SOURCE, index)),
     ]
@@ -465,7 +232,9 @@ def _pull_part(cfg: BuildConfig, shared: FsspecStorage, index: int) -> None:
     pull_files(shared, _part_files(cfg, index), cfg.root, Layout(cfg.root).shared_ledger)
 
 
-def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progress, map_parts):
+def _ingest_parts_mapped(
+    cfg, parts: PartsToDo, settings, resize, run: EolStats, progress, map_parts
+) -> None:
     """Parts handed to an injected mapper as they are read from the manifests (it bounds how
     many are in flight); each gets its share of the download limits. With `storage.shared`,
     the tasks leave their parts there and each is pulled into the data root as it finishes."""
@@ -473,91 +242,61 @@ def _ingest_parts_mapped(cfg, pages, settings, resize, run: IngestStats, progres
     share = _split_settings(settings, getattr(map_parts, "width", cfg.execution.parallelism))
     remote_cfg = dataclasses.replace(cfg, data_root=str(cfg.root.resolve()))
     shared = shared_storage(cfg)
-    reuse = reuse_index(cfg, SOURCE)
-    n_parts = 0
 
     def items() -> Iterator[EolPart]:
-        nonlocal n_parts
-        rows = iter_manifest_rows(cfg, pages)
-        for index, batch in enumerate(_batches(rows, cfg.sources.eol.rows_per_part)):
-            n_parts = index + 1
-            todo = part_todo(cfg, index, batch, reuse)
-            if todo is None:
-                run.parts_skipped += 1
-                progress.advance(len(batch))
-                continue
-            yield EolPart(remote_cfg, index, batch, share, resize, shared, todo[0])
+        for index, batch, plan, _rerun in parts:  # the task plans its own rerun
+            yield EolPart(remote_cfg, index, batch, share, resize, shared, plan)
 
-    for index, n_rows in map_parts(download_eol_part, items()):
+    for index, n_rows, counts in map_parts(download_eol_part, items()):
         if shared is not None:
             _pull_part(cfg, shared, index)
         progress.advance(n_rows)
+        run.add_revalidated(counts)
         run.parts_written += 1
     prepare_source_dirs(cfg, SOURCE)  # drops what a worker that died mid-part left behind
-    return n_parts
 
 
-def _download_part(cfg, index: int, batch: list, settings, resize, plan=None) -> None:
-    """Worker process: download, decode (threads) and write one part (kept when current)."""
+def _download_part(cfg, index: int, batch: list, settings, resize, plan=None) -> dict[str, int]:
+    """Worker process: download, decode (threads) and write one part (kept when current);
+    returns its revalidation counts."""
     plan = plan or plan_part(cfg, batch)
     rerun = None
     revalidate = cfg.sources.eol.revalidate and any(is_remote(url) for _, url in batch)
     if not revalidate and part_is_current(cfg, SOURCE, index, plan.key):
         rerun = rerun_plan(cfg, index)
         if rerun is None:  # a retried task that finished
-            return
+            return {}
+    stats = EolStats(source=SOURCE)
 
     async def run() -> None:
         hold = 2 * settings.concurrency + 4 * DECODE_THREADS_PER_PROCESS
         async with Downloader(settings, hold, hosts_report(cfg, index)) as downloader:
-            stats = IngestStats(source=SOURCE)
-            await _part(cfg, index, batch, downloader, pool, stats, rerun, plan)
+            await fetch_part(cfg, index, batch, downloader, pool, stats, rerun, plan)
 
     with DecodePool(DECODE_THREADS_PER_PROCESS, resize=resize, threads=True) as pool:
         asyncio.run(run())
+    return stats.revalidated
 
 
-def _batches(items: Iterator, size: int) -> Iterator[list]:
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) -> int:
-    """Download the parts, up to `parts_in_flight` at once; returns the number of parts."""
+async def _ingest_parts(cfg, parts: PartsToDo, settings, pool, run: EolStats, progress) -> None:
+    """Download the parts, up to `parts_in_flight` at once."""
     ecfg = cfg.sources.eol
     window = asyncio.Semaphore(max(1, ecfg.parts_in_flight))
     # Rows between "fetch starts" and "decoded": bounds the raw bodies held in memory when the
     # network outruns the decoders (back-pressure instead of an unbounded decode queue).
     hold = 2 * settings.concurrency + 4 * max(1, pool.workers)
     running: set[asyncio.Task] = set()
-    reuse = reuse_index(cfg, SOURCE)
-    n_parts = 0
 
     async def one(index: int, batch: list, rerun: PartRerun | None, plan: PartPlan) -> None:
         try:
-            await _part(cfg, index, batch, downloader, pool, run, rerun, plan)
+            await fetch_part(cfg, index, batch, downloader, pool, run, rerun, plan)
             progress.advance(len(batch))
         finally:
             window.release()
 
     async with Downloader(settings, hold, hosts_report(cfg)) as downloader:
         try:
-            for index, batch in enumerate(
-                _batches(iter_manifest_rows(cfg, pages), ecfg.rows_per_part)
-            ):
-                n_parts = index + 1
-                todo = part_todo(cfg, index, batch, reuse)
-                if todo is None:
-                    run.parts_skipped += 1
-                    progress.advance(len(batch))
-                    continue
-                plan, rerun = todo
+            for index, batch, plan, rerun in parts:
                 await window.acquire()
                 for task in [t for t in running if t.done()]:
                     running.discard(task)
@@ -571,102 +310,3 @@ async def _ingest_parts(cfg, pages, settings, pool, run: IngestStats, progress) 
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-    return n_parts
-
-
-async def _fetch_and_decode(
-    url: str | None, downloader: Downloader, pool: DecodePool
-) -> tuple[FetchResult | None, NormalizedImage | str | None]:
-    if url is None:
-        return None, None
-    async with downloader.fetching(url) as result:  # the body counts until decoded
-        if result.data is None:
-            return result, result.reason
-        data, result.data = result.data, None
-        outcome = await asyncio.wrap_future(pool.submit(data))
-    return result, outcome
-
-
-def status_row(row: dict, url: str | None, fetch: FetchResult | None, outcome) -> dict:
-    """The status-table row of one manifest row."""
-    ok = isinstance(outcome, (NormalizedImage, StoredImage))
-    reason = None if ok else (outcome if isinstance(outcome, str) else row["reason"])
-    if ok:
-        status = FetchStatus.OK
-    elif fetch is None and reason in _SKIP_REASONS:
-        status = FetchStatus.SKIPPED
-    else:
-        status = FetchStatus.FAILED
-    return {
-        "key": row["key"],
-        "url": public_url(url),
-        "status": status,
-        "reason": reason,
-        "http_status": fetch.http_status if fetch else None,
-        "bytes": fetch.nbytes if fetch else None,
-        "md5": outcome.md5 if ok else None,
-        "width": outcome.width if ok else None,
-        "height": outcome.height if ok else None,
-        "attempts": fetch.attempts if fetch else 0,
-        "elapsed": fetch.elapsed if fetch else 0.0,
-        "runs": 1 if fetch else 0,
-    }
-
-
-def rerun_plan(cfg: BuildConfig, index: int) -> PartRerun | None:
-    """A finished part's rows to fetch again (transient failures, `rerun_transient` runs at
-    most), or None: the part stays as it is."""
-    if not part_done(cfg, SOURCE, index):
-        return None
-    keys = refetch_keys(status_parquet(cfg, index), cfg.sources.eol.rerun_transient)
-    if not keys:
-        return None
-    return PartRerun.load(status_parquet(cfg, index), part_parquet(cfg, SOURCE, index),
-                          cfg.root, keys)  # fmt: skip
-
-
-def transient_reruns_pending(cfg: BuildConfig) -> int:
-    """Rows the next EOL ingest would fetch again (the stage is not up to date while > 0)."""
-    paths = sorted(catalog_dir(cfg, SOURCE).glob("part-?????.status.parquet"))
-    return pending_reruns(paths, cfg.sources.eol.rerun_transient)
-
-
-async def _part(cfg, index, batch, downloader, pool, run: IngestStats, rerun=None, plan=None):
-    plan = plan or plan_part(cfg, batch)
-    kept = {}  # rows a rerun does not fetch again: key -> (earlier status row, reason)
-    if rerun is not None:
-        kept = {r["key"]: k for r, url in batch if url and (k := rerun.kept_outcome(r["key"]))}
-
-    async def one(row: dict, url: str | None):
-        if row["key"] in kept:
-            return None, kept[row["key"]][1]
-        if url is not None and row["key"] in plan.reused:  # stored by an earlier part
-            image = await asyncio.to_thread(plan.reused[row["key"]].checked)
-            if image is not None:
-                return None, image
-        return await _fetch_and_decode(url, downloader, pool)
-
-    results = await asyncio.gather(*(one(row, url) for row, url in batch))
-    rows = [row for row, _ in batch]
-    images = [outcome for _, outcome in results]
-    status_rows = []
-    for (row, url), (fetch, outcome) in zip(batch, results, strict=True):
-        status = status_row(row, url, fetch, outcome)
-        if rerun is not None:
-            earlier = kept.get(row["key"], (None,))[0]
-            status = earlier or {**status, "runs": rerun.runs(row["key"]) + (fetch is not None)}
-        status_rows.append(status)
-    if rerun is not None:  # kept images come from the part's current store as it is rewritten
-        images = LazyImages(images, rerun, [r["key"] for r in rows], set(kept))
-
-    def write() -> None:
-        table = pa.Table.from_pylist(status_rows, schema=EOL_FETCH_STATUS)
-        if rerun is not None:  # the catalog first: killed in between, the rows are refetched
-            write_part(cfg, SOURCE, index, rows, images, plan.key, plan.ids)
-            write_parquet_atomic(table, status_parquet(cfg, index))
-            return
-        write_parquet_atomic(table, status_parquet(cfg, index))
-        write_part(cfg, SOURCE, index, rows, images, plan.key, plan.ids)
-
-    await asyncio.to_thread(write)
-    run.parts_written += 1
