@@ -181,7 +181,12 @@ def build(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
     revalidate: Annotated[
-        bool, typer.Option("--revalidate", help="fetch finished remote EOL images again")
+        bool,
+        typer.Option(
+            "--revalidate",
+            help="ask whether finished remote EOL images changed (conditional requests); "
+            "refetch those that did",
+        ),
     ] = False,
     no_wait: NoWaitOpt = False,
 ) -> None:

@@ -78,9 +78,22 @@ class _Handler(BaseHTTPRequestHandler):
             extra = {"Retry-After": self.server.limit_retry_after}
             self._send_simple(429, b"too many requests in flight\n", extra)
             return
+        self._counted = True
         try:
             self._serve(path, count, head)
         finally:
+            self._leave()
+
+    def end_headers(self) -> None:
+        # A request stops counting as in flight once its answer is on its way: the client may
+        # have the whole answer and send its next request before this thread's finally runs
+        # (a loaded machine), which would refuse a request the client had every right to send.
+        self._leave()
+        super().end_headers()
+
+    def _leave(self) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
             self.server.leave()
 
     def _serve(self, path: str, count: int, head: bool) -> None:

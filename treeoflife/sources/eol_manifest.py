@@ -15,7 +15,7 @@ from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError
 from treeoflife.records import eol_key
 from treeoflife.sources.fetch_policy import public_url
-from treeoflife.sources.ingest import clean, fail, new_row
+from treeoflife.sources.ingest import clean, fail, fields_are_utf8, new_row
 from treeoflife.sources.seen import SeenKeys
 from treeoflife.vocabulary import Reason
 
@@ -114,7 +114,7 @@ def iter_manifest_rows(cfg: BuildConfig, pages: dict) -> Iterator[tuple[dict, st
                 continue  # an empty manifest has no rows
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise InputError(f"EOL manifest {path}: unreadable header ({exc})") from exc
-            if not _is_utf8(header):
+            if not fields_are_utf8(header):
                 raise InputError(f"EOL manifest {path}: header is not valid UTF-8")
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
@@ -179,17 +179,8 @@ def _malformed(manifest_no: int, line: int) -> dict:
 _MAX_ID = 2**63 - 1  # ids are int64 in the catalog
 
 
-def _is_utf8(fields: list[str]) -> bool:
-    """False when a field holds bytes that were not UTF-8 (decoded as surrogate escapes)."""
-    try:
-        "".join(fields).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _manifest_row(fields, header, col, manifest_no, line, pages, seen, cfg):
-    if len(fields) != len(header) or not _is_utf8(fields):
+    if len(fields) != len(header) or not fields_are_utf8(fields):
         return _malformed(manifest_no, line), None
     try:
         content_id = int(fields[col[COL_CONTENT]].strip())
@@ -229,15 +220,3 @@ def _manifest_row(fields, header, col, manifest_no, line, pages, seen, cfg):
     if url is None:
         return fail(row, Reason.NO_URL), None
     return row, rewrite_url(url, cfg.sources.eol.mirror, cfg)
-
-
-def batches(items: Iterator, size: int) -> Iterator[list]:
-    """`items` in lists of `size` (the last one shorter)."""
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

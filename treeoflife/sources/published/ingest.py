@@ -31,6 +31,7 @@ from treeoflife.sources.fetch_policy import FetchPolicy, public_url
 from treeoflife.sources.ingest import (
     DecodePool,
     IngestStats,
+    batches,
     fail,
     finish_stats,
     new_row,
@@ -123,17 +124,6 @@ def keyed_rows(cfg: BuildConfig, source: str) -> Iterator[tuple[dict, dict]]:
         yield p, row
 
 
-def _batches(items, size: int) -> Iterator[list]:
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _image_of(cfg, p: dict, data: bytes | None, reason: str | None, pool: DecodePool):
     """A future-like outcome: the decoded image, or a reason (md5 mismatch: bytes set aside)."""
     if data is None:
@@ -161,7 +151,7 @@ def _eol_by_url(cfg: BuildConfig, pool: DecodePool, run: IngestStats, progress) 
     async def run_all() -> int:
         n = 0
         async with Downloader(settings, 2 * settings.concurrency, report) as downloader:
-            for index, batch in enumerate(_batches(keyed_rows(cfg, "eol"), size)):
+            for index, batch in enumerate(batches(keyed_rows(cfg, "eol"), size)):
                 n = index + 1
                 progress.advance(len(batch))
                 if part_done(cfg, "eol", index):
@@ -189,8 +179,8 @@ def _bioscan_by_zip(cfg: BuildConfig, pool: DecodePool, run: IngestStats, progre
     zips = BioscanZips(cfg, cfg.published.bioscan_zips)
     n = 0
     try:
-        batches = _batches(keyed_rows(cfg, "bioscan"), cfg.published.rows_per_part)
-        for index, batch in enumerate(batches):
+        parts = batches(keyed_rows(cfg, "bioscan"), cfg.published.rows_per_part)
+        for index, batch in enumerate(parts):
             n = index + 1
             progress.advance(len(batch))
             if part_done(cfg, "bioscan", index):
@@ -268,7 +258,7 @@ def _streamed(cfg, source: str, archives: list[str], name_of, pool, run, progres
         wanted = {n: pr for n, pr in wanted.items() if pr[1]["key"] not in found}
     remove_parts_from(cfg, source, part)
     rest = sorted(leftover + list(wanted.values()), key=lambda pr: pr[1]["key"])
-    for batch in _batches(rest, size):
+    for batch in batches(rest, size):
         rows = [r for _, r in batch]
         absent = [None if r["status"] != "ok" else Reason.FILE_ABSENT.value for r in rows]
         write_part(cfg, source, part, rows, absent)
