@@ -17,8 +17,12 @@ runs at once), which a stage uses to share limits such as download concurrency b
 from __future__ import annotations
 
 import multiprocessing
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import TypeVar
+
+from treeoflife.procs import process_pool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,6 +34,47 @@ def map_in_order(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
     """The local mapper: each item in turn, in this process."""
     for item in items:
         yield fn(item)
+
+
+class ProcessPoolMapper:
+    """The mapper over local worker processes (started by `method`; they die with this
+    process): at most `window` items in flight (default 2 per worker), results in item order,
+    so memory stays flat and outputs do not depend on the worker count. One worker or fewer
+    runs the items here, in this process."""
+
+    def __init__(self, width: int, method: str = "spawn", window: int | None = None):
+        self.width = width
+        self.method = method
+        self.window = max(1, window or 2 * width)
+
+    def __call__(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        if self.width <= 1:
+            yield from map_in_order(fn, items)
+            return
+        with process_pool(self.width, self.method) as pool:
+            pending: deque[Future] = deque()
+            try:
+                for item in items:
+                    pending.append(pool.submit(fn, item))
+                    if len(pending) >= self.window:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:  # a failed item or a consumer that stopped: nothing more starts
+                for future in pending:
+                    future.cancel()
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter): rows in parts, images in chunks."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def local_processes(requested: int) -> int:

@@ -6,11 +6,10 @@ none of whose images is usable stops here, before dedup (treeoflife.evalsets.rep
 
 from __future__ import annotations
 
-import collections
 import dataclasses
+import functools
 import hashlib
 import logging
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from treeoflife.errors import InputError
 from treeoflife.evalsets.files import SetFolder
 from treeoflife.evalsets.labels import label_columns
 from treeoflife.evalsets.report import check_images
-from treeoflife.fanout import PartMapper, local_processes
+from treeoflife.fanout import PartMapper, ProcessPoolMapper, local_processes
 from treeoflife.io import (
     md5_hex,
     read_image_bytes,
@@ -32,7 +31,6 @@ from treeoflife.io import (
     write_parquet_atomic,
     write_text_atomic,
 )
-from treeoflife.procs import process_pool
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import EVAL_HASHES, HASHES, SOURCE_CATALOG
 from treeoflife.storage import FsspecStorage, output_path
@@ -151,24 +149,11 @@ def hash_catalog(
 
 def _run_batches(root: str, items: list[_Item], spans: list[tuple[int, int]], workers: int):
     """Yield each batch's result in batch order; at most 2 x workers batches in flight."""
-    if workers <= 1 or len(spans) <= 1:
-        for start, stop in spans:
-            yield _hash_stored_batch(root, items[start:stop])
-        return
+    if len(spans) <= 1:
+        workers = 1
     # spawn: the caller may hold threads (DuckDB, Prefect) that fork would copy mid-state.
-    with process_pool(workers, "spawn") as pool:  # workers die with this process
-        pending: collections.deque[Future] = collections.deque()
-        todo = iter(spans)
-        for start, stop in todo:
-            pending.append(pool.submit(_hash_stored_batch, root, items[start:stop]))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(pool.submit(_hash_stored_batch, root, items[nxt[0] : nxt[1]]))
-            yield result
+    hash_batch = functools.partial(_hash_stored_batch, root)
+    yield from ProcessPoolMapper(workers, "spawn")(hash_batch, (items[a:b] for a, b in spans))
 
 
 def hash_evalset_rows(

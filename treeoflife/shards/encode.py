@@ -7,13 +7,14 @@ window of chunks is in flight (so memory stays flat however many images there ar
 
 from __future__ import annotations
 
-from collections import deque
+import functools
+import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from treeoflife.errors import ImageRejected, InputError
+from treeoflife.fanout import ProcessPoolMapper, batches
 from treeoflife.io import read_image_bytes
-from treeoflife.procs import process_pool
 from treeoflife.shards.resize import resize_for_shard
 
 CHUNK = 32  # images per task: amortises the ~100 us of process round trip
@@ -48,15 +49,10 @@ def _unpack(rows: list[dict], results: list[tuple[bool, bytes | str]]) -> Iterat
         yield row, value
 
 
-def _chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    chunk: list[dict] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _encode_in_worker(
+    data_root: str, params: tuple[int, int, str], locations: list[tuple[str, str, int, int]]
+) -> list[tuple[bool, bytes | str]]:
+    return _encode_chunk(data_root, locations, params)
 
 
 def encoded_images(
@@ -79,15 +75,11 @@ def encoded_images(
         for row in rows:
             yield from _unpack([row], _encode_chunk(root, [_location(row)], params))
         return
-    # spawn: no fork of a threaded parent (Prefect, tqdm); workers die with this process
-    with process_pool(workers, "spawn") as pool:
-        window: deque = deque()
-        for chunk in _chunks(rows, CHUNK):
-            locs = [_location(r) for r in chunk]
-            window.append((chunk, pool.submit(_encode_chunk, root, locs, params)))
-            if len(window) >= 2 * workers:
-                done, future = window.popleft()
-                yield from _unpack(done, future.result())
-        while window:
-            done, future = window.popleft()
-            yield from _unpack(done, future.result())
+    # spawn: no fork of a threaded parent (Prefect, tqdm); only locations go to the workers,
+    # the rows stay here (tee keeps the chunks in flight, at most the mapper's window)
+    chunks, sent = itertools.tee(batches(rows, CHUNK))
+    locations = ([_location(r) for r in chunk] for chunk in sent)
+    encode = functools.partial(_encode_in_worker, root, params)
+    encoded = ProcessPoolMapper(workers, "spawn")(encode, locations)
+    for results, chunk in zip(encoded, chunks, strict=True):
+        yield from _unpack(chunk, results)

@@ -2,17 +2,17 @@
 
 Rows are the manifests' data lines, in manifest order, `rows_per_part` per part across all
 manifests (`eol_manifest.py`). Which parts a run writes, and from what, is decided in one place
-(`eol_parts.PartsToDo`); one of three runners here writes them: up to `parts_in_flight` parts
+(`eol_parts.PartsToDo`); one of two runners here writes them: up to `parts_in_flight` parts
 downloading at once in this process's event loop, decoding in worker processes (the network
-never idles while a part waits for its slowest URL or is being written); `processes` download
-processes; or an injected mapper (treeoflife.fanout). Each part is fetched, decoded and written
-by `eol_fetch.fetch_part`, in manifest order whatever the completion order.
+never idles while a part waits for its slowest URL or is being written); or a mapper
+(treeoflife.fanout): `processes` local download processes, or one injected by a flow. Each
+part is fetched, decoded and written by `eol_fetch.fetch_part`, in manifest order whatever
+the completion order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures as cf
 import dataclasses
 import logging
 import tempfile
@@ -21,10 +21,9 @@ from pathlib import Path
 
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError
-from treeoflife.fanout import PartMapper
+from treeoflife.fanout import PartMapper, ProcessPoolMapper
 from treeoflife.images import ResizePolicy
 from treeoflife.layout import Layout
-from treeoflife.procs import process_pool
 from treeoflife.progress import Progress, or_null
 from treeoflife.sources.download import Downloader, DownloadSettings
 from treeoflife.sources.eol_fetch import fetch_part
@@ -110,8 +109,9 @@ def ingest_eol(
     try:
         if map_parts is not None:
             _ingest_parts_mapped(cfg, parts, settings, resize, run, progress, map_parts)
-        elif ecfg.processes > 1:
-            _ingest_parts_processes(cfg, parts, settings, resize, run, progress)
+        elif ecfg.processes > 1:  # download processes (forkserver) on this machine's disk
+            processes = ProcessPoolMapper(ecfg.processes, "forkserver")
+            _ingest_parts_mapped(cfg, parts, settings, resize, run, progress, processes, local=True)
         else:
             with DecodePool(decode_workers, resize=resize) as pool:
                 asyncio.run(_ingest_parts(cfg, parts, settings, pool, run, progress))
@@ -142,36 +142,6 @@ def _split_settings(settings: DownloadSettings, processes: int) -> DownloadSetti
         per_host_concurrency=max(1, settings.per_host_concurrency // processes),
         per_host_rps=settings.per_host_rps / processes,
     )
-
-
-def _ingest_parts_processes(
-    cfg, parts: PartsToDo, settings, resize, run: EolStats, progress
-) -> None:
-    """Parts handed to download processes (forkserver), a bounded number queued at a time."""
-    procs = cfg.sources.eol.processes
-    share = _split_settings(settings, procs)
-    pending: dict[cf.Future, int] = {}
-
-    def collect() -> None:
-        done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-        for fut in done:
-            progress.advance(pending.pop(fut))
-            # a failed part stops the run (finished parts stay; rerun resumes)
-            run.add_revalidated(fut.result())
-            run.parts_written += 1
-
-    with process_pool(procs, "forkserver") as executor:  # die with this process
-        try:
-            for index, batch, plan, _rerun in parts:  # the worker plans its own rerun
-                while len(pending) >= procs + 1:  # one queued behind the running ones
-                    collect()
-                fut = executor.submit(_download_part, cfg, index, batch, share, resize, plan)
-                pending[fut] = len(batch)
-            while pending:
-                collect()
-        finally:
-            for fut in pending:
-                fut.cancel()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,15 +203,16 @@ def _pull_part(cfg: BuildConfig, shared: FsspecStorage, index: int) -> None:
 
 
 def _ingest_parts_mapped(
-    cfg, parts: PartsToDo, settings, resize, run: EolStats, progress, map_parts
+    cfg, parts: PartsToDo, settings, resize, run: EolStats, progress, map_parts, local=False
 ) -> None:
-    """Parts handed to an injected mapper as they are read from the manifests (it bounds how
-    many are in flight); each gets its share of the download limits. With `storage.shared`,
-    the tasks leave their parts there and each is pulled into the data root as it finishes."""
+    """Parts handed to a mapper as they are read from the manifests (it bounds how many are
+    in flight); each gets its share of the download limits. With `storage.shared` (and a
+    mapper that is not `local`: its workers may not see this disk), the tasks leave their
+    parts there and each is pulled into the data root as it finishes."""
     # The mapper's own width when it knows it (a cluster's threads), else the config's.
     share = _split_settings(settings, getattr(map_parts, "width", cfg.execution.parallelism))
     remote_cfg = dataclasses.replace(cfg, data_root=str(cfg.root.resolve()))
-    shared = shared_storage(cfg)
+    shared = None if local else shared_storage(cfg)
 
     def items() -> Iterator[EolPart]:
         for index, batch, plan, _rerun in parts:  # the task plans its own rerun

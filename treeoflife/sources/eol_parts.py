@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from treeoflife.config import BuildConfig
+from treeoflife.fanout import batches
 from treeoflife.progress import Progress
 from treeoflife.sources.eol_manifest import iter_manifest_rows
 from treeoflife.sources.eol_validators import ValidatorIndex
 from treeoflife.sources.ingest import (
     PART_NAME,
     IngestStats,
-    batches,
     catalog_dir,
     part_done,
     part_is_current,

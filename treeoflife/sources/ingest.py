@@ -14,7 +14,7 @@ import re
 import stat
 import tarfile
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -154,18 +154,6 @@ def clean(value: str | None, nulls: Sequence[str] = ()) -> str | None:
     if not value or value in nulls:
         return None
     return value
-
-
-def batches(items: Iterable, size: int) -> Iterator[list]:
-    """`items` in lists of `size` (the last one shorter): a source's rows in parts."""
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def fields_are_utf8(fields: list[str]) -> bool:

@@ -22,6 +22,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from treeoflife.config import BuildConfig
+from treeoflife.fanout import batches
 from treeoflife.io import write_bytes_atomic, write_text_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import RANKS
@@ -31,7 +32,6 @@ from treeoflife.sources.fetch_policy import FetchPolicy, public_url
 from treeoflife.sources.ingest import (
     DecodePool,
     IngestStats,
-    batches,
     fail,
     finish_stats,
     new_row,
