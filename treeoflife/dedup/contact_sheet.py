@@ -9,6 +9,7 @@ atomically; same pairs give the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -103,8 +104,6 @@ def write_contact_sheet(pairs: list[SheetPair], path) -> None:
 def sample_near_pairs(removals, k: int, reasons=("near_eval_duplicate",)):
     """Up to k removal rows to draw: the largest distances first (the ones worth a look),
     ties in a fixed pseudo-random order (sha1 of the key), so the choice is reproducible."""
-    import hashlib
-
     rows = [r for r in removals.to_pylist() if r["reason"] in reasons]
     rows.sort(key=lambda r: (-(r["distance"] or 0), hashlib.sha1(r["key"].encode()).hexdigest()))
     return rows[: max(0, k)]

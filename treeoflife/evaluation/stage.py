@@ -21,7 +21,7 @@ from treeoflife.evaluation.zeroshot import load_model
 from treeoflife.io import write_text_atomic
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress
-from treeoflife.train import model_configs_dir
+from treeoflife.train.paths import model_configs_dir
 from treeoflife.train.stage import export_dir, latest_checkpoint
 
 

@@ -23,6 +23,7 @@ from treeoflife.evaluation.features import EncodedSet, encode_evalset
 from treeoflife.evaluation.templates import OPENAI_IMAGENET_TEMPLATES, Template, as_callables
 from treeoflife.io import write_text_atomic
 from treeoflife.progress import Progress
+from treeoflife.train.paths import model_configs_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ class LoadedModel:
 def register_model_configs(model_configs: Path | None = None) -> None:
     """Make our model configs (or `model_configs`) known to open_clip, once per folder."""
     if model_configs is None:
-        from treeoflife.train import model_configs_dir
-
         model_configs = model_configs_dir()
     folder = Path(model_configs).resolve()
     if folder not in _registered_config_dirs:

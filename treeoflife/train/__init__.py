@@ -9,17 +9,10 @@ checkpoint), `torchrun_command` gives the multi-GPU command line for the same ru
 
 from __future__ import annotations
 
-from pathlib import Path
-
-
-def model_configs_dir() -> Path:
-    """Folder of our open_clip model configs (JSON), for `open_clip.add_model_config`."""
-    return Path(__file__).resolve().parent / "model_configs"
-
-
-from treeoflife.train.card import model_card, write_model_card  # noqa: E402
-from treeoflife.train.export import export_model  # noqa: E402
-from treeoflife.train.run import (  # noqa: E402 - run.py imports model_configs_dir lazily
+from treeoflife.train.card import model_card, write_model_card
+from treeoflife.train.export import export_model
+from treeoflife.train.paths import model_configs_dir
+from treeoflife.train.run import (
     TrainError,
     TrainResult,
     build_train_argv,

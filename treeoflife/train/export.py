@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from treeoflife.io import atomic_path, write_text_atomic
+from treeoflife.train.paths import model_configs_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ def export_model(
     """Write `checkpoint`'s weights and `model`'s config to `out_dir`; return `out_dir`."""
     import open_clip
     from safetensors.torch import save_file
-
-    from treeoflife.train import model_configs_dir
 
     open_clip.add_model_config(Path(model_configs or model_configs_dir()))
     model_cfg = open_clip.get_model_config(model)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import sys
 
+from treeoflife.train.paths import model_configs_dir
+
 
 def main(argv: list[str] | None = None) -> int:
     """Register our model configs, run open_clip_train; return a process exit code."""
     import open_clip
     from open_clip_train.main import main as open_clip_train_main
-
-    from treeoflife.train import model_configs_dir
 
     open_clip.add_model_config(model_configs_dir())
     result = open_clip_train_main(list(sys.argv[1:] if argv is None else argv))
