@@ -28,7 +28,7 @@ def _location(row: dict) -> tuple[str, str, int, int]:
 
 
 def _encode_chunk(
-    data_root: str, locations: list[tuple[str, str, int, int]], params: tuple[int, int, str]
+    data_root: str, params: tuple[int, int, str], locations: list[tuple[str, str, int, int]]
 ) -> list[tuple[bool, bytes | str]]:
     """(True, jpeg bytes) or (False, error text) per location (runs in a worker)."""
     image_size, quality, mode = params
@@ -49,12 +49,6 @@ def _unpack(rows: list[dict], results: list[tuple[bool, bytes | str]]) -> Iterat
         yield row, value
 
 
-def _encode_in_worker(
-    data_root: str, params: tuple[int, int, str], locations: list[tuple[str, str, int, int]]
-) -> list[tuple[bool, bytes | str]]:
-    return _encode_chunk(data_root, locations, params)
-
-
 def encoded_images(
     rows: Iterable[dict],
     data_root: Path,
@@ -73,13 +67,13 @@ def encoded_images(
     root = str(data_root) if isinstance(data_root, (str, Path)) else data_root
     if workers <= 1:
         for row in rows:
-            yield from _unpack([row], _encode_chunk(root, [_location(row)], params))
+            yield from _unpack([row], _encode_chunk(root, params, [_location(row)]))
         return
     # spawn: no fork of a threaded parent (Prefect, tqdm); only locations go to the workers,
     # the rows stay here (tee keeps the chunks in flight, at most the mapper's window)
     chunks, sent = itertools.tee(batches(rows, CHUNK))
     locations = ([_location(r) for r in chunk] for chunk in sent)
-    encode = functools.partial(_encode_in_worker, root, params)
+    encode = functools.partial(_encode_chunk, root, params)
     encoded = ProcessPoolMapper(workers, "spawn")(encode, locations)
     for results, chunk in zip(encoded, chunks, strict=True):
         yield from _unpack(chunk, results)
