@@ -8,13 +8,14 @@ import os
 import pytest
 
 from treeoflife.config import StorageConfig, load_config
-from treeoflife.errors import ConfigError
+from treeoflife.errors import ConfigError, OutputError
+from treeoflife.exchange import exchange_folder, pull_outputs, task_folder
 from treeoflife.io import read_image_bytes
 from treeoflife.storage import (
     FsspecStorage,
     LocalStorage,
     open_storage,
-    pull_files,
+    output_path,
     push_files,
     shared_storage,
 )
@@ -81,7 +82,7 @@ def test_push_copies_what_is_missing_and_resumes(s3_storage, tmp_path):
     assert push_files(root, rels, s3_storage, ledger) == 1
     # What a task left there and the driver pulled is never sent back.
     s3_storage.write_bytes("images/d.tar", b"from a worker")
-    pull_files(s3_storage, ["images/d.tar", "images/absent.tar"], root, ledger)
+    assert pull_outputs(s3_storage, ["images/absent.tar", "images/d.tar"], root, ledger=ledger)
     assert (root / "images" / "d.tar").read_bytes() == b"from a worker"
     assert not (root / "images" / "absent.tar").exists()
     assert push_files(root, [*rels, "images/d.tar"], s3_storage, ledger) == 0
@@ -108,3 +109,108 @@ def test_locations_and_config(tmp_path):
     config.write_text("storage: {shared: s3://b/x, options: {anon: true}}")
     cfg = load_config(config)
     assert shared_storage(cfg) == FsspecStorage("s3://b/x") and shared_storage(cfg).options
+
+
+# --------------------------------------------------------------------------- task outputs
+
+PART = ["images/p.tar", "catalog/p.parquet", "catalog/records/p.parquet"]  # marker last
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_exchange_folder_is_the_folder_itself_or_its_place_on_shared(s3_storage, tmp_path):
+    root = tmp_path / "data"
+    split = root / "release" / "shards" / "train"
+    assert exchange_folder(split, root) == LocalStorage(split.resolve())
+    assert exchange_folder(root, root, s3_storage) == s3_storage
+    on_s3 = exchange_folder(split, root, s3_storage, under=".work/x")
+    assert on_s3 == s3_storage.folder(".work/x/release/shards/train")
+    on_s3.write_bytes("a", b"1")
+    assert s3_storage.read_bytes(".work/x/release/shards/train/a") == b"1"
+    with pytest.raises(ConfigError, match="not inside the data root"):
+        exchange_folder(tmp_path / "elsewhere", root, s3_storage)
+
+
+def test_a_task_writing_in_a_folder_it_does_not_see(storage, tmp_path):
+    """`task_folder`: a folder on this disk is used as it is; object storage gets the files
+    of a scratch folder, marker last, and only when the task ends without error."""
+    local = storage.local_path("")
+    with task_folder(storage, PART) as out:
+        if local is not None:
+            assert out == local
+        for rel in PART[:-1]:  # not the marker yet: killed here, nothing is done
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_bytes(rel.encode())
+        if local is None:
+            assert not storage.exists(PART[0])  # nothing leaves before the block ends
+        (out / PART[-1]).parent.mkdir(parents=True, exist_ok=True)
+        (out / PART[-1]).write_bytes(b"done")
+    assert all(storage.read_bytes(rel) for rel in PART)
+    # A retried task whose first attempt finished: told so off this disk (on it, the stage's
+    # own resume rule decides).
+    with task_folder(storage, PART) as again:
+        assert again == local
+    if local is None:
+        scratch = []
+        with pytest.raises(RuntimeError), task_folder(storage, ["x/a", "x/done"]) as out:
+            scratch.append(out)
+            (out / "x").mkdir()
+            (out / "x" / "a").write_bytes(b"half")
+            raise RuntimeError("the task failed")
+        assert not storage.exists("x/a") and not scratch[0].exists()
+
+
+def test_pull_outputs_copies_what_a_task_left_marker_last(storage, tmp_path):
+    root, ledger = tmp_path / "data", tmp_path / "state" / "pushed.jsonl"
+    # No marker: the task did not finish, nothing is copied.
+    storage.write_bytes(PART[0], b"tar")
+    assert not pull_outputs(storage, PART, root, ledger=ledger)
+    assert not root.exists() and not ledger.exists()
+    storage.write_bytes(PART[2], b"record")  # the catalog part was not written: skipped
+    assert pull_outputs(storage, PART, root, ledger=ledger)
+    assert (root / PART[0]).read_bytes() == b"tar" and (root / PART[2]).read_bytes() == b"record"
+    assert not (root / PART[1]).exists()
+    assert push_files(root, [PART[0], PART[2]], storage, ledger) == 0  # never sent back
+    # `move`: a task's work files are gone from the folder once here.
+    assert pull_outputs(storage, PART, tmp_path / "moved", move=True)
+    assert not any(storage.exists(rel) for rel in PART)
+    assert (tmp_path / "moved" / PART[2]).read_bytes() == b"record"
+
+
+def test_pull_outputs_from_the_folder_itself_copies_nothing(tmp_path):
+    root = tmp_path / "data"
+    folder = exchange_folder(root, root)
+    assert not pull_outputs(folder, PART, root)  # the marker says whether the task finished
+    folder.write_bytes(PART[-1], b"done")
+    assert pull_outputs(folder, PART, root, move=True)
+    assert (root / PART[-1]).read_bytes() == b"done"  # its own outputs are never removed
+    assert not (root / PART[0]).exists()
+
+
+def test_pull_outputs_checks_the_digest_the_task_recorded(storage, tmp_path):
+    out = tmp_path / "split"
+    storage.write_bytes("shard-0.tar", b"what the task wrote")
+    good = {"shard-0.tar": _sha256(b"what the task wrote")}
+    assert pull_outputs(storage, ["shard-0.tar"], out, sha256=good)
+    assert (out / "shard-0.tar").read_bytes() == b"what the task wrote"
+    stamp = (out / "shard-0.tar").stat().st_mtime_ns
+    assert pull_outputs(storage, ["shard-0.tar"], out, sha256=good)  # already here: kept
+    assert (out / "shard-0.tar").stat().st_mtime_ns == stamp
+    storage.write_bytes("shard-1.tar", b"changed on its way")
+    bad = {"shard-1.tar": _sha256(b"what the task wrote")}
+    with pytest.raises(OutputError, match="does not match the sha256 its task recorded"):
+        pull_outputs(storage, ["shard-1.tar"], out, sha256=bad)
+    assert not (out / "shard-1.tar").exists()  # nothing unverified under its name
+
+
+def test_output_path_for_a_writer_that_renames_itself(storage):
+    with output_path(storage, "s/shard.tar", renames_itself=True) as target:
+        if storage.local_path("") is not None:
+            assert target == storage.local_path("s/shard.tar")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"tar")
+    assert storage.read_bytes("s/shard.tar") == b"tar"

@@ -6,8 +6,8 @@ storage (S3, GCS, Azure, any fsspec URL), the driver keeps its own data root (Du
 catalog) and the fan-out stages exchange files through a shared prefix: `FsspecStorage`. The
 driver pushes what tasks read (a split's row table, catalog parts, image stores), tasks read
 image bytes by range and write each output as one whole object, and the driver pulls the
-outputs back into its data root, so every later stage and every output is the same as a
-build on one disk.
+outputs back into its data root (treeoflife.exchange), so every later stage and every output
+is the same as a build on one disk.
 
 Both kinds take paths relative to their root and share one contract: a file under its final
 name is complete. A local write goes to a temporary name and is renamed; an object store
@@ -56,6 +56,10 @@ class LocalStorage:
 
     def local_path(self, rel: str) -> Path:
         return self.root / rel
+
+    def folder(self, rel: str) -> LocalStorage:
+        """The folder `rel` below this one, as a storage of its own."""
+        return LocalStorage(self.root / rel) if rel else self
 
     def exists(self, rel: str) -> bool:
         return (self.root / rel).is_file()
@@ -153,6 +157,10 @@ class FsspecStorage:
     def local_path(self, rel: str) -> None:
         return None
 
+    def folder(self, rel: str) -> FsspecStorage:
+        """The prefix `rel` below this one, as a storage of its own."""
+        return FsspecStorage(self.url(rel), self.options) if rel else self
+
     def exists(self, rel: str) -> bool:
         fs, _ = self._fs()
         return bool(fs.isfile(self._path(rel)))
@@ -228,11 +236,15 @@ def open_storage(location: str | Path, options: dict | None = None) -> Storage:
 
 
 @contextlib.contextmanager
-def output_path(storage: Storage, rel: str) -> Iterator[Path]:
+def output_path(storage: Storage, rel: str, *, renames_itself: bool = False) -> Iterator[Path]:
     """A local path to write `rel` to; it is `rel` in `storage` once the block ends without
-    error (atomically: renamed on a disk, uploaded whole to object storage)."""
+    error (atomically: renamed on a disk, uploaded whole to object storage). A writer that
+    `renames_itself` into place (ShardFile) gets the final path on a disk."""
     local = storage.local_path(rel)
     if local is not None:
+        if renames_itself:
+            yield local
+            return
         with atomic_path(local) as tmp:
             yield tmp
         return
@@ -296,11 +308,7 @@ def push_files(local_root: str | Path, rels: list[str], shared: Storage, ledger:
     return copied
 
 
-def pull_files(shared: Storage, rels: list[str], local_root: str | Path, ledger: Path) -> None:
-    """Copy files from `shared` into `local_root` in the order given (those it holds), and
-    note them in the push ledger: a later push_files does not send them back."""
-    local_root = Path(local_root)
-    for rel in rels:
-        if shared.exists(rel):
-            shared.get(rel, local_root / rel)
-            _append(Path(ledger), rel, _stamp(shared, local_root / rel))
+def note_copied(ledger: Path, rel: str, storage: Storage, local: str | Path) -> None:
+    """Note that `rel` in `storage` and the file at `local` are the same (a pull): a later
+    push_files does not send it back."""
+    _append(Path(ledger), rel, _stamp(storage, Path(local)))

@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 from treeoflife.config import BuildConfig
-from treeoflife.errors import InputError
+from treeoflife.errors import InputError, OutputError
+from treeoflife.exchange import exchange_folder, pull_outputs, task_folder
 from treeoflife.fanout import PartMapper, ProcessPoolMapper
 from treeoflife.images import ResizePolicy
 from treeoflife.layout import Layout
@@ -53,7 +52,7 @@ from treeoflife.sources.ingest import (
 )
 from treeoflife.sources.partstore import reuse_parquet
 from treeoflife.sources.rerun import PartRerun
-from treeoflife.storage import FsspecStorage, pull_files, shared_storage
+from treeoflife.storage import Storage, shared_storage
 
 __all__ = [  # what other modules and tests use from here
     "EolPart",
@@ -153,33 +152,20 @@ class EolPart:
     batch: list
     settings: DownloadSettings
     resize: ResizePolicy
-    shared: FsspecStorage | None = None  # object storage the part goes to (download_eol_part)
+    folder: Storage  # where the part's files go: the data root, or shared storage (exchange)
     plan: PartPlan | None = None  # its key (None: computed where it runs)
 
 
 def download_eol_part(item: EolPart) -> tuple[int, int, dict[str, int]]:
-    """Download, decode and write one part (a finished part is kept); returns (part number,
-    rows, revalidation counts).
-
-    With `item.shared` (object storage: this worker may not see the driver's disk) the part is
-    written in a scratch folder and its files are copied there, the catalog part last (its
+    """Download, decode and write one part into `item.folder` (a finished part is kept);
+    returns (part number, rows, revalidation counts). Off this disk the part is written in a
+    scratch data root and its files go to the folder, the catalog part's record last (its
     presence marks the part done); the driver pulls them (`_pull_part`)."""
-    if item.shared is None:
-        counts = _download_part(
-            item.cfg, item.index, item.batch, item.settings, item.resize, item.plan
-        )
-        return item.index, len(item.batch), counts
-    rels = _part_files(item.cfg, item.index)
-    if item.shared.exists(rels[-1]):  # a retried task whose first attempt finished
-        return item.index, len(item.batch), {}
-    with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
-        cfg = dataclasses.replace(item.cfg, data_root=scratch)
-        # the stored images are not on this disk: fetched again with plain GETs
-        plan = item.plan and dataclasses.replace(item.plan, reused={}, stored={})
-        counts = _download_part(cfg, item.index, item.batch, item.settings, item.resize, plan)
-        for rel in rels:
-            if (Path(scratch) / rel).exists():
-                item.shared.put(Path(scratch) / rel, rel)
+    with task_folder(item.folder, _part_files(item.cfg, item.index)) as root:
+        if root is None:  # a retried task whose first attempt finished
+            return item.index, len(item.batch), {}
+        cfg = dataclasses.replace(item.cfg, data_root=str(root))
+        counts = _download_part(cfg, item.index, item.batch, item.settings, item.resize, item.plan)
     return item.index, len(item.batch), counts
 
 
@@ -196,10 +182,13 @@ def _part_files(cfg: BuildConfig, index: int) -> list[str]:
     return [f.relative_to(cfg.root).as_posix() for f in files]
 
 
-def _pull_part(cfg: BuildConfig, shared: FsspecStorage, index: int) -> None:
-    """Copy a part a task left on shared storage into the data root, catalog part last (its
-    image store is then known to be there: the hash and shard stages do not push it again)."""
-    pull_files(shared, _part_files(cfg, index), cfg.root, Layout(cfg.root).shared_ledger)
+def _pull_part(cfg: BuildConfig, folder: Storage, index: int) -> None:
+    """Copy a part its task left in `folder` into the data root, its record last (its image
+    store is then known to be on shared storage: the hash and shard stages do not push it
+    again); nothing to copy when the folder is the data root."""
+    rels = _part_files(cfg, index)
+    if not pull_outputs(folder, rels, cfg.root, ledger=Layout(cfg.root).shared_ledger):
+        raise OutputError(f"EOL part {index}: its task finished without {folder.url(rels[-1])}")
 
 
 def _ingest_parts_mapped(
@@ -213,14 +202,16 @@ def _ingest_parts_mapped(
     share = _split_settings(settings, getattr(map_parts, "width", cfg.execution.parallelism))
     remote_cfg = dataclasses.replace(cfg, data_root=str(cfg.root.resolve()))
     shared = None if local else shared_storage(cfg)
+    folder = exchange_folder(cfg.root, cfg.root, shared)
 
     def items() -> Iterator[EolPart]:
         for index, batch, plan, _rerun in parts:  # the task plans its own rerun
-            yield EolPart(remote_cfg, index, batch, share, resize, shared, plan)
+            if shared is not None:  # the stored images are not on the task's disk: fetched again
+                plan = dataclasses.replace(plan, reused={}, stored={})
+            yield EolPart(remote_cfg, index, batch, share, resize, folder, plan)
 
     for index, n_rows, counts in map_parts(download_eol_part, items()):
-        if shared is not None:
-            _pull_part(cfg, shared, index)
+        _pull_part(cfg, folder, index)
         progress.advance(n_rows)
         run.add_revalidated(counts)
         run.parts_written += 1
