@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 
 from tests.support.fanout import map_out_of_order
 from treeoflife.dedup import hash_catalog_parts
-from treeoflife.dedup.hashing import HashPart, hash_catalog_part
+from treeoflife.dedup.hashing import SHARED_WORK, HashPart, hash_catalog_part
+from treeoflife.storage import LocalStorage
 
 from .test_dedup_report import write_part
 
@@ -33,8 +34,10 @@ def test_mapped_parts_give_the_local_result_and_files(tmp_path, make_jpeg):
     for part in parts:
         name = Path(part).name
         assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
-    # Items are small and absolute: paths on shared storage, never image bytes.
-    assert all(Path(i.part).is_absolute() and Path(i.data_root).is_absolute() for i in seen)
+    # Items are small: folders by absolute path and files in them, never image bytes.
+    assert all(i.inputs == LocalStorage(root.resolve()) for i in seen)
+    assert all(i.outputs == LocalStorage(out.resolve()) for i in seen)
+    assert all(i.part == f"catalog/eol/{i.target}" for i in seen)
     # Only unfinished parts are handed out again.
     (out / "part-00002.parquet").unlink()
     seen.clear()
@@ -45,7 +48,8 @@ def test_mapped_parts_give_the_local_result_and_files(tmp_path, make_jpeg):
 def test_a_part_done_twice_is_kept(tmp_path, make_jpeg):
     root = tmp_path / "data"
     part = write_part(root, 0, {"eol/1_1": make_jpeg(1)})
-    item = HashPart(str(part), str(tmp_path / "h.parquet"), str(root), workers=1)
+    rel = part.relative_to(root).as_posix()
+    item = HashPart(rel, "h.parquet", LocalStorage(root), LocalStorage(tmp_path), workers=1)
     assert hash_catalog_part(item) == 1
     stamp = (tmp_path / "h.parquet").stat().st_mtime_ns
     assert hash_catalog_part(item) == 1  # a retried worker finds the finished part
@@ -80,5 +84,8 @@ def test_parts_on_object_storage_give_the_local_files(tmp_path, make_jpeg, s3_st
         name = Path(part).name
         assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
     # The tasks saw only shared storage: relative paths there, no folder of this machine.
-    assert seen and all(i.shared == s3_storage and not Path(i.part).is_absolute() for i in seen)
-    assert all(s3_storage.exists(i.part) and not s3_storage.exists(i.target) for i in seen)
+    assert seen and all(i.inputs == s3_storage and not Path(i.part).is_absolute() for i in seen)
+    work = "/".join([SHARED_WORK, "run-1", "hashes", "eol"])
+    assert all(i.outputs == s3_storage.folder(work) for i in seen)
+    # The parts were pushed; the targets, once pulled, are gone from there.
+    assert all(s3_storage.exists(i.part) and not i.outputs.exists(i.target) for i in seen)

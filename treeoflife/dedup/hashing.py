@@ -6,7 +6,6 @@ none of whose images is usable stops here, before dedup (treeoflife.evalsets.rep
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import logging
@@ -19,10 +18,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from treeoflife.dedup.phash import PHASH_ALGO, phash_many_lenient
-from treeoflife.errors import InputError
+from treeoflife.errors import InputError, OutputError
 from treeoflife.evalsets.files import SetFolder
 from treeoflife.evalsets.labels import label_columns
 from treeoflife.evalsets.report import check_images
+from treeoflife.exchange import exchange_folder, pull_outputs
 from treeoflife.fanout import PartMapper, ProcessPoolMapper, local_processes
 from treeoflife.io import (
     md5_hex,
@@ -33,7 +33,7 @@ from treeoflife.io import (
 )
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import EVAL_HASHES, HASHES, SOURCE_CATALOG
-from treeoflife.storage import FsspecStorage, output_path
+from treeoflife.storage import FsspecStorage, Storage, output_path
 from treeoflife.vocabulary import IngestStatus, Reason
 
 log = logging.getLogger(__name__)
@@ -262,17 +262,15 @@ def _hash_eval_file(
 
 @dataclass(frozen=True)
 class HashPart:
-    """One catalog part to hash (absolute paths, so any worker on shared storage can do it).
+    """One catalog part to hash, by a task that may run on another machine: the part and the
+    image stores are read from `inputs` (the data root, or shared storage the driver pushed
+    them to), the hashes written to `outputs` (treeoflife.exchange), by relative paths."""
 
-    With `shared` (object storage, treeoflife.storage), `part` and `target` are paths relative
-    to it and the image stores are read from it; the driver pushed them there.
-    """
-
-    part: str  # the source catalog part (parquet)
-    target: str  # where its hashes go (parquet)
-    data_root: str
+    part: str  # the source catalog part (parquet), relative to `inputs`
+    target: str  # where its hashes go (parquet), relative to `outputs`
+    inputs: Storage
+    outputs: Storage
     workers: int = 1  # processes this part may use where it runs (1 inside a Dask worker)
-    shared: FsspecStorage | None = None
     digest: str | None = None  # sha256 of the catalog part's bytes, kept in the target
 
 
@@ -308,36 +306,25 @@ def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
     Returns the number of hashed rows. Safe to run twice (a retried worker): the second run
     finds the target, or writes the same bytes under the same name.
     """
-    workers = local_processes(item.workers)
-    shared = item.shared
-    if shared is None:
-        target = Path(item.target)
-        if target.exists():
-            return pq.read_metadata(target).num_rows
-        catalog = pq.read_table(item.part, schema=SOURCE_CATALOG)
-        table = hash_catalog(catalog, Path(item.data_root), workers=workers, progress=progress)
-        write_parquet_atomic(_with_digest(table, item.digest), target)
-        return table.num_rows
-    if shared.exists(item.target):
-        with shared.open(item.target) as fh:
+    outputs = item.outputs
+    if outputs.exists(item.target):
+        with outputs.open(item.target) as fh:
             return pq.read_metadata(fh).num_rows
-    with shared.open(item.part) as fh:
+    with item.inputs.open(item.part) as fh:
         catalog = pq.read_table(fh, schema=SOURCE_CATALOG)
-    table = _with_digest(
-        hash_catalog(catalog, shared, workers=workers, progress=progress), item.digest
-    )
-    with output_path(shared, item.target) as local:
-        pq.write_table(table, local, compression="zstd")  # as write_parquet_atomic does
+    workers = local_processes(item.workers)
+    table = hash_catalog(catalog, item.inputs, workers=workers, progress=progress)
+    with output_path(outputs, item.target) as local:  # as write_parquet_atomic writes
+        pq.write_table(_with_digest(table, item.digest), local, compression="zstd")
     return table.num_rows
 
 
-def _on_shared(item: HashPart, root: Path, shared: FsspecStorage, run_id: str) -> HashPart:
-    """`item` for a task on shared storage: its part pushed there, paths relative to it (the
-    target under the run id, so a target of other inputs or another algorithm is never kept)."""
-    part = Path(item.part).relative_to(root).as_posix()
-    shared.put(item.part, part)
-    target = f"{SHARED_WORK}/{run_id}/{Path(item.target).relative_to(root).as_posix()}"
-    return dataclasses.replace(item, part=part, target=target, shared=shared)
+def _under(part: Path, root: Path) -> str:
+    """A catalog part's path relative to the data root (where tasks find it)."""
+    part = part.resolve()
+    if not part.is_relative_to(root):
+        raise InputError(f"catalog part {part} is not inside the data root {root}")
+    return part.relative_to(root).as_posix()
 
 
 def hash_catalog_parts(
@@ -386,21 +373,19 @@ def hash_catalog_parts(
     for old in out_dir.glob("*.parquet"):
         if old.name not in names:
             old.unlink()  # a part no longer in the catalog
-    todo = [
-        HashPart(
-            str(Path(part).resolve()),
-            str(target.resolve()),
-            str(Path(data_root).resolve()),
-            workers,
-            digest=digest,
-        )
-        for part, target, digest in zip(parts, targets, digests, strict=True)
-        if not target.exists()
-    ]
-    local_targets = [Path(item.target) for item in todo]
-    if shared is not None:  # tasks read and write relative to shared storage
-        root = Path(data_root).resolve()
-        todo = [_on_shared(item, root, shared, run_id) for item in todo]
+    # Tasks read the parts and image stores from `inputs` (shared storage: the caller pushed
+    # the image stores, the parts are pushed here) and leave their targets in `outputs` (on
+    # shared storage under the run id: a target of other inputs or algorithm is never kept).
+    root = Path(data_root).resolve()
+    inputs = exchange_folder(root, root, shared)
+    outputs = exchange_folder(out_dir, root, shared, under=f"{SHARED_WORK}/{run_id}")
+    todo = []
+    for part, target, digest in zip(parts, targets, digests, strict=True):
+        if target.exists():
+            continue
+        rel = _under(Path(part), root)
+        inputs.put(part, rel)  # nothing to copy when `inputs` is the data root
+        todo.append(HashPart(rel, target.name, inputs, outputs, workers, digest))
     if map_parts is None:
         for item in todo:
             hash_catalog_part(item, progress)
@@ -411,10 +396,9 @@ def hash_catalog_parts(
             p.advance(1)
         p.finish()
         remove_stale_temporaries(out_dir)  # a worker that died mid-part left its temporary
-    if shared is not None:  # pull the targets the tasks left on shared storage
-        for item, target in zip(todo, local_targets, strict=True):
-            shared.get(item.target, target)
-            shared.remove(item.target)
+    for item in todo:  # what tasks left on shared storage comes back; their copies go
+        if not pull_outputs(outputs, [item.target], out_dir, move=True):
+            raise OutputError(f"{outputs.url(item.target)}: its task finished without it")
     tables = [pq.read_table(target, schema=HASHES) for target in targets]
     if not tables:
         return HASHES.empty_table()
