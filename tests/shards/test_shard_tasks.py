@@ -223,7 +223,8 @@ def test_tasks_on_object_storage_give_the_same_files(tmp_path, data_root, s3_sto
     def mapper(fn, items):
         items = list(items)
         ran.extend(fn.__name__ for _ in items)
-        assert all(i.job.shared == s3_storage for i in items)  # tasks see shared storage only
+        assert all(i.job.images == s3_storage for i in items)  # tasks see shared storage only
+        assert all(i.job.files == s3_storage.folder("release/shards/train") for i in items)
         yield from map_out_of_order(fn, items)
 
     out = data_root / "release" / "shards" / "train"  # its place on shared storage too

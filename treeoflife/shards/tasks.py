@@ -16,19 +16,18 @@ same bytes as its in-process path whatever the mapper or the number of workers.
 3. The driver keeps every planned shard that passes the manifest's resume rule (kept_shard) and
    maps the others to write_planned_shard, which returns the shard's entry and index rows.
 
-With shared storage (object storage, treeoflife.storage), tasks read the row table and image
-stores from it and write shards there; the driver pushes the inputs first, pulls each shard
-into the split folder (checking its sha256) and leaves the whole split there at the end.
+Tasks use the split folder and the data root given to them (treeoflife.exchange): the driver's
+own, or their places on shared storage (object storage), where the driver pushes the inputs
+first, pulls each shard into the split folder (checking its sha256) and leaves the whole split
+at the end.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from treeoflife.errors import ConfigError, InputError, OutputError
+from treeoflife.errors import InputError, OutputError
+from treeoflife.exchange import exchange_folder, pull_outputs
 from treeoflife.fanout import PartMapper, local_processes
 from treeoflife.io import atomic_path
 from treeoflife.progress import Progress
@@ -52,7 +52,6 @@ from treeoflife.shards.manifest import (
     ShardEntry,
     ShardResult,
     SplitManifest,
-    file_matches,
     fingerprint_rows,
     index_table,
     kept_shard,
@@ -62,7 +61,7 @@ from treeoflife.shards.parts import located, packed_size, row_parts, shard_name
 from treeoflife.shards.settings import ShardSettings
 from treeoflife.shards.shard_file import ShardFile, closed_size
 from treeoflife.shards.tar import padded
-from treeoflife.storage import FsspecStorage, LocalStorage, Storage, output_path
+from treeoflife.storage import FsspecStorage, Storage, output_path
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +86,17 @@ def rows_table(rows: Iterable[Mapping]) -> pa.Table:
 class SplitJob:
     """What every task of one split shares (absolute paths: workers may run elsewhere).
 
-    With `shared`, tasks read the row table and image stores from it and write their outputs
-    to `shared/shared_split/`. Without it, tasks use `split_dir` and `data_root` themselves
-    (one machine, or a POSIX folder all workers mount).
+    Tasks read the row table from `files` and leave shards and chunk stores there, and read
+    image stores from `images` (treeoflife.exchange): the split folder and the data root
+    themselves (one machine, or a POSIX folder all workers mount), or their places on shared
+    storage.
     """
 
     split_dir: str
-    data_root: str
     settings: ShardSettings
     params: dict  # what the bytes depend on, as in the manifest
-    shared: FsspecStorage | None = None
-    shared_split: str = ""  # the split's folder on `shared`, e.g. release/shards/train
+    files: Storage  # the split's folder for the tasks
+    images: Storage  # where image stores are read (image_file is relative to it)
 
     @property
     def work(self) -> Path:
@@ -106,18 +105,6 @@ class SplitJob:
     @property
     def split(self) -> str:
         return Path(self.split_dir).name
-
-    @property
-    def files(self) -> Storage:
-        """Where tasks find the split's row table and leave shards and chunk stores."""
-        if self.shared is None:
-            return LocalStorage(self.split_dir)
-        return FsspecStorage(self.shared.url(self.shared_split), self.shared.options)
-
-    @property
-    def images(self) -> Storage | Path:
-        """Where tasks read image stores (image_file is relative to it)."""
-        return Path(self.data_root) if self.shared is None else self.shared
 
     def encoded(self, rows: Iterable[Mapping]) -> Iterator[tuple[dict, bytes]]:
         s = self.settings
@@ -276,19 +263,6 @@ def _chunk_images(job: SplitJob, start: int, stop: int) -> Iterator[bytes]:
 # --------------------------------------------------------------------------- shard tasks
 
 
-@contextlib.contextmanager
-def _shard_target(files: Storage, name: str) -> Iterator[Path]:
-    """Where ShardFile writes shard `name` (it renames into place itself on a disk); on
-    object storage a scratch file, uploaded whole when the block ends without error."""
-    local = files.local_path(name)
-    if local is not None:
-        yield local
-        return
-    with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
-        yield Path(scratch) / name
-        files.put(Path(scratch) / name, name)
-
-
 def write_planned_shard(item: ShardTask) -> ShardResult:
     """Write shard `item.index` from rows [start, stop) of the split (the same bytes when run
     again: a retried task rewrites its shard). Returns its entry and index rows."""
@@ -300,7 +274,7 @@ def write_planned_shard(item: ShardTask) -> ShardResult:
     else:
         jpgs = (jpg for _, jpg in job.encoded(rows))
     rows = job.placed(item.index, rows)
-    with _shard_target(job.files, name) as target:
+    with output_path(job.files, name, renames_itself=True) as target:
         shard, fp = ShardFile(target), Fingerprint(name, job.params)
         try:
             for row, jpg in zip(rows, jpgs, strict=True):
@@ -337,16 +311,9 @@ class MappedSplit:
         params: dict,
         shared: FsspecStorage | None = None,
     ):
-        split_dir, data_root = Path(split_dir).resolve(), Path(data_root).resolve()
-        shared_split = ""
-        if shared is not None:
-            if not split_dir.is_relative_to(data_root):
-                raise ConfigError(
-                    f"storage.shared: the split folder {split_dir} is not inside the data "
-                    f"root {data_root}, so it has no place on shared storage"
-                )
-            shared_split = split_dir.relative_to(data_root).as_posix()
-        self.job = SplitJob(str(split_dir), str(data_root), settings, params, shared, shared_split)
+        files = exchange_folder(split_dir, data_root, shared)
+        images = exchange_folder(data_root, data_root, shared)
+        self.job = SplitJob(str(Path(split_dir).resolve()), settings, params, files, images)
         self.table = table
         self.n = len(keys)
         self.positions = pc.index_in(pa.array(keys, pa.string()), value_set=table.column("key"))
@@ -363,8 +330,7 @@ class MappedSplit:
         with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as w:
             for start in range(0, self.n, group):
                 w.write_table(self.table.take(self.positions[start : start + group]), group)
-        if job.shared is not None:
-            job.files.put(path, f"{WORK_DIR}/{ROWS_FILE}")
+        job.files.put(path, f"{WORK_DIR}/{ROWS_FILE}")  # nothing to copy to the split folder
 
     def _placed_rows(self, index: int, start: int, stop: int) -> list[dict]:
         return self.job.placed(index, self.table.take(self.positions[start:stop]).to_pylist())
@@ -412,34 +378,24 @@ class MappedSplit:
     def _pulled(self, result: ShardResult) -> ShardResult:
         """A written shard, in the split folder: a copy from shared storage whose sha256
         differs from the task's entry is an error, never a release file."""
-        job = self.job
-        if job.shared is None:
-            return result
-        path = Path(job.split_dir) / result.name
-        if not file_matches(path, result.entry):
-            job.files.get(result.name, path)
-            if not file_matches(path, result.entry):
-                path.unlink(missing_ok=True)
-                raise OutputError(
-                    f"{job.files.url(result.name)}: the copy pulled to {path} does not match "
-                    "the sha256 its task recorded"
-                )
+        name, sha256 = result.name, {result.name: result.entry.sha256}
+        if not pull_outputs(self.job.files, [name], self.job.split_dir, sha256=sha256):
+            raise OutputError(f"{self.job.files.url(name)}: its task finished without it")
         return result
 
     def finish(self, names: set[str]) -> None:
-        """After the driver wrote the split's records: with shared storage, leave the whole
-        split there (shards kept from an earlier run too; stale shards and work files gone);
-        then drop the work folder."""
-        job, split_dir = self.job, Path(self.job.split_dir)
-        if job.shared is not None:
-            files = job.files
-            for name in sorted(names):
-                if files.size(name) != (split_dir / name).stat().st_size:
-                    files.put(split_dir / name, name)
-            for name in files.list(""):
-                if shard_index(name) is not None and name not in names:
-                    files.remove(name)
-            for name in (INDEX_FILE, SIZES_FILE, MANIFEST_FILE):
+        """After the driver wrote the split's records: leave the whole split in the tasks'
+        folder (shards kept from an earlier run too; stale shards and work files gone), then
+        drop the work folder. When that folder is the split folder, there is nothing to do
+        (the writer already removed the stale shards)."""
+        files, split_dir = self.job.files, Path(self.job.split_dir)
+        for name in sorted(names):
+            if files.size(name) != (split_dir / name).stat().st_size:
                 files.put(split_dir / name, name)
-            files.remove_tree(WORK_DIR)
-        shutil.rmtree(job.work, ignore_errors=True)
+        for name in files.list(""):
+            if shard_index(name) is not None and name not in names:
+                files.remove(name)
+        for name in (INDEX_FILE, SIZES_FILE, MANIFEST_FILE):
+            files.put(split_dir / name, name)
+        files.remove_tree(WORK_DIR)
+        shutil.rmtree(self.job.work, ignore_errors=True)
