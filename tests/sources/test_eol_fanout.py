@@ -4,6 +4,7 @@ image stores as the stage's own loop, from small, absolute, picklable part items
 from __future__ import annotations
 
 import dataclasses
+import json
 import pickle
 
 from tests.support.fanout import map_out_of_order
@@ -46,3 +47,46 @@ def test_mapped_parts_equal_the_local_run(tmp_path, monkeypatch):
     assert [i.index for i in items] == [0, 1, 2]
     assert all(i.cfg.root.is_absolute() for i in items)
     assert pickle.loads(pickle.dumps(items[0])) == items[0]
+
+
+def test_parts_through_object_storage_equal_the_local_run(tmp_path, s3_storage):
+    """Workers that do not see this disk: each part is written in a scratch data root and
+    left on shared storage, record last; the driver pulls it back. A retried task whose
+    first attempt finished downloads nothing."""
+    from treeoflife.config import StorageConfig
+    from treeoflife.sources.eol import download_eol_part
+    from treeoflife.storage import shared_storage
+
+    served = tmp_path / "served"
+    served.mkdir()
+    for i in range(6):
+        (served / f"{i}.jpg").write_bytes(jpeg(i, 40, 30))
+    with MirrorServer(served, {}) as server:
+        manifest = tmp_path / "m.csv"
+        lines = [[i + 1, 7, "", f"{server.url}/{i}.jpg", "cc0", "o"] for i in range(6)]
+        write_csv(manifest, EOL_HEADER, lines)
+        local = eol_cfg(tmp_path / "local", manifest)
+        ingest_eol(local, decode_workers=0)
+        shared = StorageConfig(shared=s3_storage.location, options=s3_storage.options)
+        mapped = dataclasses.replace(eol_cfg(tmp_path / "mapped", manifest), storage=shared)
+        items: list[EolPart] = []
+
+        def mapper(fn, parts):
+            parts = list(parts)
+            items.extend(parts)
+            yield from map_out_of_order(fn, parts)
+
+        stats = ingest_eol(mapped, map_parts=mapper)
+        hits = sum(server.hits.values())
+        assert download_eol_part(items[0]) == (0, 4, {})  # retried: its record is there
+        assert sum(server.hits.values()) == hits
+    pulled = snapshot(mapped.root)
+    ledger = [json.loads(line)[0] for line in pulled.pop("state/shared-push.jsonl").splitlines()]
+    assert snapshot(local.root) == pulled
+    # Each pulled file is noted (the hash and shard stages do not push it back), record last.
+    assert ledger[4] == "state/parts/eol/part-00000.parquet" and len(ledger) == 10
+    assert stats.parts_written == 2 and [i.index for i in items] == [0, 1]
+    assert all(i.folder == shared_storage(mapped) for i in items)
+    for part in (mapped.root / "catalog" / "eol").rglob("part-?????.parquet"):
+        rel = part.relative_to(mapped.root).as_posix()
+        assert s3_storage.read_bytes(rel) == part.read_bytes()
