@@ -84,5 +84,7 @@ class Layout:
 
     @property
     def shared_ledger(self) -> Path:
-        """What is already on shared storage (treeoflife.storage.push_files / pull_files)."""
+        """What is already on shared storage: noted by treeoflife.storage.push_files and by
+        treeoflife.exchange.pull_outputs (through storage.note_copied), so a file pulled from
+        there is not pushed back."""
         return self.state_dir / "shared-push.jsonl"
