@@ -164,6 +164,28 @@ def test_a_task_writing_in_a_folder_it_does_not_see(storage, tmp_path):
         assert not storage.exists("x/a") and not scratch[0].exists()
 
 
+def test_a_marker_of_other_inputs_is_not_done(s3_storage, tmp_path):
+    """A marker an earlier build of other inputs left at the same place (`is_current` says
+    so) does not mark this task done, nor can the driver pull it: the task writes again,
+    and a file of the earlier output it does not write now is removed, not left to pull."""
+    for rel in PART:
+        s3_storage.write_bytes(rel, b"earlier")
+    is_ours = lambda folder: folder.read_bytes(PART[-1]) == b"ours"  # noqa: E731
+    assert not pull_outputs(s3_storage, PART, tmp_path, is_current=is_ours)
+    assert not any(tmp_path.iterdir())
+    with task_folder(s3_storage, PART, is_ours) as out:
+        assert out is not None
+        for rel in (PART[0], PART[-1]):
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_bytes(b"ours")
+    assert [s3_storage.exists(rel) for rel in PART] == [True, False, True]
+    assert s3_storage.read_bytes(PART[0]) == b"ours"
+    with task_folder(s3_storage, PART, is_ours) as again:
+        assert again is None  # now it is this task's output
+    assert pull_outputs(s3_storage, PART, tmp_path, is_current=is_ours)
+    assert not (tmp_path / PART[1]).exists() and (tmp_path / PART[0]).read_bytes() == b"ours"
+
+
 def test_pull_outputs_copies_what_a_task_left_marker_last(storage, tmp_path):
     root, ledger = tmp_path / "data", tmp_path / "state" / "pushed.jsonl"
     # No marker: the task did not finish, nothing is copied.

@@ -8,6 +8,10 @@ for one file, `task_folder` for code that needs a local folder), its done-marker
 driver then calls `pull_outputs`, which copies what the task left into its own folder, the
 marker last, a copy checked against the sha256 the task recorded when it has one; when the
 task's folder is the driver's own, there is nothing to copy.
+
+A marker on shared storage may be an earlier build's, of other inputs, left at the same place:
+`is_current` (given the folder) says whether it marks these inputs' outputs (e.g. the key in
+its metadata is the one the driver planned). Without it, any marker there counts as done.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from treeoflife.errors import ConfigError, OutputError
 from treeoflife.storage import LocalStorage, Storage, note_copied
 
 __all__ = ["exchange_folder", "pull_outputs", "task_folder"]
+
+IsCurrent = Callable[[Storage], bool]
 
 
 def exchange_folder(
@@ -48,24 +54,36 @@ def _own_dir(folder: Storage) -> Path | None:
 
 
 @contextlib.contextmanager
-def task_folder(folder: Storage, rels: Sequence[str]) -> Iterator[Path | None]:
+def task_folder(
+    folder: Storage, rels: Sequence[str], is_current: IsCurrent | None = None
+) -> Iterator[Path | None]:
     """A local folder for a task whose code writes files itself (`rels`, relative to it, its
     done-marker last): `folder`'s own directory on a disk (where the stage's own resume rule
     applies); else a scratch folder whose files among `rels` are uploaded to `folder`, in that
-    order, when the block ends without error. Yields None when `folder` is elsewhere and
-    already holds the marker: a retried task whose first attempt finished."""
+    order, when the block ends without error (those it did not write are removed there first:
+    an earlier output's file must not be pulled with this one). Yields None when `folder` is
+    elsewhere and holds a current marker (`is_current`): a retried task whose first attempt
+    finished."""
     own = _own_dir(folder)
     if own is not None:
         yield own
         return
-    if folder.exists(rels[-1]):
+    if _done(folder, rels[-1], is_current):
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
         yield Path(scratch)
+        written = [rel for rel in rels if (Path(scratch) / rel).exists()]
         for rel in rels:
-            if (Path(scratch) / rel).exists():
-                folder.put(Path(scratch) / rel, rel)
+            if rel not in written and folder.exists(rel):
+                folder.remove(rel)
+        for rel in written:
+            folder.put(Path(scratch) / rel, rel)
+
+
+def _done(folder: Storage, marker: str, is_current: IsCurrent | None) -> bool:
+    """`folder` holds the marker, and it marks these inputs' outputs."""
+    return folder.exists(marker) and (is_current is None or is_current(folder))
 
 
 def _sha256(path: Path) -> str | None:
@@ -87,10 +105,12 @@ def pull_outputs(
     ledger: Path | None = None,
     sha256: Mapping[str, str] | None = None,
     move: bool = False,
+    is_current: IsCurrent | None = None,
 ) -> bool:
     """Copy what a task left in `folder` into `local_dir`: `rels` in order (those it holds),
-    the last one its done-marker. False, nothing copied, when the marker is not there (the
-    task did not finish). When `folder` is `local_dir` itself there is nothing to copy.
+    the last one its done-marker. False, nothing copied, when the marker is not there or is
+    not current (`is_current`): the task did not finish these inputs' outputs. When `folder`
+    is `local_dir` itself there is nothing to copy.
 
     `sha256`: the digests the task recorded for some of `rels`; a local file that has it
     already is not copied again, a copy that does not is removed and raises OutputError.
@@ -99,8 +119,8 @@ def pull_outputs(
     local_dir, marker = Path(local_dir), rels[-1]
     own = _own_dir(folder)
     if own is not None and own.resolve() == local_dir.resolve():
-        return folder.exists(marker)
-    if not folder.exists(marker):
+        return _done(folder, marker, is_current)
+    if not _done(folder, marker, is_current):
         return False
     expected = sha256 or {}
     for rel in rels:
