@@ -90,3 +90,41 @@ def test_parts_through_object_storage_equal_the_local_run(tmp_path, s3_storage):
     for part in (mapped.root / "catalog" / "eol").rglob("part-?????.parquet"):
         rel = part.relative_to(mapped.root).as_posix()
         assert s3_storage.read_bytes(rel) == part.read_bytes()
+
+
+def test_a_part_of_other_inputs_on_object_storage_is_redone(tmp_path, s3_server, s3_storage):
+    """A fresh data root over the same shared prefix, one manifest row changed: the parts an
+    earlier build left there count only when their key is the one planned now. The changed
+    part is fetched and written again (the bytes of a build over a clean prefix), the
+    unchanged one is pulled without a download."""
+    from treeoflife.config import StorageConfig
+    from treeoflife.storage import FsspecStorage
+
+    served = tmp_path / "served"
+    served.mkdir()
+    for i in range(6):
+        (served / f"{i}.jpg").write_bytes(jpeg(i, 40, 30))
+    clean = FsspecStorage(s3_server.url(f"clean-{tmp_path.name}"), s3_server.options)
+
+    def build(name: str, storage: FsspecStorage, lines: list) -> dict:
+        manifest = tmp_path / f"{name}.csv"
+        write_csv(manifest, EOL_HEADER, lines)
+        shared = StorageConfig(shared=storage.location, options=storage.options)
+        cfg = dataclasses.replace(eol_cfg(tmp_path / name, manifest), storage=shared)
+        ingest_eol(cfg, map_parts=map_out_of_order)
+        files = snapshot(cfg.root)
+        files.pop("state/shared-push.jsonl")
+        return files
+
+    with MirrorServer(served, {}) as server:
+        lines = [[i + 1, 7, "", f"{server.url}/{i}.jpg", "cc0", "o"] for i in range(6)]
+        build("first", s3_storage, lines)
+        lines[5][4] = "cc-by"  # part 1 (rows 4-5): the same image under another licence
+        before = sum(server.hits.values())
+        again = build("again", s3_storage, lines)
+        fetched = sum(server.hits.values()) - before
+        fresh = build("fresh", clean, lines)
+    assert again == fresh
+    assert fetched == 2  # part 1's two rows; part 0 was pulled as it was
+    rel = "catalog/eol/part-00001.parquet"
+    assert s3_storage.read_bytes(rel) == clean.read_bytes(rel)  # the stale part was replaced

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError, OutputError
@@ -50,7 +50,7 @@ from treeoflife.sources.ingest import (
     remove_parts_from,
     reuse_index,
 )
-from treeoflife.sources.partstore import reuse_parquet
+from treeoflife.sources.partstore import record_key, reuse_parquet
 from treeoflife.sources.rerun import PartRerun
 from treeoflife.storage import Storage, shared_storage
 
@@ -159,14 +159,31 @@ class EolPart:
 def download_eol_part(item: EolPart) -> tuple[int, int, dict[str, int]]:
     """Download, decode and write one part into `item.folder` (a finished part is kept);
     returns (part number, rows, revalidation counts). Off this disk the part is written in a
-    scratch data root and its files go to the folder, the catalog part's record last (its
-    presence marks the part done); the driver pulls them (`_pull_part`)."""
-    with task_folder(item.folder, _part_files(item.cfg, item.index)) as root:
+    scratch data root and its files go to the folder, the catalog part's record last (a
+    record with the part's key marks it done: one of other inputs is redone and replaced);
+    the driver pulls them (`_pull_part`)."""
+    plan = item.plan or plan_part(item.cfg, item.batch)
+    rels = _part_files(item.cfg, item.index)
+    with task_folder(item.folder, rels, _record_is(rels[-1], plan.key)) as root:
         if root is None:  # a retried task whose first attempt finished
             return item.index, len(item.batch), {}
         cfg = dataclasses.replace(item.cfg, data_root=str(root))
-        counts = _download_part(cfg, item.index, item.batch, item.settings, item.resize, item.plan)
+        counts = _download_part(cfg, item.index, item.batch, item.settings, item.resize, plan)
     return item.index, len(item.batch), counts
+
+
+def _record_is(rel: str, key: str) -> Callable[[Storage], bool]:
+    """Whether the part record `rel` in a folder holds `key`: a record an earlier build of
+    other rows or settings left at the same place on shared storage is not this part's."""
+
+    def is_current(folder: Storage) -> bool:
+        try:
+            with folder.open(rel) as fh:
+                return record_key(fh) == key
+        except OSError:  # gone meanwhile
+            return False
+
+    return is_current
 
 
 def _part_files(cfg: BuildConfig, index: int) -> list[str]:
@@ -182,13 +199,20 @@ def _part_files(cfg: BuildConfig, index: int) -> list[str]:
     return [f.relative_to(cfg.root).as_posix() for f in files]
 
 
-def _pull_part(cfg: BuildConfig, folder: Storage, index: int) -> None:
+def _pull_part(cfg: BuildConfig, folder: Storage, index: int, key: str) -> None:
     """Copy a part its task left in `folder` into the data root, its record last (its image
     store is then known to be on shared storage: the hash and shard stages do not push it
-    again); nothing to copy when the folder is the data root."""
+    again); nothing to copy when the folder is the data root. Only a part whose record holds
+    `key`, the one planned for it, is taken."""
     rels = _part_files(cfg, index)
-    if not pull_outputs(folder, rels, cfg.root, ledger=Layout(cfg.root).shared_ledger):
-        raise OutputError(f"EOL part {index}: its task finished without {folder.url(rels[-1])}")
+    ledger = Layout(cfg.root).shared_ledger
+    if not pull_outputs(
+        folder, rels, cfg.root, ledger=ledger, is_current=_record_is(rels[-1], key)
+    ):
+        raise OutputError(
+            f"EOL part {index}: its task finished without {folder.url(rels[-1])} "
+            "holding the part's key"
+        )
 
 
 def _ingest_parts_mapped(
@@ -204,14 +228,17 @@ def _ingest_parts_mapped(
     shared = None if local else shared_storage(cfg)
     folder = exchange_folder(cfg.root, cfg.root, shared)
 
+    keys: dict[int, str] = {}  # the key planned for each part handed out
+
     def items() -> Iterator[EolPart]:
         for index, batch, plan, _rerun in parts:  # the task plans its own rerun
             if shared is not None:  # the stored images are not on the task's disk: fetched again
                 plan = dataclasses.replace(plan, reused={}, stored={})
+            keys[index] = plan.key
             yield EolPart(remote_cfg, index, batch, share, resize, folder, plan)
 
     for index, n_rows, counts in map_parts(download_eol_part, items()):
-        _pull_part(cfg, folder, index)
+        _pull_part(cfg, folder, index, keys.pop(index))
         progress.advance(n_rows)
         run.add_revalidated(counts)
         run.parts_written += 1

@@ -24,6 +24,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -73,14 +74,21 @@ def reuse_parquet(parquet: Path) -> Path:
     return records_dir(parquet.parent) / parquet.name
 
 
-def stored_key(parquet: Path) -> str | None:
-    """The key a catalog part was written with (None: no record, unreadable or unkeyed)."""
+def record_key(record: Path | BinaryIO) -> str | None:
+    """The key in a part's record, a file here or one opened on shared storage (None:
+    unreadable or unkeyed)."""
     try:
-        meta = pq.read_schema(reuse_parquet(parquet)).metadata or {}
+        meta = pq.read_schema(record).metadata or {}
     except (OSError, pa.ArrowException):
         return None
     value = meta.get(KEY_METADATA)
-    return value.decode() if value is not None and parquet.exists() else None
+    return value.decode() if value is not None else None
+
+
+def stored_key(parquet: Path) -> str | None:
+    """The key a catalog part was written with (None: no record, unreadable or unkeyed)."""
+    key = record_key(reuse_parquet(parquet))
+    return key if key is not None and parquet.exists() else None
 
 
 def part_current(parquet: Path, tar: Path, key: str) -> bool:
