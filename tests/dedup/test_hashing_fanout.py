@@ -89,3 +89,31 @@ def test_parts_on_object_storage_give_the_local_files(tmp_path, make_jpeg, s3_st
     assert all(i.outputs == s3_storage.folder(work) for i in seen)
     # The parts were pushed; the targets, once pulled, are gone from there.
     assert all(s3_storage.exists(i.part) and not i.outputs.exists(i.target) for i in seen)
+
+
+def test_a_target_of_other_catalog_bytes_on_object_storage_is_hashed_again(
+    tmp_path, make_jpeg, s3_storage
+):
+    """A target an earlier build left under the same work prefix (killed before the driver
+    pulled it), hashed from other catalog bytes: the task hashes the part again, the driver
+    never pulls the earlier one."""
+    from treeoflife.storage import push_files
+
+    earlier = tmp_path / "earlier"
+    old = write_part(earlier, 0, {"eol/0_0": make_jpeg(90)})
+    hash_catalog_parts([old], tmp_path / "old", earlier, "run-1", workers=1)
+    work = "/".join([SHARED_WORK, "run-1", "hashes", "eol"])
+    s3_storage.put(tmp_path / "old" / "part-00000.parquet", f"{work}/part-00000.parquet")
+
+    root = tmp_path / "data"
+    part = write_part(root, 0, {"eol/0_0": make_jpeg(1), "eol/0_1": make_jpeg(2)})
+    local = hash_catalog_parts([part], tmp_path / "local", root, "run-1", workers=1)
+    stores = pq.read_table(part, columns=["image_file"]).column(0).unique().to_pylist()
+    push_files(root, stores, s3_storage, tmp_path / "pushed.jsonl")
+    out = root / "hashes" / "eol"
+    mapped = hash_catalog_parts(
+        [part], out, root, "run-1", map_parts=map_out_of_order, shared=s3_storage
+    )
+    assert mapped.equals(local) and mapped.num_rows == 2
+    name = "part-00000.parquet"
+    assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes()

@@ -11,6 +11,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -286,12 +287,26 @@ def part_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _target_digest(target: Path) -> str | None:
+def _target_digest(target: Path | BinaryIO) -> str | None:
+    """The sha256 of the catalog part a target was hashed from (a file here, or one opened
+    on shared storage); None: unreadable or without it."""
     try:
         value = (pq.read_schema(target).metadata or {}).get(SOURCE_DIGEST)
     except (OSError, pa.ArrowException):
         return None
     return value.decode() if value is not None else None
+
+
+def _hashed_from(item: HashPart, folder: Storage) -> bool:
+    """Whether the target in `folder` was hashed from `item`'s catalog part: one an earlier
+    build of other catalog bytes left at the same place on shared storage was not."""
+    if item.digest is None:
+        return True
+    try:
+        with folder.open(item.target) as fh:
+            return _target_digest(fh) == item.digest
+    except OSError:  # gone meanwhile
+        return False
 
 
 def _with_digest(table: pa.Table, digest: str | None) -> pa.Table:
@@ -304,10 +319,11 @@ def hash_catalog_part(item: HashPart, progress: Progress | None = None) -> int:
     """Hash one catalog part into `item.target` (atomically); a finished target is kept.
 
     Returns the number of hashed rows. Safe to run twice (a retried worker): the second run
-    finds the target, or writes the same bytes under the same name.
+    finds the target (kept only when hashed from the same catalog bytes), or writes the same
+    bytes under the same name.
     """
     outputs = item.outputs
-    if outputs.exists(item.target):
+    if outputs.exists(item.target) and _hashed_from(item, outputs):
         with outputs.open(item.target) as fh:
             return pq.read_metadata(fh).num_rows
     with item.inputs.open(item.part) as fh:
@@ -397,8 +413,12 @@ def hash_catalog_parts(
         p.finish()
         remove_stale_temporaries(out_dir)  # a worker that died mid-part left its temporary
     for item in todo:  # what tasks left on shared storage comes back; their copies go
-        if not pull_outputs(outputs, [item.target], out_dir, move=True):
-            raise OutputError(f"{outputs.url(item.target)}: its task finished without it")
+        current = functools.partial(_hashed_from, item)
+        if not pull_outputs(outputs, [item.target], out_dir, move=True, is_current=current):
+            raise OutputError(
+                f"{outputs.url(item.target)}: its task finished without it (hashed from "
+                "this catalog part)"
+            )
     tables = [pq.read_table(target, schema=HASHES) for target in targets]
     if not tables:
         return HASHES.empty_table()
