@@ -186,6 +186,34 @@ def test_a_marker_of_other_inputs_is_not_done(s3_storage, tmp_path):
     assert not (tmp_path / PART[1]).exists() and (tmp_path / PART[0]).read_bytes() == b"ours"
 
 
+def test_an_upload_cut_short_over_an_earlier_output_is_not_done(s3_storage, tmp_path):
+    """A task redoing an output whose marker stays the same (a rerun: `is_current` tells the
+    two apart by another file) removes the marker before uploading: cut short after that
+    other file went up, the earlier marker must not make the mix look done."""
+
+    class CutShort(FsspecStorage):
+        """The same prefix, its connection lost when the second file goes up."""
+
+        def put(self, local, rel):
+            if rel == PART[1]:
+                raise ConnectionResetError(f"{rel}: connection lost")
+            super().put(local, rel)
+
+    for rel in PART:
+        s3_storage.write_bytes(rel, b"before")
+    is_redone = lambda folder: folder.read_bytes(PART[0]) != b"before"  # noqa: E731
+    cut = CutShort(s3_storage.location, s3_storage.options)
+    with pytest.raises(ConnectionResetError), task_folder(cut, PART, is_redone) as out:
+        assert out is not None
+        for rel in PART:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_bytes(b"after" if rel == PART[0] else b"before")
+    assert s3_storage.read_bytes(PART[0]) == b"after"
+    assert not pull_outputs(s3_storage, PART, tmp_path / "pulled", is_current=is_redone)
+    with task_folder(s3_storage, PART, is_redone) as again:
+        assert again is not None  # the retried task writes it again
+
+
 def test_pull_outputs_copies_what_a_task_left_marker_last(storage, tmp_path):
     root, ledger = tmp_path / "data", tmp_path / "state" / "pushed.jsonl"
     # No marker: the task did not finish, nothing is copied.

@@ -63,7 +63,8 @@ def task_folder(
     order, when the block ends without error (those it did not write are removed there first:
     an earlier output's file must not be pulled with this one). Yields None when `folder` is
     elsewhere and holds a current marker (`is_current`): a retried task whose first attempt
-    finished."""
+    finished. The marker there is removed before anything is uploaded: an upload cut short
+    over an earlier output whose marker would pass `is_current` must not look done."""
     own = _own_dir(folder)
     if own is not None:
         yield own
@@ -74,6 +75,7 @@ def task_folder(
     with tempfile.TemporaryDirectory(prefix="treeoflife-") as scratch:
         yield Path(scratch)
         written = [rel for rel in rels if (Path(scratch) / rel).exists()]
+        folder.remove(rels[-1])
         for rel in rels:
             if rel not in written and folder.exists(rel):
                 folder.remove(rel)
