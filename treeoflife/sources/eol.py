@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
 
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError, OutputError
@@ -154,6 +157,9 @@ class EolPart:
     resize: ResizePolicy
     folder: Storage  # where the part's files go: the data root, or shared storage (exchange)
     plan: PartPlan | None = None  # its key (None: computed where it runs)
+    # The sha256 of the download status the part is rerun from (shared storage only): a
+    # record with the planned key beside that status there is the part before its rerun.
+    replaces: str | None = None
 
 
 def download_eol_part(item: EolPart) -> tuple[int, int, dict[str, int]]:
@@ -161,29 +167,76 @@ def download_eol_part(item: EolPart) -> tuple[int, int, dict[str, int]]:
     returns (part number, rows, revalidation counts). Off this disk the part is written in a
     scratch data root and its files go to the folder, the catalog part's record last (a
     record with the part's key marks it done: one of other inputs is redone and replaced);
-    the driver pulls them (`_pull_part`)."""
+    the driver pulls them (`_pull_part`). A part rerun there (`item.replaces`) is first
+    copied into the scratch data root, so only its transient failures are fetched again."""
     plan = item.plan or plan_part(item.cfg, item.batch)
     rels = _part_files(item.cfg, item.index)
-    with task_folder(item.folder, rels, _record_is(rels[-1], plan.key)) as root:
+    is_current = _part_is(rels, plan.key, item.replaces)
+    with task_folder(item.folder, rels, is_current) as root:
         if root is None:  # a retried task whose first attempt finished
             return item.index, len(item.batch), {}
+        if item.replaces is not None:
+            _get_part_to_rerun(item.folder, rels, root, plan.key, item.replaces)
         cfg = dataclasses.replace(item.cfg, data_root=str(root))
         counts = _download_part(cfg, item.index, item.batch, item.settings, item.resize, plan)
     return item.index, len(item.batch), counts
 
 
-def _record_is(rel: str, key: str) -> Callable[[Storage], bool]:
-    """Whether the part record `rel` in a folder holds `key`: a record an earlier build of
-    other rows or settings left at the same place on shared storage is not this part's."""
+def _part_is(rels: list[str], key: str, replaces: str | None) -> Callable[[Storage], bool]:
+    """Whether the part in a folder (`_part_files`) is this part's: its record holds `key`
+    (one an earlier build of other rows or settings left at the same place on shared storage
+    is not), and, for a part rerun, its status is not the one the rerun `replaces` (that is
+    the part before its rerun: its key is the same)."""
 
     def is_current(folder: Storage) -> bool:
         try:
-            with folder.open(rel) as fh:
-                return record_key(fh) == key
+            with folder.open(rels[-1]) as fh:
+                if record_key(fh) != key:
+                    return False
+            return replaces is None or _stored_sha256(folder, rels[1]) != replaces
         except OSError:  # gone meanwhile
             return False
 
     return is_current
+
+
+def _sha256(fh: BinaryIO) -> str:
+    h = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        h.update(block)
+    return h.hexdigest()
+
+
+def _stored_sha256(folder: Storage, rel: str) -> str:
+    with folder.open(rel) as fh:
+        return _sha256(fh)
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return _sha256(fh)
+
+
+def _get_part_to_rerun(folder: Storage, rels: list[str], root: Path, key: str, status: str):
+    """Copy into `root` the part a rerun starts from, when `folder` holds it (its record
+    holds `key`, its status has the sha256 `status`) before and after the copy (an upload
+    over it removes the record first): the rerun then keeps every row but its transient
+    failures, as on the driver's disk. Else nothing is kept and the task fetches the whole
+    part (an upload of it cut short, or a driver whose part is not there)."""
+    holds_it = _part_is(rels, key, None)
+    try:
+        if not holds_it(folder) or _stored_sha256(folder, rels[1]) != status:
+            return
+        for rel in rels:
+            if folder.exists(rel):
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                folder.get(rel, root / rel)
+        if holds_it(folder) and _stored_sha256(folder, rels[1]) == status:
+            return
+    except OSError:
+        pass
+    for rel in rels:  # gone or replaced meanwhile: fetched whole
+        (root / rel).unlink(missing_ok=True)
 
 
 def _part_files(cfg: BuildConfig, index: int) -> list[str]:
@@ -199,16 +252,17 @@ def _part_files(cfg: BuildConfig, index: int) -> list[str]:
     return [f.relative_to(cfg.root).as_posix() for f in files]
 
 
-def _pull_part(cfg: BuildConfig, folder: Storage, index: int, key: str) -> None:
+def _pull_part(
+    cfg: BuildConfig, folder: Storage, index: int, key: str, replaces: str | None = None
+) -> None:
     """Copy a part its task left in `folder` into the data root, its record last (its image
     store is then known to be on shared storage: the hash and shard stages do not push it
     again); nothing to copy when the folder is the data root. Only a part whose record holds
-    `key`, the one planned for it, is taken."""
+    `key`, the one planned for it, is taken (for a part rerun, not the one it `replaces`)."""
     rels = _part_files(cfg, index)
     ledger = Layout(cfg.root).shared_ledger
-    if not pull_outputs(
-        folder, rels, cfg.root, ledger=ledger, is_current=_record_is(rels[-1], key)
-    ):
+    is_current = _part_is(rels, key, replaces)
+    if not pull_outputs(folder, rels, cfg.root, ledger=ledger, is_current=is_current):
         raise OutputError(
             f"EOL part {index}: its task finished without {folder.url(rels[-1])} "
             "holding the part's key"
@@ -228,17 +282,20 @@ def _ingest_parts_mapped(
     shared = None if local else shared_storage(cfg)
     folder = exchange_folder(cfg.root, cfg.root, shared)
 
-    keys: dict[int, str] = {}  # the key planned for each part handed out
+    keys: dict[int, tuple[str, str | None]] = {}  # (key, replaces) of each part handed out
 
     def items() -> Iterator[EolPart]:
-        for index, batch, plan, _rerun in parts:  # the task plans its own rerun
+        for index, batch, plan, rerun in parts:  # the task plans its own rerun
+            replaces = None
             if shared is not None:  # the stored images are not on the task's disk: fetched again
                 plan = dataclasses.replace(plan, reused={}, stored={})
-            keys[index] = plan.key
-            yield EolPart(remote_cfg, index, batch, share, resize, folder, plan)
+                if rerun is not None:  # the same key: its record there is the part as it was
+                    replaces = _file_sha256(status_parquet(cfg, index))
+            keys[index] = (plan.key, replaces)
+            yield EolPart(remote_cfg, index, batch, share, resize, folder, plan, replaces)
 
     for index, n_rows, counts in map_parts(download_eol_part, items()):
-        _pull_part(cfg, folder, index, keys.pop(index))
+        _pull_part(cfg, folder, index, *keys.pop(index))
         progress.advance(n_rows)
         run.add_revalidated(counts)
         run.parts_written += 1
