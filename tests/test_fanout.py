@@ -1,5 +1,6 @@
-"""The local process-pool mapper every stage's worker processes go through: item order kept
-whatever order items finish in, a bounded window in flight, a failure stops what is queued."""
+"""The local process-pool mapper every stage's worker processes go through (item order kept
+whatever order items finish in, a bounded window in flight, a failure stops what is queued),
+and the loop over a stage's parts that skips the done ones and gives results back in order."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from treeoflife.fanout import ProcessPoolMapper, batches
+from treeoflife.fanout import Done, Parts, ProcessPoolMapper, batches
 
 
 def _slow_first(n: int) -> tuple[int, int]:
@@ -72,3 +73,112 @@ def test_one_worker_runs_in_this_process():
 def test_batches_cut_items_into_parts():
     assert list(batches(range(7), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
     assert list(batches([], 3)) == []
+
+
+# --------------------------------------------------------------------------- Parts
+
+
+class _Counted:
+    def __init__(self):
+        self.events: list[tuple[str, object]] = []
+
+    def start(self, stage, total):
+        self.events.append(("start", total))
+
+    def advance(self, n=1):
+        self.events.append(("advance", n))
+
+    def finish(self):
+        self.events.append(("finish", None))
+
+
+def _square(n: int) -> int:
+    return n * n
+
+
+def _reversed_mapper(fn, items):
+    """Runs every item, the last one first, then gives the results back in item order."""
+    items = list(items)
+    done = {i: fn(item) for i, item in reversed(list(enumerate(items)))}
+    for i in range(len(items)):
+        yield done[i]
+
+
+def _parts_with_some_done(done: set[int], progress=None) -> Parts:
+    """Parts 0..5 of sizes 10, 11, ...: the ones in `done` are kept (their result: -n)."""
+    return Parts(
+        range(6),
+        lambda n: Done(-n) if n in done else n,
+        size=lambda n: 10 + n,
+        progress=progress,
+    )
+
+
+def test_parts_skip_the_done_ones_and_count_every_part_in_the_progress():
+    progress = _Counted()
+    parts = _parts_with_some_done({0, 3, 4}, progress)
+    ran: list[int] = []
+
+    def mapper(fn, items):
+        for item in items:
+            ran.append(item)
+            yield fn(item)
+
+    assert list(parts.run(_square, mapper)) == [0, 1, 4, -3, -4, 25]
+    assert ran == [1, 2, 5]  # the done parts never reached the mapper
+    assert (parts.seen, parts.skipped) == (6, 3)
+    assert sorted(n for _, n in progress.events) == [10 + n for n in range(6)]
+
+
+def test_parts_without_a_mapper_run_here_in_order():
+    parts = _parts_with_some_done({1})
+    assert list(parts.run(_square)) == [0, -1, 4, 9, 16, 25]
+    assert list(_parts_with_some_done(set())) == list(range(6))  # the to-do side, by itself
+
+
+def test_parts_come_back_in_order_when_the_mapper_runs_them_out_of_order():
+    handled: list[tuple[int, int]] = []
+    parts = _parts_with_some_done({2, 5})
+    out = list(parts.run(_square, _reversed_mapper, lambda item, r: handled.append((item, r))))
+    assert out == [None, None, -2, None, None, -5]  # on_result's value for the parts run
+    assert handled == [(0, 0), (1, 1), (3, 9), (4, 16)]
+
+
+def test_parts_run_in_processes_come_back_in_order():
+    parts = _parts_with_some_done({0})
+    assert list(parts.run(_square, ProcessPoolMapper(2, "spawn"))) == [0, 1, 4, 9, 16, 25]
+
+
+def len_one(_part) -> int:
+    return 1
+
+
+def test_a_failed_part_raises_after_the_parts_before_it_are_given_back():
+    progress = _Counted()
+    parts = Parts(range(8), lambda n: Done(-n) if n == 2 else n, size=len_one, progress=progress)
+    handled: list[int] = []
+    seen: list[int] = []
+
+    def on_result(item, result):
+        handled.append(item)
+        return result
+
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        for value in parts.run(_fail_on_three, ProcessPoolMapper(2, "spawn", window=2), on_result):
+            seen.append(value)
+    assert seen == [0, 1, -2]  # the parts before the failed one, the kept one included
+    assert handled == [0, 1]
+    assert sum(n for _, n in progress.events) == 3  # parts given back: none counted twice
+
+
+def test_a_consumer_that_stops_leaves_the_rest_unrun():
+    taken: list[int] = []
+
+    def to_do(n):
+        taken.append(n)
+        return n
+
+    results = Parts(range(100), to_do).run(_square)
+    assert [next(results), next(results)] == [0, 1]
+    results.close()
+    assert taken == [0, 1]

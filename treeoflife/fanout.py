@@ -12,18 +12,25 @@ A mapper is `map_parts(fn, items)`: it consumes `items` lazily (so a stage can s
 of rows into parts without holding them) and yields `fn(item)` for each item, in the order of
 `items`, whatever order the items finish in. A mapper may have a `width` attribute (items it
 runs at once), which a stage uses to share limits such as download concurrency between parts.
+
+`Parts` is the one loop over a stage's parts: it asks the stage which parts an earlier run
+finished (skipped, counted, their size added to the progress), hands the others to the mapper
+and gives every part's result back in part order, so each stage keeps only its decisions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from treeoflife.procs import process_pool
+from treeoflife.progress import Progress
 
+P = TypeVar("P")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -63,6 +70,105 @@ class ProcessPoolMapper:
             finally:  # a failed item or a consumer that stopped: nothing more starts
                 for future in pending:
                     future.cancel()
+
+
+@dataclasses.dataclass(frozen=True)
+class Done:
+    """What a stage's `to_do` answers for a part an earlier run finished: the part is not run
+    again, and `result` (a kept shard's entry; None when the caller needs nothing) is what
+    `Parts.run` gives back in its place."""
+
+    result: Any = None
+
+
+DONE = Done()
+
+
+class Parts(Generic[P, T]):
+    """A stage's parts in order, each either done or to do, decided by `to_do(part)`: a `Done`,
+    or the item a mapper runs for the part (small and picklable: see above). A done part is
+    counted in `skipped` and its `size(part)` added to `progress` when it is reached; a part
+    run adds its size when its result is given back. `seen`: the parts reached so far (all of
+    them once iterated)."""
+
+    def __init__(
+        self,
+        parts: Iterable[P],
+        to_do: Callable[[P], T | Done],
+        *,
+        size: Callable[[P], int] | None = None,
+        progress: Progress | None = None,
+    ):
+        self._parts = parts
+        self._to_do = to_do
+        self._size = size if progress is not None else None
+        self._progress = progress
+        self.seen = 0
+        self.skipped = 0
+
+    def _advance(self, part: P) -> None:
+        if self._size is not None:
+            self._progress.advance(self._size(part))
+
+    def _walk(self, order: deque | None) -> Iterator[T]:
+        """The items of the parts to do; each part reached is appended to `order` (a `Done`,
+        or the part and its item) so that results can be given back in part order."""
+        for part in self._parts:
+            self.seen += 1
+            todo = self._to_do(part)
+            if isinstance(todo, Done):
+                self.skipped += 1
+                self._advance(part)
+                if order is not None:
+                    order.append(todo)
+                continue
+            if order is not None:
+                order.append((part, todo))
+            yield todo
+
+    def __iter__(self) -> Iterator[T]:
+        """The items of the parts to do, in order, for a caller that runs them itself."""
+        return self._walk(None)
+
+    def run(
+        self,
+        fn: Callable[[T], R],
+        map_parts: PartMapper | None = None,
+        on_result: Callable[[T, R], Any] | None = None,
+    ) -> Iterator:
+        """Every part's result in part order: a done part's `Done.result`, else
+        `on_result(item, fn(item))` (pull its files, count it; default: `fn(item)`), with
+        `fn` run by `map_parts` (default: here, one after another). When an item fails, the
+        parts before it are given back first, then its error is raised."""
+        order: deque = deque()
+        results = (map_parts or map_in_order)(fn, self._walk(order))
+        try:
+            while True:
+                try:
+                    result = next(results)
+                except StopIteration:
+                    break
+                except BaseException:
+                    while order and isinstance(order[0], Done):
+                        yield order.popleft().result
+                    raise
+                while order and isinstance(order[0], Done):
+                    yield order.popleft().result
+                if not order:
+                    raise RuntimeError("the mapper gave back more results than it was given items")
+                part, item = order.popleft()
+                value = result if on_result is None else on_result(item, result)
+                self._advance(part)
+                yield value
+            while order:
+                done = order.popleft()
+                if not isinstance(done, Done):
+                    raise RuntimeError("the mapper gave back fewer results than it was given items")
+                yield done.result
+        finally:  # a failure or a consumer that stopped: the mapper starts nothing more
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
 
 
 def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
