@@ -24,7 +24,7 @@ from treeoflife.evalsets.files import SetFolder
 from treeoflife.evalsets.labels import label_columns
 from treeoflife.evalsets.report import check_images
 from treeoflife.exchange import exchange_folder, pull_outputs
-from treeoflife.fanout import PartMapper, ProcessPoolMapper, local_processes
+from treeoflife.fanout import DONE, Done, PartMapper, Parts, ProcessPoolMapper, local_processes
 from treeoflife.io import (
     md5_hex,
     read_image_bytes,
@@ -395,30 +395,39 @@ def hash_catalog_parts(
     root = Path(data_root).resolve()
     inputs = exchange_folder(root, root, shared)
     outputs = exchange_folder(out_dir, root, shared, under=f"{SHARED_WORK}/{run_id}")
-    todo = []
-    for part, target, digest in zip(parts, targets, digests, strict=True):
+
+    def to_do(part: tuple[Path, Path, str]) -> HashPart | Done:
+        path, target, digest = part
         if target.exists():
-            continue
-        rel = _under(Path(part), root)
-        inputs.put(part, rel)  # nothing to copy when `inputs` is the data root
-        todo.append(HashPart(rel, target.name, inputs, outputs, workers, digest))
-    if map_parts is None:
-        for item in todo:
-            hash_catalog_part(item, progress)
-    else:
-        p = or_null(progress)
-        p.start("hash images (parts)", len(todo))
-        for _ in map_parts(hash_catalog_part, todo):
-            p.advance(1)
-        p.finish()
-        remove_stale_temporaries(out_dir)  # a worker that died mid-part left its temporary
-    for item in todo:  # what tasks left on shared storage comes back; their copies go
+            return DONE
+        rel = _under(Path(path), root)
+        inputs.put(path, rel)  # nothing to copy when `inputs` is the data root
+        return HashPart(rel, target.name, inputs, outputs, workers, digest)
+
+    if map_parts is None:  # here, one after another: each part reports its rows
+        hash_part, done_parts = functools.partial(hash_catalog_part, progress=progress), None
+    else:  # elsewhere: the parts to hash are counted as they come back
+        hash_part, done_parts = hash_catalog_part, or_null(progress)
+        done_parts.start("hash images (parts)", sum(not t.exists() for t in targets))
+
+    def pulled(item: HashPart, _rows: int) -> None:
+        """What a task left on shared storage comes back; its copy there goes."""
         current = functools.partial(_hashed_from, item)
         if not pull_outputs(outputs, [item.target], out_dir, move=True, is_current=current):
             raise OutputError(
                 f"{outputs.url(item.target)}: its task finished without it (hashed from "
                 "this catalog part)"
             )
+        if done_parts is not None:
+            done_parts.advance(1)
+
+    for _ in Parts(zip(parts, targets, digests, strict=True), to_do).run(
+        hash_part, map_parts, pulled
+    ):
+        pass
+    if done_parts is not None:
+        done_parts.finish()
+        remove_stale_temporaries(out_dir)  # a worker that died mid-part left its temporary
     tables = [pq.read_table(target, schema=HASHES) for target in targets]
     if not tables:
         return HASHES.empty_table()

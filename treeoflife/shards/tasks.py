@@ -14,7 +14,8 @@ same bytes as its in-process path whatever the mapper or the number of workers.
    shard and position, so its planned length is its length at shard 0 position 0 plus the
    extra digits.
 3. The driver keeps every planned shard that passes the manifest's resume rule (kept_shard) and
-   maps the others to write_planned_shard, which returns the shard's entry and index rows.
+   maps the others to write_planned_shard, which returns the shard's entry and index rows
+   (treeoflife.fanout.Parts: kept and written shards come back in plan order).
 
 Tasks use the split folder and the data root given to them (treeoflife.exchange): the driver's
 own, or their places on shared storage (object storage), where the driver pushes the inputs
@@ -39,7 +40,7 @@ import pyarrow.parquet as pq
 
 from treeoflife.errors import InputError, OutputError
 from treeoflife.exchange import exchange_folder, pull_outputs
-from treeoflife.fanout import PartMapper, local_processes
+from treeoflife.fanout import Done, PartMapper, Parts, local_processes
 from treeoflife.io import atomic_path
 from treeoflife.progress import Progress
 from treeoflife.schemas import CATALOG
@@ -356,24 +357,23 @@ class MappedSplit:
         shared storage)."""
         job, split_dir = self.job, Path(self.job.split_dir)
         plan = self._plan(map_parts, progress)
-        kept: dict[int, ShardResult] = {}
-        for i, (start, stop, _) in enumerate(plan):
+        from_chunks = bool(job.settings.max_shard_bytes)
+
+        def to_do(shard: tuple[int, tuple[int, int, int | None]]) -> ShardTask | Done:
+            i, (start, stop, planned) = shard
             name = shard_name(i)
             rows = functools.partial(self._placed_rows, i, start, stop)
             if result := kept_shard(split_dir, name, old.shards.get(name), rows, job.params):
-                kept[i] = result
-        from_chunks = bool(job.settings.max_shard_bytes)
-        tasks = (
-            ShardTask(job, i, start, stop, planned, from_chunks)
-            for i, (start, stop, planned) in enumerate(plan)
-            if i not in kept
-        )
-        written = map_parts(write_planned_shard, tasks)
+                return Done(result)
+            return ShardTask(job, i, start, stop, planned, from_chunks)
+
+        def samples(shard: tuple[int, tuple[int, int, int | None]]) -> int:
+            _, (start, stop, _) = shard
+            return stop - start
+
+        shards = Parts(enumerate(plan), to_do, size=samples, progress=progress)
         progress.start(f"shards {job.split}", self.n)
-        for i in range(len(plan)):
-            result = kept[i] if i in kept else self._pulled(next(written))
-            progress.advance(result.entry.samples)
-            yield result
+        yield from shards.run(write_planned_shard, map_parts, lambda _, r: self._pulled(r))
 
     def _pulled(self, result: ShardResult) -> ShardResult:
         """A written shard, in the split folder: a copy from shared storage whose sha256
