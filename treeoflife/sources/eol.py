@@ -2,7 +2,7 @@
 
 Rows are the manifests' data lines, in manifest order, `rows_per_part` per part across all
 manifests (`eol_manifest.py`). Which parts a run writes, and from what, is decided in one place
-(`eol_parts.PartsToDo`); one of two runners here writes them: up to `parts_in_flight` parts
+(`eol_parts.manifest_parts`); one of two runners here writes them: up to `parts_in_flight` parts
 downloading at once in this process's event loop, decoding in worker processes (the network
 never idles while a part waits for its slowest URL or is being written); or a mapper
 (treeoflife.fanout): `processes` local download processes, or one injected by a flow. Each
@@ -16,14 +16,14 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError, OutputError
 from treeoflife.exchange import exchange_folder, pull_outputs, task_folder
-from treeoflife.fanout import PartMapper, ProcessPoolMapper
+from treeoflife.fanout import PartMapper, Parts, ProcessPoolMapper
 from treeoflife.images import ResizePolicy
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress, or_null
@@ -32,9 +32,9 @@ from treeoflife.sources.eol_fetch import fetch_part
 from treeoflife.sources.eol_manifest import load_pages, rewrite_url
 from treeoflife.sources.eol_parts import (
     PartPlan,
-    PartsToDo,
     hosts_report,
     is_remote,
+    manifest_parts,
     plan_part,
     rerun_plan,
     status_parquet,
@@ -106,20 +106,23 @@ def ingest_eol(
     prepare_source_dirs(cfg, SOURCE)
     pages = load_pages(cfg)
     run = EolStats(source=SOURCE)
-    parts = PartsToDo(cfg, pages, run, progress)
     progress.start("ingest eol", None)
     try:
         if map_parts is not None:
-            _ingest_parts_mapped(cfg, parts, settings, resize, run, progress, map_parts)
+            parts = _ingest_parts_mapped(cfg, pages, settings, resize, run, progress, map_parts)
         elif ecfg.processes > 1:  # download processes (forkserver) on this machine's disk
             processes = ProcessPoolMapper(ecfg.processes, "forkserver")
-            _ingest_parts_mapped(cfg, parts, settings, resize, run, progress, processes, local=True)
+            parts = _ingest_parts_mapped(
+                cfg, pages, settings, resize, run, progress, processes, local=True
+            )
         else:
+            parts = manifest_parts(cfg, pages, progress)
             with DecodePool(decode_workers, resize=resize) as pool:
                 asyncio.run(_ingest_parts(cfg, parts, settings, pool, run, progress))
     finally:
         progress.finish()
-    n_parts = parts.n_parts
+    run.parts_skipped += parts.skipped
+    n_parts = parts.seen
     remove_parts_from(cfg, SOURCE, n_parts)  # a shorter manifest: its rows are gone
     reuse_index(cfg, SOURCE).finish()  # every part of this plan is written
     total = finish_stats(cfg, SOURCE, n_parts, run, {})
@@ -270,8 +273,8 @@ def _pull_part(
 
 
 def _ingest_parts_mapped(
-    cfg, parts: PartsToDo, settings, resize, run: EolStats, progress, map_parts, local=False
-) -> None:
+    cfg, pages: dict, settings, resize, run: EolStats, progress, map_parts, local=False
+) -> Parts:
     """Parts handed to a mapper as they are read from the manifests (it bounds how many are
     in flight); each gets its share of the download limits. With `storage.shared` (and a
     mapper that is not `local`: its workers may not see this disk), the tasks leave their
@@ -282,24 +285,24 @@ def _ingest_parts_mapped(
     shared = None if local else shared_storage(cfg)
     folder = exchange_folder(cfg.root, cfg.root, shared)
 
-    keys: dict[int, tuple[str, str | None]] = {}  # (key, replaces) of each part handed out
+    def task(index: int, batch: list, plan: PartPlan, rerun: PartRerun | None) -> EolPart:
+        replaces = None  # the task plans its own rerun
+        if shared is not None:  # the stored images are not on the task's disk: fetched again
+            plan = dataclasses.replace(plan, reused={}, stored={})
+            if rerun is not None:  # the same key: its record there is the part as it was
+                replaces = _file_sha256(status_parquet(cfg, index))
+        return EolPart(remote_cfg, index, batch, share, resize, folder, plan, replaces)
 
-    def items() -> Iterator[EolPart]:
-        for index, batch, plan, rerun in parts:  # the task plans its own rerun
-            replaces = None
-            if shared is not None:  # the stored images are not on the task's disk: fetched again
-                plan = dataclasses.replace(plan, reused={}, stored={})
-                if rerun is not None:  # the same key: its record there is the part as it was
-                    replaces = _file_sha256(status_parquet(cfg, index))
-            keys[index] = (plan.key, replaces)
-            yield EolPart(remote_cfg, index, batch, share, resize, folder, plan, replaces)
-
-    for index, n_rows, counts in map_parts(download_eol_part, items()):
-        _pull_part(cfg, folder, index, *keys.pop(index))
-        progress.advance(n_rows)
-        run.add_revalidated(counts)
+    def pulled(item: EolPart, result: tuple[int, int, dict[str, int]]) -> None:
+        _pull_part(cfg, folder, item.index, item.plan.key, item.replaces)
+        run.add_revalidated(result[2])
         run.parts_written += 1
+
+    parts = manifest_parts(cfg, pages, progress, task)
+    for _ in parts.run(download_eol_part, map_parts, pulled):
+        pass
     prepare_source_dirs(cfg, SOURCE)  # drops what a worker that died mid-part left behind
+    return parts
 
 
 def _download_part(cfg, index: int, batch: list, settings, resize, plan=None) -> dict[str, int]:
@@ -324,8 +327,9 @@ def _download_part(cfg, index: int, batch: list, settings, resize, plan=None) ->
     return stats.revalidated
 
 
-async def _ingest_parts(cfg, parts: PartsToDo, settings, pool, run: EolStats, progress) -> None:
-    """Download the parts, up to `parts_in_flight` at once."""
+async def _ingest_parts(cfg, parts: Parts, settings, pool, run: EolStats, progress) -> None:
+    """Download the parts to write (`parts`: current ones are skipped there), up to
+    `parts_in_flight` at once in this event loop; a mapper would run one part at a time."""
     ecfg = cfg.sources.eol
     window = asyncio.Semaphore(max(1, ecfg.parts_in_flight))
     # Rows between "fetch starts" and "decoded": bounds the raw bodies held in memory when the

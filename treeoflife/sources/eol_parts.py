@@ -4,8 +4,8 @@ which parts a run must write.
 A part's key hashes its rows' content (manifest fields, names joined from pages.csv), their fetch
 URLs and each URL's validator: a local (mirror) file's size and mtime; none for a remote URL,
 whose finished image is not fetched again unless the build revalidates (docs/stages/sources.md).
-`PartsToDo` walks the manifest's parts in order for the three runners in eol.py: a current part
-is skipped (and counted) there, a part to write comes with its plan: the images earlier parts
+`manifest_parts` gives the manifest's parts in order to the runners in eol.py: a current part is
+skipped (and counted) there, a part to write comes with its plan: the images earlier parts
 stored, the rows a rerun fetches again, the validators kept for its remote images.
 """
 
@@ -14,17 +14,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from treeoflife.config import BuildConfig
-from treeoflife.fanout import batches
+from treeoflife.fanout import DONE, Parts, batches
 from treeoflife.progress import Progress
 from treeoflife.sources.eol_manifest import iter_manifest_rows
 from treeoflife.sources.eol_validators import ValidatorIndex
 from treeoflife.sources.ingest import (
     PART_NAME,
-    IngestStats,
     catalog_dir,
     part_done,
     part_is_current,
@@ -159,28 +159,24 @@ def _with_validators(plan: PartPlan, batch: list, validators: ValidatorIndex | N
     return dataclasses.replace(plan, validators=kept)
 
 
-class PartsToDo:
-    """The manifest's parts in order, each one to write as (index, rows, plan, rerun): the one
-    loop the three runners share. A current part (nothing to fetch again) is counted skipped and
-    its rows advance the progress here. `n_parts`: the parts seen (all of them once iterated)."""
+def manifest_parts(
+    cfg: BuildConfig, pages: dict, progress: Progress, task: Callable[..., Any] | None = None
+) -> Parts:
+    """The manifest's parts in order (treeoflife.fanout.Parts), for the runners in eol.py: a
+    current part (nothing to fetch again) is skipped, counted and its rows added to the
+    progress there; a part to write is the item `task(index, rows, plan, rerun)` (default: that
+    tuple)."""
+    reuse = reuse_index(cfg, SOURCE)
+    validators = ValidatorIndex(cfg)
 
-    def __init__(self, cfg: BuildConfig, pages: dict, run: IngestStats, progress: Progress):
-        self.cfg = cfg
-        self.pages = pages
-        self.run = run
-        self.progress = progress
-        self.n_parts = 0
+    def to_do(part: tuple[int, list]) -> Any:
+        index, batch = part
+        todo = part_todo(cfg, index, batch, reuse, validators)
+        if todo is None:
+            return DONE
+        plan, rerun = todo
+        return (index, batch, plan, rerun) if task is None else task(index, batch, plan, rerun)
 
-    def __iter__(self) -> Iterator[tuple[int, list, PartPlan, PartRerun | None]]:
-        reuse = reuse_index(self.cfg, SOURCE)
-        validators = ValidatorIndex(self.cfg)
-        rows = iter_manifest_rows(self.cfg, self.pages)
-        for index, batch in enumerate(batches(rows, self.cfg.sources.eol.rows_per_part)):
-            self.n_parts = index + 1
-            todo = part_todo(self.cfg, index, batch, reuse, validators)
-            if todo is None:
-                self.run.parts_skipped += 1
-                self.progress.advance(len(batch))
-                continue
-            plan, rerun = todo
-            yield index, batch, plan, rerun
+    rows = iter_manifest_rows(cfg, pages)
+    parts = enumerate(batches(rows, cfg.sources.eol.rows_per_part))
+    return Parts(parts, to_do, size=lambda part: len(part[1]), progress=progress)
