@@ -7,9 +7,15 @@ The large runs are benchmarks (bench/scale.py), not tests.
 from __future__ import annotations
 
 import hashlib
+import resource
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from bench.scale import catalog_counts, compare_counts, release_hashes, write_config
+import pytest
+
+from bench.scale import CpuMeter, catalog_counts, compare_counts, release_hashes, write_config
 from bench.scale_world import WorldSpec, generate_world
 from tests.support.mirror_server import MirrorServer
 from treeoflife import pipeline
@@ -56,3 +62,30 @@ def test_scale_world_builds_end_to_end_with_every_planted_outcome(tmp_path):
     got = catalog_counts(root)
     assert compare_counts(expected, got) == []
     assert release_hashes(root)  # the release's files are there to compare
+
+
+def test_cpu_meter_counts_a_process_nobody_waited_for(tmp_path):
+    """A worker whose parent exits without waiting for it (as forkserver pools do) still counts."""
+    meter = CpuMeter()
+    if meter.group is None:
+        pytest.skip("no writable cgroup v1 cpuacct hierarchy here")
+    done = tmp_path / "done"
+    burn = (
+        "import time, pathlib, sys; t = time.process_time()\n"
+        "while time.process_time() - t < 0.6: pass\n"
+        "pathlib.Path(sys.argv[1]).write_text('x')\n"
+    )
+    spawn = (
+        "import subprocess, sys; subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]])"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(meter.wrap([sys.executable, "-c", spawn, burn, str(done)]), check=True)
+    deadline = time.monotonic() + 30
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # the grandchild exits after writing
+    assert done.exists()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert waited < 0.3  # what the waited-children figure sees: the worker is missing
+    assert meter.seconds(waited) >= 0.5
