@@ -90,6 +90,24 @@ def temporary_name(final: str | Path) -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}{TMP_SUFFIX}")
 
 
+@contextlib.contextmanager
+def scratch_temporary(final: str | Path) -> Iterator[Path]:
+    """Yield `final`'s temporary name for scratch space never renamed into place (a spill
+    folder): a sweep spares it while the block runs, and it is removed (file or folder) when
+    the block ends, however it ends; one a killed run left is swept like any temporary."""
+    tmp = temporary_name(final)
+    live = _live_key(tmp)
+    _LIVE_TEMPORARIES.add(live)
+    try:
+        yield tmp
+    finally:
+        _LIVE_TEMPORARIES.discard(live)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
 def finish_temporary(tmp: Path, final: Path) -> None:
     """fsync a fully written temporary file, rename it to `final`, fsync the folder."""
     with open(tmp, "rb+") as fh:

@@ -4,8 +4,10 @@ Rows are the JSON's images, in JSON order, `images_per_part` per part. The archi
 as a stream (a local file or an http(s) URL resumed with Range after a drop); each member is
 handed to the decode pool as it arrives and a part is written as soon as all of its members
 have arrived (at the end of the stream, what never arrived is `missing_in_archive`). Memory
-holds the images of parts still waiting for members: one part when the tar follows the JSON
-order, as the published archives do.
+stays bounded whatever the member order and however many members are missing: the reader
+waits for the oldest decode once a bounded number are in flight, and the decoded images of
+parts still waiting for members are spilled to disk (sources.spill) and read back, in row
+order, when their part is written.
 
 Reading the annotations (any of their published formats): inat21_annotations. Mapping each
 image to its row and category: inat21_plan. The JSON's categories, every field as published
@@ -29,13 +31,14 @@ import json
 import logging
 import tarfile
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from treeoflife.config import BuildConfig, INat21Archive
 from treeoflife.errors import InputError
-from treeoflife.images import DEFAULT_MAX_PIXELS
-from treeoflife.io import write_parquet_atomic, write_text_atomic
+from treeoflife.images import DEFAULT_MAX_PIXELS, NormalizedImage
+from treeoflife.io import scratch_temporary, write_parquet_atomic, write_text_atomic
 from treeoflife.progress import Progress, or_null
 from treeoflife.sources.inat21_annotations import (
     HashingReader,
@@ -63,6 +66,7 @@ from treeoflife.sources.ingest import (
 )
 from treeoflife.sources.partstore import PartKey, ReuseIndex, forget_key, image_id
 from treeoflife.sources.remote import RemoteReadError, is_url
+from treeoflife.sources.spill import SpillStore
 from treeoflife.vocabulary import Ignored, Reason
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,12 @@ def _archive_marker(cfg: BuildConfig, archive_no: int) -> Path:
 def _categories_parquet(cfg: BuildConfig, archive_no: int) -> Path:
     return catalog_dir(cfg, SOURCE) / f"_categories-{archive_no:02d}.parquet"
 
+
+IN_FLIGHT_PER_WORKER = 16
+"""Decodes in flight per decode worker (inline decoding counts as one) before the reader
+waits for the oldest: enough to keep the workers busy, few enough to bound memory."""
+IN_FLIGHT_BYTES = 64 << 20
+"""Member bytes in flight before the reader waits for the oldest (a run of large photos)."""
 
 DECODE_SETTINGS = ("decode", DEFAULT_MAX_PIXELS, "originals")
 """What the stored bytes of an iNat21 image depend on besides the member (originals kept)."""
@@ -231,8 +241,18 @@ def _stream_archive(
     stream: _Stream,
 ) -> tuple[dict[str, int], str | None]:
     """Read the archive once, writing each part as soon as its members are in."""
+    spill_name = catalog_dir(cfg, SOURCE) / f"spill-{plan.first_part:05d}"
+    with scratch_temporary(spill_name) as folder:
+        spill = SpillStore(folder)
+        try:
+            return _stream_parts(cfg, archive, plan, done, pool, run, progress, stream, spill)
+        finally:
+            spill.close()
+
+
+def _stream_parts(cfg, archive, plan, done, pool, run, progress, stream, spill):
     ignored: dict[str, int] = {}
-    pending: dict[int, cf.Future | str] = {}  # entry index -> decode future (or failure reason)
+    outcomes = _Outcomes(pool, spill)
 
     # Parts are written on a writer thread while the stream goes on (gunzip and tar reading
     # keep the main thread busy); at most two parts wait for it, to bound memory.
@@ -240,27 +260,27 @@ def _stream_archive(
     inflight: list[cf.Future] = []
     written: list[int] = []
 
-    def write(part: int, rows: list[dict], outcomes: list, ids: list) -> None:
-        images = [o.result() if isinstance(o, cf.Future) else o for o in outcomes]
+    def write(part: int, rows: list[dict], part_outcomes: list, ids: list) -> None:
+        images = spill.images(part, part_outcomes)  # read back one at a time, in row order
         key = f"{stream.key}:{part}"
         write_part(cfg, SOURCE, plan.first_part + part, rows, images, key, ids)
+        spill.remove(part)
         progress.advance(len(rows))
 
     def flush(part: int) -> None:
-        rows, outcomes = [], []
+        rows, part_outcomes = [], []
         ids = [stream.ids.pop(i, None) for i in plan.part_rows(part)]
         for i in plan.part_rows(part):
             row = plan.row(i)
             rows.append(row)
             if row.get("status") is not None:  # failed while planning
-                outcomes.append(None)
-            elif i in pending:
-                outcomes.append(pending.pop(i))
+                part_outcomes.append(None)
             else:
-                outcomes.append(Reason.MISSING_IN_ARCHIVE)
+                part_outcomes.append(outcomes.take(i))
+        spill.seal(part)
         while len(inflight) >= 2:
             inflight.pop(0).result()
-        inflight.append(writer.submit(write, part, rows, outcomes, ids))
+        inflight.append(writer.submit(write, part, rows, part_outcomes, ids))
         written.append(part)
         run.parts_written += 1
 
@@ -271,7 +291,7 @@ def _stream_archive(
     where = input_location(archive.images, cfg)
     try:
         try:
-            digest = _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream)
+            digest = _read_stream(cfg, archive, plan, done, flush, ignored, outcomes, stream)
         except InputError:
             wait_writes()
             if archive.md5:  # never verified: keep nothing derived from it
@@ -293,6 +313,54 @@ def _stream_archive(
     return dict(sorted(ignored.items())), digest
 
 
+class _Outcomes:
+    """Each listed member's outcome until its part is handed to the writer: a failure reason,
+    a decode in flight (a bounded number: past it the reader waits for the oldest), or a
+    decoded image spilled to disk. Memory holds no image of a part waiting for members."""
+
+    def __init__(self, pool: DecodePool, spill: SpillStore):
+        self.pool = pool
+        self.spill = spill
+        self.pending: dict[int, object] = {}  # entry index -> reason, Future or Spilled
+        self.inflight: deque[tuple[int, int, cf.Future, int]] = deque()  # index, part, _, bytes
+        self.inflight_bytes = 0
+        self.limit = max(1, pool.workers) * IN_FLIGHT_PER_WORKER
+
+    def reason(self, index: int, reason: str) -> None:
+        self.pending[index] = reason
+
+    def image(self, index: int, part: int, image: NormalizedImage) -> None:
+        """An image already at hand (one an earlier part stored): spilled like a decode's."""
+        self.pending[index] = self.spill.put(part, image)
+
+    def submit(self, index: int, part: int, data: bytes) -> None:
+        future = self.pool.submit(data)
+        self.pending[index] = future
+        self.inflight.append((index, part, future, len(data)))
+        self.inflight_bytes += len(data)
+        while self.inflight and (
+            self.inflight[0][2].done()
+            or len(self.inflight) > self.limit
+            or self.inflight_bytes > IN_FLIGHT_BYTES
+        ):
+            self._settle_oldest()
+
+    def take(self, index: int):
+        """The outcome of an entry whose part is being written (never arrived: missing)."""
+        return self.pending.pop(index, Reason.MISSING_IN_ARCHIVE)
+
+    def _settle_oldest(self) -> None:
+        index, part, future, size = self.inflight.popleft()
+        self.inflight_bytes -= size
+        cf.wait([future])  # a failed decode re-raises where its part is written
+        if self.pending.get(index) is not future:
+            return  # its part went to the writer with the future
+        result = future.result()
+        self.pending[index] = (
+            self.spill.put(part, result) if isinstance(result, NormalizedImage) else result
+        )
+
+
 @dataclass
 class _Stream:
     """What a redone archive's parts carry: their record's key, the image ids of the members
@@ -303,7 +371,7 @@ class _Stream:
     ids: dict[int, str] = field(default_factory=dict)  # entry index -> image id
 
 
-def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream) -> str | None:
+def _read_stream(cfg, archive, plan, done, flush, ignored, outcomes, stream) -> str | None:
     """Hand each listed member to the decode pool; flush a part when complete. Returns md5."""
     received: set[int] = set()
     remaining = list(plan.expected)
@@ -340,12 +408,12 @@ def _read_stream(cfg, archive, plan, done, pool, flush, ignored, pending, stream
                     continue
                 stream.ids[index] = iid = _member_id(name, member)
                 if member.size > max_bytes:
-                    pending[index] = Reason.MEMBER_TOO_LARGE
+                    outcomes.reason(index, Reason.MEMBER_TOO_LARGE)
                 elif (stored := stream.reuse.load(iid)) is not None:
-                    pending[index] = stored
+                    outcomes.image(index, part, stored)
                 else:
                     extracted = tar.extractfile(member)
-                    pending[index] = pool.submit(extracted.read() if extracted else b"")
+                    outcomes.submit(index, part, extracted.read() if extracted else b"")
                 remaining[part] -= 1
                 if remaining[part] == 0:
                     flush(part)
