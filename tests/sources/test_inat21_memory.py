@@ -12,7 +12,10 @@ import tarfile
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from treeoflife.config import config_from_dict
+from treeoflife.errors import InputError
 from treeoflife.sources import ingest_inat21
 
 from .builders import add_member, inat_file_name, jpeg, make_inat, read_catalog, rows_of
@@ -78,3 +81,23 @@ def test_parts_waiting_for_members_hold_no_images_in_memory(tmp_path):
     assert not [p for p in (shuffled.root / "catalog").rglob(".*")]
     assert _parts(shuffled.root) == _parts(ordered.root)
     assert len(_parts(shuffled.root)) == 2 * len(MISSING)
+
+
+def test_spill_files_are_removed_on_md5_mismatch_and_after_a_killed_run(tmp_path):
+    archive, _ = make_inat(tmp_path / "in", n=6, missing=(1,), reverse=True, extras=False)
+    root = tmp_path / "data"
+    # what a killed run left: a spill folder named like a temporary of a dead writer
+    left = root / "catalog/inat21/.spill-00000.4194999.tmp"
+    left.mkdir(parents=True)
+    (left / "part-00000.spill").write_bytes(b"x" * 100)
+
+    bad = _cfg(root, {**archive, "md5": "0" * 32})
+    with pytest.raises(InputError, match="md5"):
+        ingest_inat21(bad)
+    assert not left.exists()
+    assert not list((root / "catalog").rglob(".*"))  # no spill of this run either
+    assert not list((root / "catalog/inat21").glob("part-*"))  # rolled back
+
+    stats = ingest_inat21(_cfg(root, archive))
+    assert (stats.rows, stats.reasons) == (6, {"missing_in_archive": 1})
+    assert not list((root / "catalog").rglob(".*"))
