@@ -6,8 +6,9 @@ handed to the decode pool as it arrives and a part is written as soon as all of 
 have arrived (at the end of the stream, what never arrived is `missing_in_archive`). Memory
 stays bounded whatever the member order and however many members are missing: the reader
 waits for the oldest decode once a bounded number are in flight, and the decoded images of
-parts still waiting for members are spilled to disk (sources.spill) and read back, in row
-order, when their part is written.
+parts still waiting for members stay in memory up to HELD_IMAGE_BYTES; past it, those of the
+lowest-numbered parts are spilled to disk (sources.spill) and read back, in row order, when
+their part is written. An archive in the JSON order, complete, spills nothing.
 
 Reading the annotations (any of their published formats): inat21_annotations. Mapping each
 image to its row and category: inat21_plan. The JSON's categories, every field as published
@@ -85,6 +86,10 @@ IN_FLIGHT_PER_WORKER = 16
 waits for the oldest: enough to keep the workers busy, few enough to bound memory."""
 IN_FLIGHT_BYTES = 64 << 20
 """Member bytes in flight before the reader waits for the oldest (a run of large photos)."""
+HELD_IMAGE_BYTES = 256 << 20
+"""Decoded image bytes kept in memory across the parts not yet handed to the writer; past it
+they are spilled. A part is complete and written at once when the archive follows the JSON
+order, so only parts stuck waiting (a missing member, a shuffled archive) ever spill."""
 
 DECODE_SETTINGS = ("decode", DEFAULT_MAX_PIXELS, "originals")
 """What the stored bytes of an iNat21 image depend on besides the member (originals kept)."""
@@ -276,7 +281,7 @@ def _stream_parts(cfg, archive, plan, done, pool, run, progress, stream, spill):
             if row.get("status") is not None:  # failed while planning
                 part_outcomes.append(None)
             else:
-                part_outcomes.append(outcomes.take(i))
+                part_outcomes.append(outcomes.take(i, part))
         spill.seal(part)
         while len(inflight) >= 2:
             inflight.pop(0).result()
@@ -315,23 +320,30 @@ def _stream_parts(cfg, archive, plan, done, pool, run, progress, stream, spill):
 
 class _Outcomes:
     """Each listed member's outcome until its part is handed to the writer: a failure reason,
-    a decode in flight (a bounded number: past it the reader waits for the oldest), or a
-    decoded image spilled to disk. Memory holds no image of a part waiting for members."""
+    a decode in flight (a bounded number: past it the reader waits for the oldest), a decoded
+    image held in memory, or one spilled to disk once the held images pass HELD_IMAGE_BYTES.
+
+    Spilling takes the lowest-numbered parts first: with an archive in the JSON order those
+    are the parts stuck waiting for a member that never comes, while the newest part, still
+    filling, is about to be written from memory."""
 
     def __init__(self, pool: DecodePool, spill: SpillStore):
         self.pool = pool
         self.spill = spill
-        self.pending: dict[int, object] = {}  # entry index -> reason, Future or Spilled
+        self.pending: dict[int, object] = {}  # entry index -> reason, Future, image or Spilled
         self.inflight: deque[tuple[int, int, cf.Future, int]] = deque()  # index, part, _, bytes
         self.inflight_bytes = 0
         self.limit = max(1, pool.workers) * IN_FLIGHT_PER_WORKER
+        self.held: dict[int, dict[int, int]] = {}  # part -> {entry index -> image bytes}
+        self.held_bytes = 0
+        self.budget = HELD_IMAGE_BYTES
 
     def reason(self, index: int, reason: str) -> None:
         self.pending[index] = reason
 
     def image(self, index: int, part: int, image: NormalizedImage) -> None:
-        """An image already at hand (one an earlier part stored): spilled like a decode's."""
-        self.pending[index] = self.spill.put(part, image)
+        """An image already at hand (one an earlier part stored): held like a decode's."""
+        self._hold(index, part, image)
 
     def submit(self, index: int, part: int, data: bytes) -> None:
         future = self.pool.submit(data)
@@ -345,8 +357,13 @@ class _Outcomes:
         ):
             self._settle_oldest()
 
-    def take(self, index: int):
+    def take(self, index: int, part: int):
         """The outcome of an entry whose part is being written (never arrived: missing)."""
+        size = self.held.get(part, {}).pop(index, None)
+        if size is not None:
+            self.held_bytes -= size
+            if not self.held[part]:
+                del self.held[part]
         return self.pending.pop(index, Reason.MISSING_IN_ARCHIVE)
 
     def _settle_oldest(self) -> None:
@@ -356,9 +373,22 @@ class _Outcomes:
         if self.pending.get(index) is not future:
             return  # its part went to the writer with the future
         result = future.result()
-        self.pending[index] = (
-            self.spill.put(part, result) if isinstance(result, NormalizedImage) else result
-        )
+        if isinstance(result, NormalizedImage):
+            self._hold(index, part, result)
+        else:
+            self.pending[index] = result
+
+    def _hold(self, index: int, part: int, image: NormalizedImage) -> None:
+        self.pending[index] = image
+        self.held.setdefault(part, {})[index] = len(image.data)
+        self.held_bytes += len(image.data)
+        while self.held_bytes > self.budget:
+            self._spill_part(min(self.held))
+
+    def _spill_part(self, part: int) -> None:
+        for index, size in self.held.pop(part).items():
+            self.pending[index] = self.spill.put(part, self.pending[index])
+            self.held_bytes -= size
 
 
 @dataclass

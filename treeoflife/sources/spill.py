@@ -2,7 +2,8 @@
 
 A streamed archive's part is written only once all of its members are in; a member missing
 from the archive, or an archive whose order is not the rows' order, keeps parts open until
-the stream ends. Their decoded images go to one append-only file per part in a scratch folder
+the stream ends. The decoded images the caller cannot keep in memory (past its budget) go to
+one append-only file per part in a scratch folder
 (a temporary name: a killed run leaves nothing that looks complete, and the next sweep removes
 it); memory keeps an (offset, length) per image. A part's images are read back one at a time,
 in row order, while the part is written.
@@ -20,6 +21,9 @@ from treeoflife.images import NormalizedImage
 
 _HEADER = struct.Struct("<II?32s")  # width, height, converted, md5 (hex)
 
+records_written = 0
+"""Images spilled by this process (any store): how a run shows it never touched the disk."""
+
 
 class Spilled(NamedTuple):
     """Where one decoded image's record is in its part's spill file."""
@@ -29,12 +33,12 @@ class Spilled(NamedTuple):
 
 
 class SpillStore:
-    """One spill file per part under `folder`; `put` from one thread, `images`/`remove` for a
-    part once nothing more is put for it (from any thread)."""
+    """One spill file per part under `folder` (made by the first `put`: a run that spills
+    nothing writes nothing); `put` from one thread, `images`/`remove` for a part once nothing
+    more is put for it (from any thread)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self._sizes: dict[int, int] = {}
         self._open: tuple[int, object] | None = None  # (part, file) being appended to
 
@@ -43,8 +47,10 @@ class SpillStore:
 
     def put(self, part: int, image: NormalizedImage) -> Spilled:
         """Append an image to its part's file; return where it is."""
+        global records_written
         if self._open is None or self._open[0] != part:
             self._close()
+            self.folder.mkdir(parents=True, exist_ok=True)
             self._open = (part, open(self.path(part), "ab"))  # noqa: SIM115 - closed in _close
         fh = self._open[1]
         md5 = image.md5.encode("ascii")
@@ -55,6 +61,7 @@ class SpillStore:
         fh.write(image.data)
         length = _HEADER.size + len(image.data)
         self._sizes[part] = offset + length
+        records_written += 1
         return Spilled(offset, length)
 
     def seal(self, part: int) -> None:
