@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from treeoflife.sample import world
+from treeoflife.sample import species, world
 from treeoflife.sample.builder import World
 from treeoflife.sample.file_formats import tsv_bytes
-from treeoflife.sample.world import SPECIES, SPECIES_BY_NAME
+from treeoflife.sample.species import SPECIES, SPECIES_BY_NAME
 
 REAL_BACKBONE = Path(__file__).parent / "data" / "gbif-backbone-archaea"
 """The real GBIF backbone excerpt (kingdom Archaea, see its SOURCE.md), copied verbatim into the
@@ -73,7 +73,7 @@ def _backbone_rows() -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
             next_id += 1
     rows = []
     for p in sorted(paths, key=lambda p: ids[p]):
-        name, rank = p[-1], world.RANK_COLUMNS[len(p) - 1]
+        name, rank = p[-1], species.RANK_COLUMNS[len(p) - 1]
         auth = ""
         if rank == "genus":
             auth = world.HOMONYM_AUTHORSHIP.get((name, p[0]), world.GENUS_AUTHORSHIP.get(name, ""))

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from treeoflife.io import stable_hash64
-from treeoflife.sample import world
+from treeoflife.sample import species
 from treeoflife.sample.builder import RARE_PER_SOURCE, World, genus_look, species_look
 from treeoflife.sample.file_formats import tsv_bytes, zip_bytes
 from treeoflife.sample.render import Signature, signature
-from treeoflife.sample.world import RARE, SPECIES
+from treeoflife.sample.species import RARE, SPECIES
 
 BIOSCAN_PER_SPECIES = 9
 
@@ -59,7 +59,7 @@ class _BioscanLabel:
 def _bioscan_labels() -> list[tuple[_BioscanLabel, int, str, dict | None]]:
     labels = []
     for s in SPECIES:
-        if world.BIOSCAN in s.sources:
+        if species.BIOSCAN in s.sources:
             n = RARE_PER_SOURCE if s.role == RARE else BIOSCAN_PER_SPECIES
             labels.append(
                 (

@@ -16,7 +16,7 @@ from treeoflife.io import stable_hash64
 from treeoflife.progress import Progress
 from treeoflife.sample import world
 from treeoflife.sample.render import Signature, jpeg_bytes, phash64, render, signature
-from treeoflife.sample.world import Species
+from treeoflife.sample.species import Species
 
 log = logging.getLogger(__name__)
 

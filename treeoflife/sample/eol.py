@@ -22,7 +22,7 @@ from treeoflife.sample.builder import (
 from treeoflife.sample.evalsets import near_copy
 from treeoflife.sample.file_formats import csv_bytes
 from treeoflife.sample.render import Signature, jpeg_bytes, png_bytes, signature
-from treeoflife.sample.world import RARE, SPECIES_BY_NAME
+from treeoflife.sample.species import RARE, SPECIES_BY_NAME
 
 EOL_MEDIA_PREFIX = "https://content.eol.org/data/media/"
 EOL_MANIFEST_HEADER = (

@@ -11,7 +11,7 @@ from PIL import Image
 from treeoflife.sample.builder import Picture, World, species_look, stable_uuid
 from treeoflife.sample.file_formats import csv_bytes
 from treeoflife.sample.render import jpeg_bytes, phash64
-from treeoflife.sample.world import RARE, SEEN, SPECIES
+from treeoflife.sample.species import RARE, SEEN, SPECIES
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from treeoflife.sample.builder import World
 from treeoflife.sample.eol import build_eol
 from treeoflife.sample.evalsets import build_evalsets, pick_near_original
 from treeoflife.sample.inat21 import build_inat21
-from treeoflife.sample.world import SPECIES
+from treeoflife.sample.species import SPECIES
 
 log = logging.getLogger(__name__)
 

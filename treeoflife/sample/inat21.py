@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from treeoflife.io import stable_hash64
-from treeoflife.sample import world
+from treeoflife.sample import species
 from treeoflife.sample.builder import (
     OWNERS,
     RARE_PER_SOURCE,
@@ -16,13 +16,13 @@ from treeoflife.sample.builder import (
     stable_uuid,
 )
 from treeoflife.sample.file_formats import targz_bytes
-from treeoflife.sample.world import RARE, SPECIES, SPECIES_BY_NAME, Species
+from treeoflife.sample.species import RARE, SPECIES, SPECIES_BY_NAME, Species
 
 INAT_TRAIN, INAT_VAL = 7, 2
 
 
 def _inat_categories() -> list[Species]:
-    cats = [s for s in SPECIES if world.INAT in s.sources]
+    cats = [s for s in SPECIES if species.INAT in s.sources]
     return sorted(cats, key=lambda s: (*s.ranks, s.epithet))
 
 

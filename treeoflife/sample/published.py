@@ -28,7 +28,7 @@ from pathlib import Path
 from treeoflife.io import stable_hash64, write_bytes_atomic, write_text_atomic
 from treeoflife.sample.eol import EOL_MEDIA_PREFIX
 from treeoflife.sample.file_formats import targz_bytes
-from treeoflife.sample.world import SPECIES_BY_NAME
+from treeoflife.sample.species import SPECIES_BY_NAME
 from treeoflife.sources.published.plan import CATALOG_COLUMNS, LICENSE_COLUMNS
 
 log = logging.getLogger(__name__)
