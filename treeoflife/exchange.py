@@ -17,12 +17,12 @@ its metadata is the one the driver planned). Without it, any marker there counts
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from treeoflife.errors import ConfigError, OutputError
+from treeoflife.io import file_sha256
 from treeoflife.storage import LocalStorage, Storage, note_copied
 
 __all__ = ["exchange_folder", "pull_outputs", "task_folder"]
@@ -89,14 +89,10 @@ def _done(folder: Storage, marker: str, is_current: IsCurrent | None) -> bool:
 
 
 def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        return file_sha256(path)
     except FileNotFoundError:
         return None
-    return h.hexdigest()
 
 
 def pull_outputs(

@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -226,6 +227,19 @@ def stable_hash64(*parts: str) -> int:
     """A 64-bit hash of strings that is the same on every machine and run (unlike hash())."""
     h = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8)
     return int.from_bytes(h.digest(), "big")
+
+
+def stream_sha256(fh: BinaryIO) -> str:
+    """The sha256 of what is left in an open binary file (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    with open(path, "rb") as fh:
+        return stream_sha256(fh)
 
 
 def md5_hex(data: bytes) -> str:

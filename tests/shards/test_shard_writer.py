@@ -11,11 +11,11 @@ import webdataset as wds
 from open_clip_train.data import get_dataset_size, get_wds_dataset
 
 from treeoflife.errors import ConfigError, InputError
+from treeoflife.io import file_sha256
 from treeoflife.shards.manifest import INDEX_SCHEMA
 from treeoflife.shards.settings import ShardSettings
 from treeoflife.shards.shard_file import (
     ShardInfo,
-    file_sha256,
     scan_shard,
     write_shard,
     write_shards,

@@ -7,7 +7,6 @@ none of whose images is usable stops here, before dedup (treeoflife.evalsets.rep
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from treeoflife.evalsets.report import check_images
 from treeoflife.exchange import exchange_folder, pull_outputs
 from treeoflife.fanout import DONE, Done, PartMapper, Parts, ProcessPoolMapper, local_processes
 from treeoflife.io import (
+    file_sha256,
     md5_hex,
     read_image_bytes,
     remove_stale_temporaries,
@@ -280,11 +280,7 @@ SOURCE_DIGEST = b"treeoflife.hashed_part_sha256"
 
 def part_digest(path: str | Path) -> str:
     """What a hash part is keyed by: the bytes of the catalog part it hashes (not its name)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def _target_digest(target: Path | BinaryIO) -> str | None:

@@ -18,12 +18,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from treeoflife import __version__
-from treeoflife.io import write_text_atomic
+from treeoflife.io import file_sha256, write_text_atomic
 from treeoflife.release.card import BIOCLIP_CITATION, LICENSES_COLUMNS
 from treeoflife.release.croissant_samples import sample_croissant
 from treeoflife.schema_export import describe
 from treeoflife.schemas import CATALOG
-from treeoflife.shards.shard_file import file_sha256
 
 CROISSANT_FILE = "croissant.json"
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"

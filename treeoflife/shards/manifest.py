@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from treeoflife.errors import InputError
-from treeoflife.io import atomic_path, write_text_atomic
+from treeoflife.io import atomic_path, file_sha256, write_text_atomic
 from treeoflife.schemas import SHARD_INDEX
 from treeoflife.shards.parts import dump_json
 from treeoflife.shards.sample_json import sample_json
-from treeoflife.shards.shard_file import ShardInfo, file_sha256, scan_shard
+from treeoflife.shards.shard_file import ShardInfo, scan_shard
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ always a whole shard; an error leaves no partial one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import tarfile
 from collections.abc import Callable, Iterable
@@ -175,14 +174,6 @@ def write_shards(shards: Iterable[tuple[Path, Iterable[dict]]]) -> list[ShardInf
             infos += closer.close(shard, lambda info: info)
         infos += closer.wait()
     return infos
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def scan_shard(path: Path) -> list[dict]:

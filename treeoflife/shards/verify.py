@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from treeoflife.errors import InputError
+from treeoflife.io import file_sha256
 from treeoflife.progress import Progress, or_null
 from treeoflife.schemas import CATALOG
 from treeoflife.shards.manifest import (
@@ -30,7 +31,7 @@ from treeoflife.shards.manifest import (
     shard_index,
 )
 from treeoflife.shards.sample_json import sample_json
-from treeoflife.shards.shard_file import file_sha256, read_shard_layout
+from treeoflife.shards.shard_file import read_shard_layout
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError, OutputError
 from treeoflife.exchange import exchange_folder, pull_outputs, task_folder
 from treeoflife.fanout import PartMapper, Parts, ProcessPoolMapper
 from treeoflife.images import ResizePolicy
+from treeoflife.io import file_sha256, stream_sha256
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress, or_null
 from treeoflife.sources.download import Downloader, DownloadSettings
@@ -203,21 +202,9 @@ def _part_is(rels: list[str], key: str, replaces: str | None) -> Callable[[Stora
     return is_current
 
 
-def _sha256(fh: BinaryIO) -> str:
-    h = hashlib.sha256()
-    for block in iter(lambda: fh.read(1 << 20), b""):
-        h.update(block)
-    return h.hexdigest()
-
-
 def _stored_sha256(folder: Storage, rel: str) -> str:
     with folder.open(rel) as fh:
-        return _sha256(fh)
-
-
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return _sha256(fh)
+        return stream_sha256(fh)
 
 
 def _get_part_to_rerun(folder: Storage, rels: list[str], root: Path, key: str, status: str):
@@ -290,7 +277,7 @@ def _ingest_parts_mapped(
         if shared is not None:  # the stored images are not on the task's disk: fetched again
             plan = dataclasses.replace(plan, reused={}, stored={})
             if rerun is not None:  # the same key: its record there is the part as it was
-                replaces = _file_sha256(status_parquet(cfg, index))
+                replaces = file_sha256(status_parquet(cfg, index))
         return EolPart(remote_cfg, index, batch, share, resize, folder, plan, replaces)
 
     def pulled(item: EolPart, result: tuple[int, int, dict[str, int]]) -> None:
