@@ -16,7 +16,7 @@ from treeoflife import records, schemas, splits
 from treeoflife.config import ShardsConfig, SplitsConfig
 from treeoflife.vocabulary import IngestStatus, Reason, Status
 
-_TAXA_COLUMNS = [
+TAXA_COLUMNS = [
     "query_id",
     *schemas.RANKS,
     "scientific_name",
@@ -71,23 +71,25 @@ def join_stage_tables(
         }
     )
     joined = (
-        source_catalog.join(taxa.select(_TAXA_COLUMNS), "query_id", join_type="left outer")
+        source_catalog.join(taxa.select(TAXA_COLUMNS), "query_id", join_type="left outer")
         .join(hashes.select(["key", "phash", "phash_algo"]), "key", join_type="left outer")
         .join(removals, "key", join_type="left outer")
     )
     return joined.sort_by("key")
 
 
-def assemble_catalog(
-    joined: pa.Table, split_cfg: SplitsConfig, shard_cfg: ShardsConfig
-) -> tuple[pa.Table, dict[str, list[str]]]:
-    """The release catalog (CATALOG columns + image location) and the key order per shard split.
+SHARD_ORDER = "shard_order"
+"""Column of assembled rows (never published): the row's place in its split's seeded shard
+order (splits.order_key), ties broken by key."""
 
-    The second value maps `train`, `val`, `train_small` to their keys in shard order: a global
-    seeded shuffle across sources (a pure function of each key and `shard_cfg.seed`), so a shard
-    mixes sources and species. `shard` / `shard_position` stay null here: the shard writer fills
-    them (see `fill_shard_locations`), since byte-sized shards end where the encoded bytes say.
-    """
+
+def assemble_rows(joined: pa.Table, split_cfg: SplitsConfig, shard_cfg: ShardsConfig) -> pa.Table:
+    """CATALOG columns + image location + SHARD_ORDER for rows of the joined stage tables.
+
+    Row by row (a row's status, split, id and shard order depend on that row alone), so any
+    batch of the joined tables can be assembled on its own. `shard` / `shard_position` stay
+    null: the shard writer decides them, since byte-sized shards end where the encoded bytes
+    say (see `fill_shard_locations`)."""
     status, reason = final_status(joined)
     keys = joined.column("key").to_pylist()
     kept = [s == Status.KEPT for s in status.to_pylist()]
@@ -104,13 +106,6 @@ def assemble_catalog(
             split == "train"
             and splits.in_train_small(key, split_cfg.seed, split_cfg.train_small_fraction)
         )
-    order: dict[str, list[str]] = {}
-    for name in ("train", "val"):
-        order[name] = splits.shuffled(
-            [k for k, s in zip(keys, split_col, strict=True) if s == name], shard_cfg.seed
-        )
-    small = {k for k, s in zip(keys, small_col, strict=True) if s}
-    order["train_small"] = [k for k in order["train"] if k in small]
     columns = {
         "key": joined.column("key"),
         "treeoflife_id": pa.array([records.treeoflife_id(k) for k in keys], pa.string()),
@@ -118,7 +113,6 @@ def assemble_catalog(
         "reason": reason,
         "split": pa.array(split_col, pa.string()),
         "in_train_small": pa.array(small_col, pa.bool_()),
-        # Filled by the shard writer, which decides shard boundaries (samples and bytes).
         "shard": pa.nulls(len(keys), pa.string()),
         "shard_position": pa.nulls(len(keys), pa.int32()),
     }
@@ -126,10 +120,40 @@ def assemble_catalog(
     for field in schemas.CATALOG:
         col = columns[field.name] if field.name in columns else joined.column(field.name)
         out.append(col.cast(field.type) if col.type != field.type else col)
-    catalog = pa.Table.from_arrays(out, schema=schemas.CATALOG)
+    rows = pa.Table.from_arrays(out, schema=schemas.CATALOG)
     for name in IMAGE_LOCATION:
-        catalog = catalog.append_column(name, joined.column(name))
-    return catalog, order
+        rows = rows.append_column(name, joined.column(name))
+    order = [splits.order_key(k, shard_cfg.seed) for k in keys]
+    return rows.append_column(SHARD_ORDER, pa.array(order, pa.uint64()))
+
+
+def split_orders(rows: pa.Table) -> dict[str, list[str]]:
+    """`train`, `val`, `train_small` -> their keys in shard order (assembled rows in memory)."""
+    order: dict[str, list[str]] = {}
+    placed = rows.select(["key", "split", "in_train_small", SHARD_ORDER]).sort_by(
+        [(SHARD_ORDER, "ascending"), ("key", "ascending")]
+    )
+    split = placed.column("split")
+    for name in ("train", "val"):
+        order[name] = placed.column("key").filter(pc.fill_null(pc.equal(split, name), False))
+        order[name] = order[name].to_pylist()
+    small = pc.and_(pc.fill_null(pc.equal(split, "train"), False),
+                    pc.fill_null(placed.column("in_train_small"), False))  # fmt: skip
+    order["train_small"] = placed.column("key").filter(small).to_pylist()
+    return order
+
+
+def assemble_catalog(
+    joined: pa.Table, split_cfg: SplitsConfig, shard_cfg: ShardsConfig
+) -> tuple[pa.Table, dict[str, list[str]]]:
+    """The release catalog (CATALOG columns + image location) and the key order per shard split,
+    all in memory (tests and small tables; the release stage streams: treeoflife.release.tables).
+
+    The second value maps `train`, `val`, `train_small` to their keys in shard order: a global
+    seeded shuffle across sources (a pure function of each key and `shard_cfg.seed`), so a shard
+    mixes sources and species."""
+    rows = assemble_rows(joined, split_cfg, shard_cfg)
+    return rows.drop_columns([SHARD_ORDER]), split_orders(rows)
 
 
 def fill_shard_locations(catalog: pa.Table, index: pa.Table, split: str) -> pa.Table:

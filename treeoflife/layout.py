@@ -54,6 +54,11 @@ class Layout:
     def release_dir(self) -> Path:
         return self.root / "release"
 
+    @property
+    def release_work(self) -> Path:
+        """The release's scratch tables (treeoflife.release.tables); gone when it is done."""
+        return self.root / "work" / "release"
+
     def shards_dir(self, split: str) -> Path:
         return self.release_dir / "shards" / split
 

@@ -27,6 +27,11 @@ def in_train_small(key: str, seed: int, fraction: float) -> bool:
     return _unit("train_small", str(seed), key) < fraction
 
 
+def order_key(key: str, seed: int) -> int:
+    """A key's place in the seeded shard order (ties, if any, go by the key itself)."""
+    return stable_hash64("order", str(seed), key)
+
+
 def shuffled(keys: Iterable[str], seed: int) -> list[str]:
     """Keys in a seeded pseudo-random order that depends only on each key (not on the set)."""
-    return sorted(keys, key=lambda k: (stable_hash64("order", str(seed), k), k))
+    return sorted(keys, key=lambda k: (order_key(k, seed), k))

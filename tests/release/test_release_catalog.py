@@ -9,7 +9,7 @@ import pytest
 
 from treeoflife.errors import InputError
 from treeoflife.release.card import write_licenses_csv
-from treeoflife.release.catalog import read_catalog, write_catalog
+from treeoflife.release.catalog import read_catalog, write_catalog, write_catalog_batches
 from treeoflife.schemas import CATALOG
 
 from .conftest import catalog_table
@@ -163,3 +163,46 @@ def test_row_groups_are_sorted_by_source_and_taxon_so_filters_skip_them(tmp_path
     assert n == pc.sum(pc.equal(table.column("genus"), "Genus42")).as_py() > 0
     lazy = pl.scan_parquet(path).filter(pl.col("source") == "eol").select(pl.len()).collect()
     assert lazy.item() == pc.sum(pc.equal(table.column("source"), "eol")).as_py()
+
+
+def _large_catalog(n: int) -> pa.Table:
+    """n kept rows with a long, unique URL each: enough bytes for the Parquet writer to cut
+    pages and leave dictionary encoding mid row group."""
+    keys = pa.array([f"eol/{i:07d}_1" for i in range(n)])
+    columns = {f.name: pa.nulls(n, f.type) for f in CATALOG}
+    columns.update(
+        key=keys,
+        treeoflife_id=keys,
+        source=pa.array(["eol"] * n),
+        source_url=pa.array(
+            [f"https://content.eol.org/data/media/{i * 7919:012d}.jpg" for i in range(n)]
+        ),
+        status=pa.array(["kept"] * n),
+        split=pa.array(["train"] * n),
+        shard=pa.array([f"train/shard-{i // 10_000:06d}.tar" for i in range(n)]),
+        shard_position=pa.array([i % 10_000 for i in range(n)], pa.int32()),
+    )
+    return pa.table(columns, schema=CATALOG)
+
+
+def test_a_streamed_catalog_has_the_bytes_of_the_whole_table(tmp_path):
+    whole = tmp_path / "whole.parquet"
+    write_catalog(_large_catalog(150_000), whole)
+    table = pq.read_table(whole)
+    # Batches as DuckDB hands them over: many small chunks per row group.
+    batches = [table.slice(i, 2048) for i in range(0, table.num_rows, 2048)]
+    streamed = tmp_path / "streamed.parquet"
+    assert write_catalog_batches(batches, streamed) == table.num_rows
+    assert streamed.read_bytes() == whole.read_bytes()
+    empty = tmp_path / "empty.parquet"
+    write_catalog(CATALOG.empty_table(), whole)
+    write_catalog_batches([], empty)
+    assert empty.read_bytes() == whole.read_bytes()
+
+
+def test_a_streamed_catalog_row_that_is_not_kept_without_reason_is_refused(tmp_path):
+    table = _large_catalog(10).to_pylist()
+    table[3]["status"] = "failed"
+    with pytest.raises(InputError, match="not kept but carry no reason"):
+        write_catalog_batches([pa.Table.from_pylist(table, schema=CATALOG)], tmp_path / "c")
+    assert not (tmp_path / "c").exists()

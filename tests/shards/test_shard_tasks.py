@@ -17,6 +17,7 @@ from treeoflife.shards.tasks import (
     ROWS_SCHEMA,
     WORK_DIR,
     MappedSplit,
+    OrderedRows,
     ShardTask,
     plan_shards,
     write_planned_shard,
@@ -178,7 +179,9 @@ def test_a_retried_shard_task_writes_the_same_shard(tmp_path, data_root):
     manifest = json.loads((out / MANIFEST_FILE).read_text())
     # Run shard 0's task again by hand, as a worker retry would, with a fresh .work folder.
     settings = _settings(samples_per_shard=4)
-    split = MappedSplit(table, keys, out, data_root, settings, manifest["params"])
+    split = MappedSplit(
+        OrderedRows.from_table(table, keys), out, data_root, settings, manifest["params"]
+    )
     assert (out / WORK_DIR / ROWS_FILE).exists()
     for _ in range(2):
         result = write_planned_shard(ShardTask(split.job, 0, 0, 4))

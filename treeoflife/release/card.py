@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -317,17 +317,22 @@ def write_dataset_card(release_dir: Path, summary: dict) -> Path:
 
 
 def write_licenses_csv(table: pa.Table, path: Path, batch_rows: int = 65_536) -> None:
-    """Licence of each shipped image (status kept), by key, like TreeOfLife-10M's licenses.csv.
-
-    Written batch by batch into the temporary file: at 10M rows a whole-table to_pylist and
-    one in-memory CSV held ~5 GB of the driver."""
+    """Licence of each shipped image (status kept), by key, like TreeOfLife-10M's licenses.csv."""
     if "status" in table.column_names:
         table = table.filter(pc.equal(table.column("status"), Status.KEPT))
     table = table.select(list(LICENSES_COLUMNS)).sort_by("key")
+    write_licenses_rows(table.to_batches(max_chunksize=batch_rows), path)
+
+
+def write_licenses_rows(batches: Iterable, path: Path) -> None:
+    """licenses.csv from Arrow batches of the shipped images' LICENSES_COLUMNS, in key order.
+
+    Written batch by batch into the temporary file: at 10M rows a whole-table to_pylist and
+    one in-memory CSV held ~5 GB of the driver."""
     with writing(path), atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(LICENSES_COLUMNS)
-        for batch in table.to_batches(max_chunksize=batch_rows):
+        for batch in batches:
             columns = [batch.column(c).to_pylist() for c in LICENSES_COLUMNS]
             writer.writerows(
                 ["" if v is None else v for v in row] for row in zip(*columns, strict=True)

@@ -12,6 +12,7 @@ publishing: every row has a final status, and every row that is not in the shard
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from treeoflife.errors import InputError
-from treeoflife.io import write_parquet_atomic
+from treeoflife.io import atomic_path, write_parquet_atomic, writing
 from treeoflife.schemas import CATALOG, FINAL_STATUSES, RANKS
 from treeoflife.vocabulary import Status
 
@@ -67,9 +68,14 @@ def conform_catalog(table: pa.Table) -> pa.Table:
 
 
 def _validate(table: pa.Table) -> None:
-    n = table.num_rows
-    if pc.count_distinct(table.column("key")).as_py() != n:
+    if pc.count_distinct(table.column("key")).as_py() != table.num_rows:
         raise InputError("catalog keys are not unique")
+    _validate_rows(table)
+
+
+def _validate_rows(table: pa.Table) -> None:
+    """What every row must satisfy on its own: a final status, a reason unless kept, a place
+    in the shards if kept."""
     status = table.column("status")
     bad = pc.invert(pc.is_in(status, value_set=pa.array(FINAL_STATUSES)))
     if pc.any(bad).as_py():
@@ -99,6 +105,38 @@ def write_catalog(table: pa.Table, path: Path, row_group_size: int = ROW_GROUP_S
         write_page_index=True,
     )
     log.info("wrote catalog %s: %d rows", path, table.num_rows)
+
+
+def write_catalog_batches(
+    tables: Iterable[pa.Table], path: Path, row_group_size: int = ROW_GROUP_SIZE
+) -> int:
+    """Write the release catalog from tables of CATALOG rows already in SORT_ORDER with unique
+    keys (the release streams them out of DuckDB), checked table by table: the bytes
+    write_catalog gives their concatenation, one row group at a time in memory. Returns rows."""
+    rows = 0
+    options = {"compression": "zstd", "write_statistics": True, "write_page_index": True}
+    with writing(path), atomic_path(path) as tmp, pq.ParquetWriter(tmp, CATALOG, **options) as w:
+        pending: list[pa.Table] = []
+        held = 0
+        for table in tables:
+            if not table.schema.equals(CATALOG, check_metadata=False):
+                raise InputError("catalog rows do not have the CATALOG schema")
+            _validate_rows(table)
+            pending.append(table)
+            held += table.num_rows
+            while held >= row_group_size:
+                whole = pa.concat_tables(pending)
+                # One chunk per column, as write_catalog's sorted table has: the Parquet
+                # writer's page boundaries follow the chunks, so the bytes would differ.
+                w.write_table(whole.slice(0, row_group_size).combine_chunks(), row_group_size)
+                pending, held = [whole.slice(row_group_size)], held - row_group_size
+                rows += row_group_size
+        if held or not rows:  # an empty catalog still has its one empty row group
+            rest = pa.concat_tables([CATALOG.empty_table(), *pending]).combine_chunks()
+            w.write_table(rest, row_group_size)
+            rows += held
+    log.info("wrote catalog %s: %d rows", path, rows)
+    return rows
 
 
 def read_catalog(path: Path) -> pa.Table:

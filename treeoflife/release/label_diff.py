@@ -58,9 +58,14 @@ def label_diff(joined: pa.Table, plan: pa.Table) -> tuple[pa.Table, int]:
     """DIFF_SCHEMA rows: `joined` (stage tables, resolved labels) against the plan's labels,
     over the rows whose image was found (ingest ok)."""
     where = pc.index_in(joined["key"], value_set=plan["key"])
-    found = pc.equal(joined["status"], IngestStatus.OK.value)
-    rows = joined.filter(pc.and_(pc.is_valid(where), found))
-    p = plan.take(pc.index_in(rows["key"], value_set=plan["key"]))
+    return aligned_label_diff(joined, plan.take(where), pc.is_valid(where))
+
+
+def aligned_label_diff(joined: pa.Table, plan: pa.Table, planned) -> tuple[pa.Table, int]:
+    """label_diff for `joined` rows and their plan rows side by side (`planned`: the rows the
+    plan names), so the release can diff one batch of the joined tables at a time."""
+    found = pc.and_(planned, pc.equal(joined["status"], IngestStatus.OK.value))
+    rows, p = joined.filter(found), plan.filter(found)
     parts = []
     for label in LABELS:
         published = p["common" if label == "common_name" else label]
@@ -144,9 +149,9 @@ def render_page(summary: dict, label_mode: str) -> str:
     )
 
 
-def write_label_diff(release_dir: Path, joined: pa.Table, plan: pa.Table, label_mode: str) -> dict:
-    """Write the diff's Parquet, JSON summary and HTML page; returns the summary."""
-    diff, compared = label_diff(joined, plan)
+def write_label_diff(release_dir: Path, diff: pa.Table, compared: int, label_mode: str) -> dict:
+    """Write the diff's Parquet (label_diff rows), JSON summary and HTML page; returns the
+    summary."""
     diff = diff.sort_by([("rank", "ascending"), ("key", "ascending")])
     write_parquet_atomic(diff, Path(release_dir) / "label_diff.parquet")
     summary = diff_summary(diff, compared)

@@ -14,10 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from treeoflife import splits
 from treeoflife.config import BuildConfig
 from treeoflife.io import write_text_atomic
-from treeoflife.release.label_diff import write_label_diff
 from treeoflife.release.reproduction import write_reproduction
 from treeoflife.schemas import RANKS
 from treeoflife.sources.published.ingest import plan_path
@@ -32,10 +30,17 @@ def read_plan(cfg: BuildConfig, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(plan_path(cfg), columns=columns or PLAN_COLUMNS)
 
 
-def _aligned(plan: pa.Table, keys: pa.Array) -> tuple[pa.Table, pa.Array]:
-    """The plan rows in the order of `keys` (nulls where a key is not planned), and a mask."""
-    where = pc.index_in(keys, value_set=plan.column("key"))
-    return plan.take(where), pc.is_valid(where)
+PLAN_PREFIX = "plan:"
+"""Prefix of the plan's columns beside the joined stage tables (treeoflife.release.tables)."""
+
+
+def split_plan(joined: pa.Table) -> tuple[pa.Table, pa.Table, pa.Array]:
+    """(stage columns, the plan's columns renamed back, which rows the plan names) of a batch
+    of the joined tables that carries the plan's columns beside them."""
+    names = joined.column_names
+    ours = [n for n in names if not n.startswith(PLAN_PREFIX)]
+    plan = pa.table({n[len(PLAN_PREFIX) :]: joined[n] for n in names if n.startswith(PLAN_PREFIX)})
+    return joined.select(ours), plan, pc.is_valid(plan["key"])
 
 
 def _set(table: pa.Table, name: str, values, mask) -> pa.Table:
@@ -51,9 +56,9 @@ def scientific_names(plan: pa.Table) -> pa.Array:
     return pc.coalesce(both, *[plan[r] for r in reversed(RANKS[:-1])])
 
 
-def published_labels(cfg: BuildConfig, joined: pa.Table) -> pa.Table:
-    """The joined stage tables with the published seven ranks and common name (exactly)."""
-    plan, planned = _aligned(read_plan(cfg), joined.column("key"))
+def published_labels(joined: pa.Table, plan: pa.Table, planned) -> pa.Table:
+    """The joined stage tables with the published seven ranks and common name (exactly);
+    `plan` holds each row's plan row (`planned`: the rows the plan names)."""
     out = joined
     for rank in RANKS:
         out = _set(out, rank, plan[rank], planned)
@@ -66,44 +71,19 @@ def published_labels(cfg: BuildConfig, joined: pa.Table) -> pa.Table:
     return _set(out, "taxon_id", pa.nulls(len(plan), pa.string()), planned)
 
 
-def published_splits(
-    cfg: BuildConfig, catalog: pa.Table, order: dict[str, list[str]]
-) -> tuple[pa.Table, dict[str, list[str]]]:
-    """The assembled catalog with the published treeoflife_id, split and train_small flag,
-    and the shard order of each split re-derived from them (same seeded shuffle)."""
-    plan, planned = _aligned(read_plan(cfg), catalog.column("key"))
-    kept = pc.equal(catalog.column("status"), Status.KEPT.value)
-    catalog = _set(catalog, "treeoflife_id", plan["treeoflife_id"], planned)
+def published_splits(rows: pa.Table, plan: pa.Table, planned) -> pa.Table:
+    """Assembled rows with the published treeoflife_id, split and train_small flag (their shard
+    order stays the seeded shuffle of their keys)."""
+    kept = pc.equal(rows.column("status"), Status.KEPT.value)
+    rows = _set(rows, "treeoflife_id", plan["treeoflife_id"], planned)
     split = pc.if_else(kept, plan["split"], pa.scalar(None, pa.string()))
-    catalog = _set(catalog, "split", split, planned)
+    rows = _set(rows, "split", split, planned)
     small = pc.if_else(
         pc.and_(kept, pc.equal(plan["split"], "train")),
         pc.fill_null(plan["in_train_small"], False),
         pa.scalar(None, pa.bool_()),
     )
-    catalog = _set(catalog, "in_train_small", small, planned)
-    seed = cfg.shards.seed
-    keys = catalog.column("key")
-    order = {
-        name: splits.shuffled(
-            keys.filter(pc.fill_null(pc.equal(catalog["split"], name), False)).to_pylist(), seed
-        )
-        for name in ("train", "val")
-    }
-    small_keys = set(keys.filter(pc.fill_null(catalog["in_train_small"], False)).to_pylist())
-    order["train_small"] = [k for k in order["train"] if k in small_keys]
-    return catalog, order
-
-
-def before_assembly(cfg: BuildConfig, release_dir, joined: pa.Table) -> tuple[pa.Table, dict]:
-    """Write the label diff (resolved labels against the published ones); in label mode
-    `published`, return the joined tables with the published labels."""
-    plan = read_plan(cfg)
-    mode = cfg.published.label_mode
-    diff = write_label_diff(release_dir, joined, plan, mode)
-    if mode == "published":
-        joined = published_labels(cfg, joined)
-    return joined, {"label_mode": mode, "label_diff": diff}
+    return _set(rows, "in_train_small", small, planned)
 
 
 def link_report_pages(release_dir) -> None:

@@ -10,12 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from treeoflife import schemas
-from treeoflife.assemble import (
-    IMAGE_LOCATION,
-    assemble_catalog,
-    catalog_summary,
-    join_stage_tables,
-)
+from treeoflife.assemble import catalog_summary, join_stage_tables
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError
 from treeoflife.evalsets.package import package_evalsets
@@ -24,10 +19,13 @@ from treeoflife.io import write_text_atomic
 from treeoflife.layout import Layout
 from treeoflife.progress import Progress
 from treeoflife.release import published as pub
-from treeoflife.release.card import write_dataset_card, write_licenses_csv
-from treeoflife.release.catalog import write_catalog
+from treeoflife.release.card import write_dataset_card, write_licenses_rows
+from treeoflife.release.catalog import write_catalog_batches
 from treeoflife.release.croissant import write_croissant
+from treeoflife.release.label_diff import write_label_diff
 from treeoflife.release.report import write_stats_report
+from treeoflife.release.tables import ReleaseTables
+from treeoflife.shards.manifest import INDEX_FILE
 from treeoflife.shards.release import write_release_shards as release_shards
 from treeoflife.shards.settings import ShardSettings
 from treeoflife.shards.verify import verify_release as verify
@@ -36,11 +34,9 @@ from treeoflife.sources.catalogs import add_query_ids, push_image_stores, read_a
 from treeoflife.storage import shared_storage
 
 
-def _read_or_empty(path: Path, schema: pa.Schema) -> pa.Table:
-    return pq.read_table(path) if path.exists() else schema.empty_table()
-
-
 def joined_catalog(cfg: BuildConfig) -> pa.Table:
+    """The joined stage tables in memory (bench/scale_profile.py measures what the release no
+    longer holds; the release streams them: treeoflife.release.tables)."""
     layout = Layout(cfg.root)
     hashes = pa.concat_tables(
         [_read_or_empty(layout.hashes(s), schemas.HASHES) for s in schemas.SOURCES]
@@ -53,6 +49,10 @@ def joined_catalog(cfg: BuildConfig) -> pa.Table:
     )
 
 
+def _read_or_empty(path: Path, schema: pa.Schema) -> pa.Table:
+    return pq.read_table(path) if path.exists() else schema.empty_table()
+
+
 def shard_output_settings(cfg: BuildConfig) -> dict:
     """Shard settings the output bytes depend on (the worker count is not one of them)."""
     return ShardSettings.from_config(cfg.shards).output_settings()
@@ -60,41 +60,65 @@ def shard_output_settings(cfg: BuildConfig) -> dict:
 
 def write_release_shards(
     cfg: BuildConfig,
-    catalog: pa.Table,
-    order: dict[str, list[str]],
+    tables: ReleaseTables,
     progress=None,
     map_parts: PartMapper | None = None,
-) -> tuple[pa.Table, dict]:
-    """Shards of train, val, then train_small (treeoflife.shards.release); with `map_parts`
-    per-shard tasks write them, through shared storage when the config names one."""
+) -> tuple[dict[str, Path], dict]:
+    """Shards of train, val, then train_small (treeoflife.shards.release), their rows streamed
+    from the release's tables; with `map_parts` per-shard tasks write them, through shared
+    storage when the config names one. Returns the train and val shard indexes and per split
+    what was written."""
+    layout = Layout(cfg.root)
     shared = shared_storage(cfg) if map_parts is not None else None
     if shared is not None:
-        push_image_stores(cfg, shared, catalog.column("image_file").unique().to_pylist())
+        push_image_stores(cfg, shared, tables.image_files())
+    train_index = layout.shards_dir("train") / INDEX_FILE
+
+    def rows_of(split: str):
+        return tables.split_rows(split, train_index if split == "train_small" else None)
+
     settings = ShardSettings.from_config(cfg.shards)
     return release_shards(
-        catalog, order, Layout(cfg.root), settings, progress=progress, map_parts=map_parts,
-        shared=shared,
-    )  # fmt: skip
+        rows_of, layout, settings, progress=progress, map_parts=map_parts, shared=shared
+    )
+
+
+def _public_columns(cfg: BuildConfig) -> list[str]:
+    """The catalog columns the summary, the stats report (and a published rebuild's
+    reproduction report) count: read back narrow, not the whole catalog."""
+    columns = ["source", "status", "reason", "split", "in_train_small", *schemas.RANKS]
+    if cfg.published.configured:
+        columns += ["treeoflife_id", "key", "removal_evalset", "removal_eval_key",
+                    "removal_distance"]  # fmt: skip
+    return columns
 
 
 def run_release(
     cfg: BuildConfig, progress: Progress | None = None, map_parts: PartMapper | None = None
 ) -> dict:
     """Final catalog, shards per split, evaluation sets in wds layout, dataset card, Croissant
-    metadata, stats report, summary. `map_parts` (treeoflife.fanout) runs the shard tasks."""
+    metadata, stats report, summary. `map_parts` (treeoflife.fanout) runs the shard tasks.
+
+    The catalog never sits in memory whole: DuckDB joins and sorts the stage tables in a
+    work folder and the shard and catalog writers take them a batch at a time
+    (treeoflife.release.tables)."""
     layout = Layout(cfg.root)
     ShardSettings.from_config(cfg.shards).validate()
-    joined = joined_catalog(cfg)
-    if cfg.published.configured:  # published ids, split and (label mode) labels
-        joined, published = pub.before_assembly(cfg, layout.release_dir, joined)
-    catalog, order = assemble_catalog(joined, cfg.splits, cfg.shards)
-    if cfg.published.configured:
-        catalog, order = pub.published_splits(cfg, catalog, order)
-    catalog, shard_results = write_release_shards(cfg, catalog, order, progress, map_parts)
-    public = catalog.drop_columns(IMAGE_LOCATION)
-    del catalog
-    write_catalog(public, layout.catalog)
-    write_licenses_csv(public, layout.release_dir / "licenses.csv")
+    published: dict = {}
+    with ReleaseTables(cfg, layout.release_work) as tables:
+        assembled = tables.assemble(progress)
+        if cfg.published.configured:  # the label diff, from the joined tables and the plan
+            mode = cfg.published.label_mode
+            diff = write_label_diff(
+                layout.release_dir, assembled.label_diff, assembled.compared, mode
+            )
+            published = {"label_mode": mode, "label_diff": diff}
+        indexes, shard_results = write_release_shards(cfg, tables, progress, map_parts)
+        write_catalog_batches(tables.catalog_batches(indexes), layout.catalog)
+        write_licenses_rows(
+            tables.licenses_batches(layout.catalog), layout.release_dir / "licenses.csv"
+        )
+    public = pq.read_table(layout.catalog, columns=_public_columns(cfg))
     if cfg.published.configured:  # the reproduction report
         published.update(pub.after_release(cfg, layout.release_dir, public))
     evalsets = package_evalsets(cfg, progress=progress)

@@ -29,7 +29,7 @@ import functools
 import json
 import logging
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +81,39 @@ ROWS_SCHEMA = pa.schema(
 
 def rows_table(rows: Iterable[Mapping]) -> pa.Table:
     return pa.Table.from_pylist(list(rows), schema=ROWS_SCHEMA)
+
+
+@dataclass(frozen=True)
+class OrderedRows:
+    """A split's rows in shard order: how many, and `batches()` reading them (Arrow tables of
+    `schema`) in one pass, so the shard driver never holds the split (the release streams them
+    from DuckDB: treeoflife.release.tables)."""
+
+    count: int
+    batches: Callable[[], Iterator[pa.Table]]
+    schema: pa.Schema = ROWS_SCHEMA
+
+    @classmethod
+    def from_table(
+        cls, table: pa.Table, keys: Sequence[str] | None = None, batch: int = 4096
+    ) -> OrderedRows:
+        """The rows of `table` (which has a `key` column) in the order of `keys` (table order
+        without)."""
+        if keys is None:
+            keys = table.column("key").to_pylist()
+        positions = pc.index_in(pa.array(keys, pa.string()), value_set=table.column("key"))
+        if positions.null_count:
+            raise InputError(f"{positions.null_count} keys to shard are not in the catalog")
+
+        def batches() -> Iterator[pa.Table]:
+            for start in range(0, len(keys), batch):
+                yield table.take(positions[start : start + batch])
+
+        return cls(len(keys), batches, table.schema)
+
+    def dicts(self) -> Iterator[dict]:
+        for table in self.batches():
+            yield from table.to_pylist()
 
 
 @dataclass(frozen=True)
@@ -148,10 +181,13 @@ class ShardTask:
 
 def _read_rows(job: SplitJob, start: int, stop: int) -> list[dict]:
     """Rows [start, stop) of the split, reading only the row groups they sit in."""
-    group = job.settings.samples_per_shard
-    first, last = start // group, (stop - 1) // group
     with job.files.open(f"{WORK_DIR}/{ROWS_FILE}") as fh:
-        table = pq.ParquetFile(fh).read_row_groups(list(range(first, last + 1)))
+        return _rows_in(fh, job.settings.samples_per_shard, start, stop)
+
+
+def _rows_in(fh, group: int, start: int, stop: int) -> list[dict]:
+    first, last = start // group, (stop - 1) // group
+    table = pq.ParquetFile(fh).read_row_groups(list(range(first, last + 1)))
     return table.slice(start - first * group, stop - start).to_pylist()
 
 
@@ -304,8 +340,7 @@ class MappedSplit:
 
     def __init__(
         self,
-        table: pa.Table,
-        keys: Sequence[str],
+        rows: OrderedRows,
         split_dir: Path,
         data_root: Path,
         settings: ShardSettings,
@@ -315,26 +350,40 @@ class MappedSplit:
         files = exchange_folder(split_dir, data_root, shared)
         images = exchange_folder(data_root, data_root, shared)
         self.job = SplitJob(str(Path(split_dir).resolve()), settings, params, files, images)
-        self.table = table
-        self.n = len(keys)
-        self.positions = pc.index_in(pa.array(keys, pa.string()), value_set=table.column("key"))
-        if self.positions.null_count:
-            raise InputError(f"{self.positions.null_count} keys to shard are not in the catalog")
-        self._write_rows()
+        self.n = rows.count
+        self._write_rows(rows)
 
-    def _write_rows(self) -> None:
+    def _write_rows(self, rows: OrderedRows) -> None:
         """The split's rows in shard order, one row group per `samples_per_shard` rows."""
         job, group = self.job, self.job.settings.samples_per_shard
         job.work.mkdir(parents=True, exist_ok=True)
         path = job.work / ROWS_FILE
-        schema = self.table.schema
-        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as w:
-            for start in range(0, self.n, group):
-                w.write_table(self.table.take(self.positions[start : start + group]), group)
+        written = 0
+        with (
+            atomic_path(path) as tmp,
+            pq.ParquetWriter(tmp, rows.schema, compression="zstd") as w,
+        ):
+            pending: list[pa.Table] = []
+            held = 0
+            for table in rows.batches():
+                pending.append(table)
+                held += table.num_rows
+                while held >= group:
+                    rows_now = pa.concat_tables(pending)
+                    w.write_table(rows_now.slice(0, group), group)
+                    pending, held = [rows_now.slice(group)], held - group
+                    written += group
+            if held:
+                w.write_table(pa.concat_tables(pending), group)
+                written += held
+        if written != self.n:
+            raise InputError(f"{job.split}: {written} rows to shard, {self.n} expected")
         job.files.put(path, f"{WORK_DIR}/{ROWS_FILE}")  # nothing to copy to the split folder
 
     def _placed_rows(self, index: int, start: int, stop: int) -> list[dict]:
-        return self.job.placed(index, self.table.take(self.positions[start:stop]).to_pylist())
+        with open(self.job.work / ROWS_FILE, "rb") as fh:
+            rows = _rows_in(fh, self.job.settings.samples_per_shard, start, stop)
+        return self.job.placed(index, rows)
 
     def _plan(self, map_parts: PartMapper, progress: Progress) -> list[tuple[int, int, int | None]]:
         group = self.job.settings.samples_per_shard

@@ -26,9 +26,7 @@ from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from treeoflife.errors import InputError
 from treeoflife.fanout import PartMapper
 from treeoflife.io import remove_stale_temporaries
 from treeoflife.progress import Progress, or_null
@@ -48,7 +46,7 @@ from treeoflife.shards.manifest import (
 from treeoflife.shards.parts import located, packed_size, row_parts, shard_name
 from treeoflife.shards.settings import ShardSettings
 from treeoflife.shards.shard_file import ShardCloser, ShardFile, ShardInfo, closed_size
-from treeoflife.shards.tasks import MappedSplit, rows_table
+from treeoflife.shards.tasks import MappedSplit, OrderedRows, rows_table
 from treeoflife.storage import FsspecStorage
 
 
@@ -65,7 +63,7 @@ class SplitShards:
 
 
 def write_split_shards(
-    rows: pa.Table | Iterable[Mapping],
+    rows: pa.Table | OrderedRows | Iterable[Mapping],
     split_dir: Path,
     settings: ShardSettings,
     *,
@@ -79,8 +77,9 @@ def write_split_shards(
 ) -> SplitShards:
     """Write one split's shards, then its sizes, manifest and index.
 
-    `rows`: catalog rows (CATALOG columns + image-store location) in shard order, or a table
-    whose rows go in the order of `keys` (table order without). With `assign_location` each
+    `rows`: catalog rows (CATALOG columns + image-store location) in shard order (dicts, or
+    OrderedRows streaming Arrow batches), or a table whose rows go in the order of `keys`
+    (table order without). With `assign_location` each
     row's `shard` ("<split>/shard-NNNNNN.tar") and `shard_position` are set before its `json`
     member is made; otherwise (train_small, whose samples keep their train location) the rows'
     own values are written. A sample larger than `max_shard_bytes` gets a shard of its own.
@@ -98,19 +97,20 @@ def write_split_shards(
     progress = or_null(progress)
     old = SplitManifest.load(split_dir)
     mapped: MappedSplit | None = None
+    if isinstance(rows, pa.Table):
+        rows = OrderedRows.from_table(rows, keys)
     if map_parts is None:
-        if isinstance(rows, pa.Table):
-            keys = table_keys(rows) if keys is None else keys
-            total, rows = len(keys), rows_in_order(rows, keys)
+        if isinstance(rows, OrderedRows):
+            total, rows = rows.count, rows.dicts()
         elif total is None and isinstance(rows, Sized):
             total = len(rows)
         progress.start(f"shards {split_dir.name}", total)
         cursor = _RowCursor(rows)
         results = _stream_shards(cursor, split_dir, data_root, settings, params, old, progress)
     else:
-        table = rows if isinstance(rows, pa.Table) else rows_table(rows)
-        keys = table_keys(table) if keys is None else keys
-        mapped = MappedSplit(table, keys, split_dir, data_root, settings, params, shared)
+        if not isinstance(rows, OrderedRows):
+            rows = OrderedRows.from_table(rows_table(rows))
+        mapped = MappedSplit(rows, split_dir, data_root, settings, params, shared)
         results = mapped.shards(old, map_parts, progress)
 
     new = SplitManifest(params)
@@ -130,19 +130,6 @@ def write_split_shards(
     if mapped is not None:
         mapped.finish(set(new.shards))
     return SplitShards(infos, split_dir / INDEX_FILE)
-
-
-def table_keys(table: pa.Table) -> list[str]:
-    return table.column("key").to_pylist()
-
-
-def rows_in_order(table: pa.Table, keys: Sequence[str], batch: int = 4096) -> Iterator[dict]:
-    """Rows of `table` (which has a `key` column) in the order of `keys`, a batch at a time."""
-    positions = pc.index_in(pa.array(keys, pa.string()), value_set=table.column("key"))
-    if positions.null_count:
-        raise InputError(f"{positions.null_count} keys to shard are not in the catalog")
-    for start in range(0, len(keys), batch):
-        yield from table.take(positions[start : start + batch]).to_pylist()
 
 
 class _RowCursor:

@@ -143,12 +143,17 @@ def remove_damaged_parts(cfg: BuildConfig, source: str, damaged: list[Path]) -> 
                 path.unlink()
 
 
+def source_parts(cfg: BuildConfig, source: str) -> list[Path]:
+    """The catalog part files of one source, in part order."""
+    return sorted(Layout(cfg.root).catalog_dir(source).glob("part-*[0-9].parquet"))
+
+
 def read_source_catalog(
     cfg: BuildConfig, source: str, columns: list[str] | None = None
 ) -> pa.Table:
     """All parts of one source's catalog, in part order (only `columns`, when given: a stage
     that needs 9 of the catalog's columns does not hold all of them for 10M rows)."""
-    parts = sorted(Layout(cfg.root).catalog_dir(source).glob("part-*[0-9].parquet"))
+    parts = source_parts(cfg, source)
     if not parts:
         empty = schemas.SOURCE_CATALOG.empty_table()
         return empty if columns is None else empty.select(columns)
