@@ -1,12 +1,15 @@
 """Where the release stage's driver time and memory go, step by step, on a built data root
-(bench/scale.py --keep leaves them): the joined catalog's bytes per image, the assembly's
-per-key Python, the catalog and licence writers. Serial steps all: this is the driver.
+(bench/scale.py --keep leaves them): the out-of-core path the release runs (DuckDB join and
+row-by-row assembly, each split's rows in shard order, the catalog in its sort order, the
+catalog and licence writers), beside the in-memory join and assembly it replaced, measured in
+the same process on the same root. Serial steps all: this is the driver.
 
     .venv/bin/python bench/scale_profile.py /tmp/treeoflife-scale/config-100k.yaml
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import tempfile
@@ -14,60 +17,83 @@ import time
 from pathlib import Path
 
 import psutil
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from treeoflife.assemble import assemble_catalog, catalog_summary  # noqa: E402
+from treeoflife.assemble import assemble_catalog  # noqa: E402
 from treeoflife.config import load_config  # noqa: E402
 from treeoflife.layout import Layout  # noqa: E402
-from treeoflife.release.card import write_licenses_csv  # noqa: E402
-from treeoflife.release.catalog import write_catalog  # noqa: E402
+from treeoflife.release.card import write_licenses_rows  # noqa: E402
+from treeoflife.release.catalog import write_catalog_batches  # noqa: E402
 from treeoflife.release.stage import joined_catalog  # noqa: E402
-from treeoflife.sources.catalogs import read_all_source_catalogs  # noqa: E402
+from treeoflife.release.tables import ReleaseTables  # noqa: E402
+from treeoflife.shards.manifest import INDEX_FILE  # noqa: E402
 
 
 def main(config: str) -> None:
     cfg = load_config(config)
+    layout = Layout(cfg.root)
     proc = psutil.Process()
-    out: dict = {}
+    out: dict = {"steps": {}}
+    base = proc.memory_info().rss
 
     def step(name, fn):
+        gc.collect()
         rss0, t0, c0 = proc.memory_info().rss, time.perf_counter(), time.process_time()
+        arrow0 = pa.total_allocated_bytes()
         value = fn()
-        out[name] = {
+        out["steps"][name] = {
             "wall_s": round(time.perf_counter() - t0, 2),
             "cpu_s": round(time.process_time() - c0, 2),
+            "rss_after_mib": round(proc.memory_info().rss / 2**20),
             "rss_delta_mib": round((proc.memory_info().rss - rss0) / 2**20, 1),
+            "arrow_held_mib": round((pa.total_allocated_bytes() - arrow0) / 2**20, 1),
         }
         return value
 
-    catalogs = step("read source catalogs", lambda: read_all_source_catalogs(cfg))
-    n = catalogs.num_rows
-    out["source catalog bytes/img"] = round(catalogs.nbytes / n)
-    del catalogs
-    held = {}
-    held["joined"] = step(
-        "joined catalog (read + query ids + joins + sort)", lambda: joined_catalog(cfg)
-    )
-    out["joined catalog bytes/img"] = round(held["joined"].nbytes / n)
+    def drain(batches) -> int:
+        return sum(b.num_rows for b in batches)
+
+    indexes = {s: layout.shards_dir(s) / INDEX_FILE for s in ("train", "val")}
+    with tempfile.TemporaryDirectory() as tmp, ReleaseTables(cfg, Path(tmp) / "work") as tables:
+        n = step("out of core: join + assemble", lambda: tables.assemble()).rows
+        for split in ("train", "val"):
+            rows = tables.split_rows(split)
+            step(f"out of core: {split} rows in shard order", lambda r=rows: drain(r.batches()))
+        step(
+            "out of core: catalog.parquet (sort + write)",
+            lambda: write_catalog_batches(tables.catalog_batches(indexes), Path(tmp) / "c.parquet"),
+        )
+        step(
+            "out of core: licenses.csv",
+            lambda: write_licenses_rows(
+                tables.licenses_batches(Path(tmp) / "c.parquet"), Path(tmp) / "l.csv"
+            ),
+        )
+    out["out_of_core_peak_rss_mib"] = round(_hwm(proc) / 2**20)  # before the in-memory steps
+    held: dict = {}
+    held["joined"] = step("in memory (replaced): joined catalog", lambda: joined_catalog(cfg))
+    out["in-memory joined catalog bytes/img"] = round(held["joined"].nbytes / n)
     catalog, order = step(
-        "assemble (status, splits, ids, shard order)",
+        "in memory (replaced): assemble",
         lambda: assemble_catalog(held.pop("joined"), cfg.splits, cfg.shards),
     )
-    out["assembled catalog bytes/img"] = round(catalog.nbytes / n)
-    out["shard order keys"] = {k: len(v) for k, v in order.items()}
+    out["in-memory assembled catalog bytes/img"] = round(catalog.nbytes / n)
     del catalog, order
-    # the writers take the finished catalog (shard locations filled): the release's own
-    public = pq.read_table(Layout(cfg.root).catalog)
-    with tempfile.TemporaryDirectory() as tmp:
-        step("write catalog.parquet", lambda: write_catalog(public, Path(tmp) / "c.parquet"))
-        step("write licenses.csv", lambda: write_licenses_csv(public, Path(tmp) / "l.csv"))
-    step("catalog summary", lambda: catalog_summary(public))
     out["images"] = n
-    out["peak_rss_mib"] = round(proc.memory_info().rss / 2**20)
+    out["interpreter_rss_mib"] = round(base / 2**20)
+    out["in_memory_peak_rss_mib"] = round(_hwm(proc) / 2**20)
     print(json.dumps(out, indent=1))
+
+
+def _hwm(proc: psutil.Process) -> int:
+    """The process's peak RSS (VmHWM), in bytes."""
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return proc.memory_info().rss
 
 
 if __name__ == "__main__":
