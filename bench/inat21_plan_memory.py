@@ -12,7 +12,7 @@ interleaved) and, for each tree given, in fresh processes with that tree on PYTH
   buffers are not traced) over read_annotations + plan_archive, and what the plan keeps after;
 - RSS: peak RSS (VmHWM) minus the RSS before the two calls, untraced, and their wall time.
 
-    .venv/bin/python bench/inat21_plan_memory.py [--images 300000] [--trees /work/main .]
+    .venv/bin/python bench/inat21_plan_memory.py [--images 300000 ...] [--trees A B] [--rss-only]
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, nargs="+", default=[300_000])
     ap.add_argument("--trees", nargs="+", default=["/work/main", str(ROOT)])
+    ap.add_argument("--rss-only", action="store_true", help="skip the (slow) traced runs")
     ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "inat21_plan_memory.md"))
     args = ap.parse_args()
     load_before = os.getloadavg()
@@ -95,14 +96,19 @@ def main() -> None:
     for n in args.images:
         path = annotations(n)
         for tree in args.trees:
-            t = measure(Path(tree), path, n, "traced")
             r = measure(Path(tree), path, n, "rss")
-            peak = t["traced_peak"] + t["arrow_peak"]
-            kept = t["traced_kept"] + t["arrow_kept"]
+            traced = "| n/a | n/a | n/a | n/a "
+            if not args.rss_only:
+                t = measure(Path(tree), path, n, "traced")
+                peak = t["traced_peak"] + t["arrow_peak"]
+                kept = t["traced_kept"] + t["arrow_kept"]
+                traced = (
+                    f"| {peak / 2**20:,.0f} MB ({t['traced_peak'] / 2**20:,.0f} + "
+                    f"{t['arrow_peak'] / 2**20:,.0f}) | {peak / n:,.0f} B "
+                    f"| {kept / 2**20:,.0f} MB | {kept / n:,.0f} B "
+                )
             lines.append(
-                f"| {n:,} | {tree} | {peak / 2**20:,.0f} MB ({t['traced_peak'] / 2**20:,.0f} + "
-                f"{t['arrow_peak'] / 2**20:,.0f}) | {peak / n:,.0f} B | {kept / 2**20:,.0f} MB | "
-                f"{kept / n:,.0f} B | {r['rss_peak_delta'] / 2**20:,.0f} MB | "
+                f"| {n:,} | {tree} {traced}| {r['rss_peak_delta'] / 2**20:,.0f} MB | "
                 f"{r['rss_peak_delta'] / n:,.0f} B | {r['wall_s']:.1f} |"
             )
             print(lines[-1], flush=True)

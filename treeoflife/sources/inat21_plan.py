@@ -61,6 +61,9 @@ def _key_hash(key: str) -> int:
 
 @dataclass
 class ArchivePlan:
+    """One archive's rows, column-wise; `row`/`rows` build the catalog rows when a part is
+    written, `index_of` maps a member to its row."""
+
     archive_no: int
     images: list[pa.RecordBatch]  # the JSON's images (inat21_annotations.IMAGE_COLUMNS) ...
     dirs: list[str]  # ... their file names' folders (by number) ...
@@ -123,6 +126,7 @@ class ArchivePlan:
         return self.rows_between(span.start, span.stop)
 
     def rows_between(self, start: int, stop: int) -> list[dict]:
+        """The catalog rows of rows start..stop-1, their text read from the batches at once."""
         columns: list[list] = [[], [], [], []]
         c = start // self.chunk_rows
         while c < len(self.images) and c * self.chunk_rows < stop:
@@ -131,8 +135,8 @@ class ArchivePlan:
             hi = min(stop - c * self.chunk_rows, batch.num_rows)
             if hi <= lo:
                 break
-            part = batch.slice(lo, hi - lo)
-            for col, values in zip(columns, part.columns, strict=True):
+            piece = batch.slice(lo, hi - lo)
+            for col, values in zip(columns, piece.columns, strict=True):
                 col.extend(values.to_pylist())
             c += 1
         lo_dup = int(np.searchsorted(self.duplicate_rows, start))
