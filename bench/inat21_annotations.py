@@ -6,7 +6,7 @@ rights holder, plus a name -> image map. This benchmark writes a synthetic train
 iNat21's fields (every image field the real one has, 10,000 categories) and measures the peak
 RSS of three processes on it:
 
-- ours: `load_annotations` (parsed with an object_hook that keeps images compact) + `plan_archive`;
+- ours: `load_annotations` (streamed, images kept column-wise) + `plan_archive`;
 - previous: the same two functions as they were at git HEAD (json.load, then a full catalog row
   dict per image) when HEAD still has them;
 - peer: plain `json.load` of the file, what any COCO reader (torchvision, tfds) does first.
@@ -78,10 +78,11 @@ from treeoflife.config import config_from_dict
 from treeoflife.sources.inat21_annotations import load_annotations
 from treeoflife.sources.inat21_plan import plan_archive
 cfg = config_from_dict({"data_root": "/tmp"})
+from treeoflife.sources.seen import SeenKeys
 data = load_annotations(sys.argv[1], cfg)
-plan = plan_archive(data, 0, 0, 10000, {})
+plan = plan_archive(data, 0, 0, 10000, SeenKeys(capacity=1024))
 del data
-assert len(plan.entries) == int(sys.argv[2]) and len(plan.by_name) == int(sys.argv[2])
+assert plan.n_rows == int(sys.argv[2]) and len(plan.listed_rows) == int(sys.argv[2])
 """
 PREVIOUS = """
 import importlib.util, sys

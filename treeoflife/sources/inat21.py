@@ -67,6 +67,7 @@ from treeoflife.sources.ingest import (
 )
 from treeoflife.sources.partstore import PartKey, ReuseIndex, forget_key, image_id
 from treeoflife.sources.remote import RemoteReadError, is_url
+from treeoflife.sources.seen import SeenKeys
 from treeoflife.sources.spill import SpillStore
 from treeoflife.vocabulary import Ignored, Reason
 
@@ -107,7 +108,7 @@ def _archive_identity(
         "md5": archive.md5,
         "first_part": plan.first_part,
         "parts": plan.n_parts,
-        "rows": len(plan.entries),
+        "rows": plan.n_rows,
         "settings": [cfg.sources.inat21.max_member_bytes, *DECODE_SETTINGS],
     }
 
@@ -146,7 +147,7 @@ def ingest_inat21(cfg: BuildConfig, progress: Progress | None = None) -> IngestS
     run = IngestStats(source=SOURCE)
     ignored_total: dict[str, int] = {}
     archives_out: list[dict] = []
-    seen_keys: dict[str, int] = {}
+    seen_keys = SeenKeys(capacity=1024)  # every archive's keys: one in two is a duplicate
     next_part = 0
     reuse = reuse_index(cfg, SOURCE)
     progress.start("ingest inat21", None)
@@ -156,15 +157,13 @@ def ingest_inat21(cfg: BuildConfig, progress: Progress | None = None) -> IngestS
             plan = plan_archive(data, archive_no, next_part, icfg.images_per_part, seen_keys)
             del data
             name = archive.images.rstrip("/").rsplit("/", 1)[-1]
-            progress.start(f"ingest inat21 {name}", len(plan.entries))
+            progress.start(f"ingest inat21 {name}", plan.n_rows)
             ignored = _ingest_archive(
                 cfg, archive_no, archive, json_md5, plan, run, progress, reuse
             )
             for k, v in ignored.items():
                 ignored_total[k] = ignored_total.get(k, 0) + v
-            archives_out.append(
-                {"images": archive.images, "rows": len(plan.entries), "ignored": ignored}
-            )
+            archives_out.append({"images": archive.images, "rows": plan.n_rows, "ignored": ignored})
             next_part += plan.n_parts
     finally:
         progress.finish()
@@ -209,14 +208,14 @@ def _ingest_archive(
     complete = marker is not None and not stale and marker.get("complete") is True
     if complete and len(done) == plan.n_parts and categories.exists():
         run.parts_skipped += plan.n_parts
-        progress.advance(len(plan.entries))
+        progress.advance(plan.n_rows)
         return dict(sorted((marker.get("ignored") or {}).items()))
     # say what the parts about to be written come from, before writing any: a run killed
     # midway and resumed over changed inputs then redoes them instead of trusting them
     started = {"archive": identity, "complete": False}
     write_text_atomic(marker_path, json.dumps(started, indent=2, sort_keys=True))
     todo = sum(len(plan.part_rows(p)) for p in range(plan.n_parts) if p not in done)
-    progress.advance(len(plan.entries) - todo)  # parts done earlier
+    progress.advance(plan.n_rows - todo)  # parts done earlier
     try:
         with DecodePool(pool_workers_for(todo)) as pool:
             stream = _Stream(key, reuse)
@@ -275,8 +274,7 @@ def _stream_parts(cfg, archive, plan, done, pool, run, progress, stream, spill):
     def flush(part: int) -> None:
         rows, part_outcomes = [], []
         ids = [stream.ids.pop(i, None) for i in plan.part_rows(part)]
-        for i in plan.part_rows(part):
-            row = plan.row(i)
+        for i, row in zip(plan.part_rows(part), plan.rows(part), strict=True):
             rows.append(row)
             if row.get("status") is not None:  # failed while planning
                 part_outcomes.append(None)
@@ -425,7 +423,7 @@ def _read_stream(cfg, archive, plan, done, flush, ignored, outcomes, stream) -> 
                 if tar_member_is_special(member) or member_is_unsafe(name):
                     note(Ignored.UNSAFE_MEMBER, member.name)
                     continue
-                index = plan.by_name.get(name)
+                index = plan.index_of(name)
                 if index is None:
                     note(Ignored.UNLISTED_MEMBER, member.name)
                     continue
@@ -434,7 +432,7 @@ def _read_stream(cfg, archive, plan, done, flush, ignored, outcomes, stream) -> 
                     continue
                 received.add(index)
                 part = plan.part_of(index)
-                if part in done or plan.entries[index].reason is not None:
+                if part in done or plan.failed(index):
                     continue
                 stream.ids[index] = iid = _member_id(name, member)
                 if member.size > max_bytes:
