@@ -57,11 +57,12 @@ class Partitions:
         """Rows of `table` to the files `part` names, row by row (their order kept)."""
         order = np.argsort(part, kind="stable")
         part = part[order]
-        table = table.take(pa.array(order))
         starts = np.flatnonzero(np.r_[True, part[1:] != part[:-1]])
         for start, stop in zip(starts, [*starts[1:], len(part)], strict=True):
             i = int(part[start])
-            self._pending[i].append(table.slice(start, stop - start))
+            # A copy of the rows, not a slice: a slice would keep the whole batch alive until
+            # this file's buffer is written (every batch, for a file that fills slowly).
+            self._pending[i].append(table.take(pa.array(order[start:stop])))
             self._held[i] += stop - start
             if self._held[i] >= self._flush_rows:
                 self._flush(i)
