@@ -5,10 +5,12 @@ catalog and licence writers), beside the in-memory join and assembly it replaced
 the same process on the same root. Serial steps all: this is the driver.
 
     .venv/bin/python bench/scale_profile.py /tmp/treeoflife-scale/config-100k.yaml
+    .venv/bin/python bench/scale_profile.py CONFIG --memory-limit 256MB --out-of-core-only
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import sys
@@ -32,7 +34,7 @@ from treeoflife.release.tables import ReleaseTables  # noqa: E402
 from treeoflife.shards.manifest import INDEX_FILE  # noqa: E402
 
 
-def main(config: str) -> None:
+def main(config: str, memory_limit: str | None = None, in_memory: bool = True) -> None:
     cfg = load_config(config)
     layout = Layout(cfg.root)
     proc = psutil.Process()
@@ -49,6 +51,7 @@ def main(config: str) -> None:
             "cpu_s": round(time.process_time() - c0, 2),
             "rss_after_mib": round(proc.memory_info().rss / 2**20),
             "rss_delta_mib": round((proc.memory_info().rss - rss0) / 2**20, 1),
+            "high_water_mib": round(_hwm(proc) / 2**20),
             "arrow_held_mib": round((pa.total_allocated_bytes() - arrow0) / 2**20, 1),
         }
         return value
@@ -57,7 +60,8 @@ def main(config: str) -> None:
         return sum(b.num_rows for b in batches)
 
     indexes = {s: layout.shards_dir(s) / INDEX_FILE for s in ("train", "val")}
-    with tempfile.TemporaryDirectory() as tmp, ReleaseTables(cfg, Path(tmp) / "work") as tables:
+    work = tempfile.TemporaryDirectory()
+    with work as tmp, ReleaseTables(cfg, Path(tmp) / "work", memory_limit) as tables:
         n = step("out of core: join + assemble", lambda: tables.assemble()).rows
         for split in ("train", "val"):
             rows = tables.split_rows(split)
@@ -73,6 +77,12 @@ def main(config: str) -> None:
             ),
         )
     out["out_of_core_peak_rss_mib"] = round(_hwm(proc) / 2**20)  # before the in-memory steps
+    out["duckdb_memory_limit"] = memory_limit or "default"
+    out["images"] = n
+    out["interpreter_rss_mib"] = round(base / 2**20)
+    if not in_memory:
+        print(json.dumps(out, indent=1))
+        return
     held: dict = {}
     held["joined"] = step("in memory (replaced): joined catalog", lambda: joined_catalog(cfg))
     out["in-memory joined catalog bytes/img"] = round(held["joined"].nbytes / n)
@@ -82,8 +92,6 @@ def main(config: str) -> None:
     )
     out["in-memory assembled catalog bytes/img"] = round(catalog.nbytes / n)
     del catalog, order
-    out["images"] = n
-    out["interpreter_rss_mib"] = round(base / 2**20)
     out["in_memory_peak_rss_mib"] = round(_hwm(proc) / 2**20)
     print(json.dumps(out, indent=1))
 
@@ -97,7 +105,9 @@ def _hwm(proc: psutil.Process) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        print("usage: bench/scale_profile.py CONFIG (a root kept by bench/scale.py --keep)")
-    else:
-        main(sys.argv[1])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config", help="the config of a root kept by bench/scale.py --keep")
+    ap.add_argument("--memory-limit", help="DuckDB's memory limit (default: the release's)")
+    ap.add_argument("--out-of-core-only", action="store_true", help="skip the in-memory steps")
+    args = ap.parse_args()
+    main(args.config, args.memory_limit, not args.out_of_core_only)
