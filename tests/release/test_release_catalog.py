@@ -9,7 +9,12 @@ import pytest
 
 from treeoflife.errors import InputError
 from treeoflife.release.card import write_licenses_csv
-from treeoflife.release.catalog import read_catalog, write_catalog, write_catalog_batches
+from treeoflife.release.catalog import (
+    ROW_GROUP_SIZE,
+    read_catalog,
+    write_catalog,
+    write_catalog_batches,
+)
 from treeoflife.schemas import CATALOG
 
 from .conftest import catalog_table
@@ -189,13 +194,16 @@ def test_a_streamed_catalog_has_the_bytes_of_the_whole_table(tmp_path):
     whole = tmp_path / "whole.parquet"
     write_catalog(_large_catalog(150_000), whole)
     table = pq.read_table(whole)
+    # The reference: pyarrow writing the whole table at once, with the catalog's options.
+    options = {"compression": "zstd", "write_statistics": True, "write_page_index": True}
+    pq.write_table(table, whole, row_group_size=ROW_GROUP_SIZE, **options)
     # Batches as DuckDB hands them over: many small chunks per row group.
     batches = [table.slice(i, 2048) for i in range(0, table.num_rows, 2048)]
     streamed = tmp_path / "streamed.parquet"
     assert write_catalog_batches(batches, streamed) == table.num_rows
     assert streamed.read_bytes() == whole.read_bytes()
     empty = tmp_path / "empty.parquet"
-    write_catalog(CATALOG.empty_table(), whole)
+    pq.write_table(CATALOG.empty_table(), whole, row_group_size=ROW_GROUP_SIZE, **options)
     write_catalog_batches([], empty)
     assert empty.read_bytes() == whole.read_bytes()
 

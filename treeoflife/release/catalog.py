@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from treeoflife.errors import InputError
-from treeoflife.io import atomic_path, write_parquet_atomic, writing
+from treeoflife.io import atomic_path, writing
 from treeoflife.schemas import CATALOG, FINAL_STATUSES, RANKS
 from treeoflife.vocabulary import Status
 
@@ -95,16 +95,7 @@ def _validate_rows(table: pa.Table) -> None:
 
 def write_catalog(table: pa.Table, path: Path, row_group_size: int = ROW_GROUP_SIZE) -> None:
     """Write the release catalog Parquet atomically (see conform_catalog for the checks)."""
-    table = conform_catalog(table)
-    write_parquet_atomic(
-        table,
-        path,
-        compression="zstd",
-        row_group_size=row_group_size,
-        write_statistics=True,
-        write_page_index=True,
-    )
-    log.info("wrote catalog %s: %d rows", path, table.num_rows)
+    write_catalog_batches([conform_catalog(table)], path, row_group_size)
 
 
 def write_catalog_batches(
