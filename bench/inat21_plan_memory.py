@@ -13,6 +13,9 @@ interleaved) and, for each tree given, in fresh processes with that tree on PYTH
 - RSS: peak RSS (VmHWM) minus the RSS before the two calls, untraced, and their wall time.
 
     .venv/bin/python bench/inat21_plan_memory.py [--images 300000 ...] [--trees A B] [--rss-only]
+
+The results file names each tree by its path: bench/results/inat21_plan_memory.md compares
+main at 190cd04 (the list/dict plan) with the streamed, column-wise plan.
 """
 
 from __future__ import annotations
@@ -84,7 +87,13 @@ def measure(tree: Path, path: Path, n: int, mode: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, nargs="+", default=[300_000])
-    ap.add_argument("--trees", nargs="+", default=["/work/main", str(ROOT)])
+    ap.add_argument(
+        "--trees",
+        nargs="+",
+        default=[str(ROOT)],
+        help="checkouts to measure (this one by default); e.g. a worktree of an older commit "
+        "(`git worktree add /tmp/before 190cd04`) and this one, to compare",
+    )
     ap.add_argument("--rss-only", action="store_true", help="skip the (slow) traced runs")
     ap.add_argument("--results", default=str(ROOT / "bench" / "results" / "inat21_plan_memory.md"))
     args = ap.parse_args()
